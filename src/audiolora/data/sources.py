@@ -1,0 +1,83 @@
+"""Where a recipe's `data.train` / `data.eval` come from: a JSONL manifest, a saved HF dataset,
+or `builtin:speech`, the TTS dataset audiolora synthesizes offline once and caches.
+
+Saved HF datasets (`datasets.save_to_disk`) are exported to a JSONL manifest next to them so the
+same validation and loading path serves both; audio columns are read with `decode=False`
+because the datasets audio decoder needs torchcodec, which does not import on CPU-only torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+BUILTIN_SPEECH = "builtin:speech"
+
+
+def cache_dir() -> Path:
+    """`$AUDIOLORA_CACHE`, else `~/.cache/audiolora`: imported models and builtin datasets."""
+    return Path(os.environ.get("AUDIOLORA_CACHE", Path.home() / ".cache" / "audiolora"))
+
+
+def builtin_speech_dir() -> Path:
+    """Synthesize the builtin TTS speech dataset on first use; later calls reuse it."""
+    out = cache_dir() / "data" / "speech-v1"
+    if not (out / "dataset.json").exists():
+        from audiolora.data.synth.speech import synth_speech_dataset
+
+        synth_speech_dataset(out)
+    return out
+
+
+def export_hf_dataset(folder: Path, split: str | None = None) -> Path:
+    """Write a saved HF dataset (audio + text columns) as a JSONL manifest beside it."""
+    from datasets import Audio, DatasetDict, load_from_disk
+
+    ds = load_from_disk(str(folder))
+    if isinstance(ds, DatasetDict):
+        names = list(ds)
+        name = split if split in ds else names[0]
+        ds = ds[name]
+    if "audio" in ds.column_names and isinstance(ds.features["audio"], Audio):
+        ds = ds.cast_column("audio", Audio(decode=False))
+    manifest = folder / f"audiolora-{split or 'data'}.jsonl"
+    audio_dir = folder / "audiolora-audio"
+    audio_dir.mkdir(exist_ok=True)
+    with open(manifest, "w", encoding="utf-8") as f:
+        for i, row in enumerate(ds):
+            audio = row.get("audio")
+            if isinstance(audio, dict):
+                if audio.get("bytes"):
+                    path = audio_dir / f"{split or 'data'}-{i:06d}{Path(audio.get('path') or 'a.wav').suffix}"
+                    path.write_bytes(audio["bytes"])
+                    audio = str(path.relative_to(folder))
+                else:
+                    audio = audio.get("path")
+            record = {k: v for k, v in row.items() if k != "audio"}
+            record["audio"] = audio
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return manifest
+
+
+def resolve_manifests(train: str | None, eval_: str | None) -> dict[str, Path]:
+    """Map the recipe's data entries to manifest paths, by split name."""
+    out: dict[str, Path] = {}
+    if train == BUILTIN_SPEECH:
+        root = builtin_speech_dir()
+        out["train"] = root / "train.jsonl"
+        if eval_ is None or eval_ == BUILTIN_SPEECH:
+            out["eval"] = root / "eval.jsonl"
+    for split, entry in (("train", train), ("eval", eval_)):
+        if entry is None or split in out:
+            continue
+        if entry == BUILTIN_SPEECH:
+            out[split] = builtin_speech_dir() / f"{split}.jsonl"
+            continue
+        path = Path(entry).expanduser()
+        is_saved_dataset = (path / "dataset_dict.json").exists() or (path / "state.json").exists()
+        if path.is_dir() and is_saved_dataset:
+            out[split] = export_hf_dataset(path, split)
+        else:
+            out[split] = path
+    return out

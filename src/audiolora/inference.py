@@ -1,0 +1,93 @@
+"""Reopen a finished run for evaluation and transcription: base model + RUN/adapter via PEFT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from peft import PeftModel
+
+from audiolora.config import ConfigError, RunConfig, load_config
+from audiolora.data.audio import load_audio
+from audiolora.data.manifest import check_manifests
+from audiolora.models.loading import disable_cpu_repacking, load_model
+from audiolora.tasks.stt import SpeechTextDataset, evaluate_stt, transcribe_batches
+
+
+def load_run(run_dir: Path, use_adapter: bool = True) -> tuple[Any, Any, RunConfig]:
+    """(model, processor, config) of a run; `use_adapter=False` gives the bare base model."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
+    config = load_config(run_dir / "config.yaml")
+    model, processor, _, _ = load_model(config.model)
+    if use_adapter:
+        adapter = run_dir / "adapter"
+        if not (adapter / "adapter_config.json").exists():
+            raise ConfigError(f"{run_dir}: no finished adapter in {adapter} (did training complete?)")
+        model = PeftModel.from_pretrained(model, str(adapter))
+        disable_cpu_repacking(model)
+    model.eval()
+    return model, processor, config
+
+
+def evaluate_run(
+    run_dir: Path, manifest: Path, *, use_adapter: bool = True, on_bad_input: str = "stop"
+) -> dict[str, Any]:
+    model, processor, config = load_run(run_dir, use_adapter)
+    reports = check_manifests(
+        {"eval": Path(manifest)},
+        on_bad_input=on_bad_input,  # type: ignore[arg-type]
+        rejected_path=None,
+        sampling_rate=config.data.sampling_rate,
+        max_duration_s=config.data.max_duration_s,
+    )
+    dataset = SpeechTextDataset(
+        reports["eval"].rows, processor, config.data.sampling_rate, config.data.max_label_tokens
+    )
+    metrics = evaluate_stt(
+        model,
+        processor,
+        dataset,
+        batch_size=config.training.eval_batch_size,
+        num_beams=config.training.num_beams,
+        max_new_tokens=config.training.max_new_tokens,
+        desc="adapted" if use_adapter else "base",
+    )
+    metrics["rejected"] = len(reports["eval"].problems)
+    metrics["model"] = "adapted" if use_adapter else "base"
+    return metrics
+
+
+def split_segments(audio: Any, sampling_rate: int, max_seconds: float) -> list[Any]:
+    """Consecutive pieces of at most `max_seconds`: the encoder's window, never a silent cut."""
+    step = int(max_seconds * sampling_rate)
+    return [audio[i : i + step] for i in range(0, max(len(audio), 1), step)]
+
+
+def transcribe_files(
+    run_dir: Path, audio_paths: list[Path], *, use_adapter: bool = True, batch_size: int = 8
+) -> list[str]:
+    """One transcript per file; files longer than 30 s are decoded piece by piece and joined."""
+    model, processor, config = load_run(run_dir, use_adapter)
+    sr = config.data.sampling_rate
+    pieces: list[tuple[int, Any]] = []
+    for index, path in enumerate(audio_paths):
+        for segment in split_segments(load_audio(path, sr), sr, 30.0):
+            pieces.append((index, segment))
+    texts: list[list[str]] = [[] for _ in audio_paths]
+    for start in range(0, len(pieces), batch_size):
+        chunk = pieces[start : start + batch_size]
+        feats = processor.feature_extractor(
+            [segment for _, segment in chunk], sampling_rate=sr, return_tensors="pt"
+        )["input_features"]
+        out, _, _ = transcribe_batches(
+            model,
+            processor,
+            [{"input_features": feats}],
+            num_beams=config.training.num_beams,
+            max_new_tokens=config.training.max_new_tokens,
+        )
+        for (index, _), text in zip(chunk, out):
+            texts[index].append(text)
+    return [" ".join(t for t in parts if t) for parts in texts]

@@ -1,0 +1,110 @@
+"""Load a base model and its processor from a hub id, a local folder or a builtin name.
+
+Offline and safe by default: safetensors only, no remote code unless the recipe asks, and a
+hub id is only tried when `HF_HUB_OFFLINE` is unset. 4-bit NF4 (QLoRA) goes through
+bitsandbytes on CPU and CUDA alike; the CPU traps listed in OFFLINE-FACTS.md are handled here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import AutoConfig, PreTrainedModel, ProcessorMixin
+
+from audiolora.config import ModelConfig
+from audiolora.models.families import Family, family_for
+
+log = logging.getLogger(__name__)
+
+BUILTIN_PREFIX = "builtin:"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    """The model named in the recipe cannot be found or loaded; the message says how to fix it."""
+
+
+def resolve_model_path(name: str) -> str:
+    """Turn `builtin:NAME`, a local folder or a hub id into what `from_pretrained` takes."""
+    if name.startswith(BUILTIN_PREFIX):
+        from audiolora.models.ct2_import import builtin_model_path
+
+        return str(builtin_model_path(name.removeprefix(BUILTIN_PREFIX)))
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"{path}: not a model folder (no config.json)")
+        return str(path)
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1
+    if looks_local:
+        raise ModelLoadError(f"model folder '{name}' does not exist")
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelLoadError(
+            f"'{name}' is neither a local folder nor a builtin model, and HF_HUB_OFFLINE=1 "
+            "forbids downloading it. Use a local folder or builtin:whisper-tiny.en."
+        )
+    return name
+
+
+def load_processor(path: str, family: Family) -> ProcessorMixin:
+    processor_cls = getattr(transformers, family.processor_class)
+    return processor_cls.from_pretrained(path)
+
+
+def _bnb_config(cfg: ModelConfig, family: Family) -> Any:
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=cfg.double_quant,
+        bnb_4bit_compute_dtype=DTYPES[cfg.compute_dtype],
+        llm_int8_skip_modules=list(family.quant_skip_modules),
+    )
+
+
+def disable_cpu_repacking(model: torch.nn.Module) -> int:
+    """Stop bitsandbytes from repacking 4-bit weights for AVX512-BF16 inference on CPU.
+
+    An eval forward would otherwise repack the weights in place and a later training step fails
+    with "a view of a leaf Variable that requires grad is being used in an in-place operation".
+    """
+    count = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            count += 1
+    return count
+
+
+def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, ProcessorMixin, Family, str]:
+    """Load the frozen base model (optionally NF4), its processor and its family."""
+    path = resolve_model_path(cfg.name)
+    try:
+        hf_config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    except OSError as e:
+        raise ModelLoadError(f"cannot read the config of '{cfg.name}': {e}") from e
+    family = family_for(hf_config, cfg.family)
+    model_cls = getattr(transformers, family.model_class)
+    kwargs: dict[str, Any] = {
+        "dtype": DTYPES[cfg.dtype],
+        "use_safetensors": True,
+        "trust_remote_code": cfg.trust_remote_code,
+    }
+    if cfg.quantization == "nf4":
+        kwargs["quantization_config"] = _bnb_config(cfg, family)
+        kwargs["device_map"] = "cuda:0" if torch.cuda.is_available() else "cpu"
+    model = model_cls.from_pretrained(path, **kwargs)
+    if cfg.quantization == "nf4" and not torch.cuda.is_available():
+        n = disable_cpu_repacking(model)
+        log.info("4-bit on CPU: disabled AVX512-BF16 repacking on %d layers", n)
+    processor = load_processor(path, family)
+    if cfg.language and hasattr(model, "generation_config"):
+        model.generation_config.language = cfg.language
+        model.generation_config.task = "transcribe"
+    return model, processor, family, path

