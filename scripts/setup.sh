@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything audiolora needs on a fresh Debian/Ubuntu machine with Python 3.10+:
+# TTS engines (apt), a virtual environment in .venv, CPU torch pinned FIRST (an unpinned torch
+# pulls a multi-GB CUDA build), then audiolora with its test tools. Safe to run again: it skips
+# what is already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+
+need_apt=()
+for tool in espeak-ng flite sox; do
+  command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "[setup] installing TTS/audio tools: ${need_apt[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" libsndfile1 >/dev/null
+fi
+
+stamp=".venv/.audiolora-setup-$(sha1sum pyproject.toml | cut -c1-12)"
+if [ -f "$stamp" ]; then
+  echo "[setup] .venv is up to date"
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+echo "[setup] installing $TORCH_SPEC (CPU build where the machine provides one)"
+.venv/bin/python -m pip install -q "$TORCH_SPEC"
+echo "[setup] installing audiolora and its dependencies"
+.venv/bin/python -m pip install -q -e ".[models,dev]"
+rm -f .venv/.audiolora-setup-*
+touch "$stamp"
+echo "[setup] done"

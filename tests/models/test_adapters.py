@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiolora.config import AdapterConfig, ModelConfig
+from audiolora.models.adapters import attach_adapters, count_parameters, target_regex
+from audiolora.models.families import WHISPER
+from audiolora.models.loading import ModelLoadError, load_model, resolve_model_path
+
+
+def lora_module_names(model: torch.nn.Module) -> list[str]:
+    return [name for name, module in model.named_modules() if hasattr(module, "lora_A")]
+
+
+@pytest.fixture()
+def base(tiny_random_whisper_dir: Path):
+    model, _, family, _ = load_model(ModelConfig(name=str(tiny_random_whisper_dir)))
+    return model, family
+
+
+def test_default_targets_cover_encoder_and_decoder(base) -> None:
+    model, family = base
+    names = lora_module_names(attach_adapters(model, AdapterConfig(), family, 10))
+    assert any(".encoder.layers." in n for n in names)
+    assert any(".decoder.layers.1.encoder_attn.q_proj" in n for n in names)
+    assert any(n.endswith("fc2") for n in names)
+
+
+def test_frozen_audio_encoder_gets_no_adapters(base) -> None:
+    model, family = base
+    cfg = AdapterConfig(train_audio_encoder=False)
+    names = lora_module_names(attach_adapters(model, cfg, family, 10))
+    assert names and not any(".encoder." in n for n in names)
+
+
+def test_selected_layers_only(base) -> None:
+    model, family = base
+    cfg = AdapterConfig(layers=[1], target_modules=["q_proj", "v_proj"])
+    names = lora_module_names(attach_adapters(model, cfg, family, 10))
+    assert names
+    assert all(".layers.1." in n for n in names)
+    assert all(n.endswith(("q_proj", "v_proj")) for n in names)
+
+
+def test_rank_pattern_changes_one_module(base) -> None:
+    model, family = base
+    cfg = AdapterConfig(r=4, rank_pattern={r"model\.decoder\.layers\.0\.self_attn\.q_proj": 2})
+    peft_model = attach_adapters(model, cfg, family, 10)
+    modules = dict(peft_model.named_modules())
+    q0 = next(m for n, m in modules.items() if n.endswith("decoder.layers.0.self_attn.q_proj"))
+    q1 = next(m for n, m in modules.items() if n.endswith("decoder.layers.1.self_attn.q_proj"))
+    assert q0.r["default"] == 2 and q1.r["default"] == 4
+
+
+def test_only_adapters_train(base) -> None:
+    model, family = base
+    peft_model = attach_adapters(model, AdapterConfig(r=2), family, 10)
+    trainable, total = count_parameters(peft_model)
+    assert 0 < trainable < total * 0.1
+    assert all("lora_" in n for n, p in peft_model.named_parameters() if p.requires_grad)
+
+
+def test_unmatched_targets_explain_themselves(base) -> None:
+    model, family = base
+    with pytest.raises(ValueError, match="matched no module"):
+        attach_adapters(model, AdapterConfig(target_modules=["no_such_proj"], layers=[0]), family, 10)
+
+
+def test_regex_is_plain_list_when_unrestricted() -> None:
+    assert target_regex(AdapterConfig(target_modules=["q_proj"]), WHISPER) == ["q_proj"]
+
+
+def test_missing_local_folder_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        resolve_model_path(str(tmp_path / "nope" / "model"))
+
+
+def test_hub_id_is_refused_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE"):
+        resolve_model_path("openai/whisper-small")

@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+
+from audiolora.cli import builtin_recipes
+from audiolora.config import ConfigError, RunConfig, load_config
+
+
+def test_defaults_are_a_valid_run() -> None:
+    config = RunConfig()
+    assert config.model.quantization == "none"
+    assert config.data.train == "builtin:speech"
+
+
+@pytest.mark.parametrize("name", sorted(builtin_recipes()))
+def test_every_builtin_recipe_validates(name: str) -> None:
+    config = load_config(builtin_recipes()[name])
+    assert config.task == "stt"
+
+
+def test_overrides_are_parsed_as_yaml(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("training:\n  epochs: 3\n")
+    config = load_config(
+        recipe, ["training.epochs=1.5", "adapter.layers=[0, 2]", "model.quantization=nf4"]
+    )
+    assert config.training.epochs == 1.5
+    assert config.adapter.layers == [0, 2]
+    assert config.model.quantization == "nf4"
+
+
+def test_misspelt_key_names_its_path_and_a_suggestion(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("training:\n  learning_rte: 0.1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(recipe)
+    message = str(err.value)
+    assert "training.learning_rte" in message
+    assert "Did you mean 'learning_rate'" in message
+    assert str(recipe) in message
+
+
+def test_wrong_value_names_the_allowed_values() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["model.quantization=int3"])
+    message = str(err.value)
+    assert "model.quantization" in message and "'nf4'" in message and "int3" in message
+
+
+def test_every_error_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["adapter.r=0", "training.batch_size=-1"])
+    assert "adapter.r" in str(err.value) and "training.batch_size" in str(err.value)
+
+
+def test_override_without_equals_sign_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="key.path=value"):
+        load_config(None, ["training.epochs"])
+
+
+def test_inconsistent_combination_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="fp16"):
+        load_config(None, ["model.quantization=nf4", "training.precision=fp16"])
+
+
+def test_save_total_limit_keeps_a_complete_checkpoint() -> None:
+    with pytest.raises(ConfigError, match="save_total_limit"):
+        load_config(None, ["training.save_total_limit=1"])

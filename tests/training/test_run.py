@@ -1,0 +1,225 @@
+"""End-to-end runs on the tiny random Whisper: the run folder contract, bad input, NaN loss,
+QLoRA on CPU and kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import WhisperForConditionalGeneration
+
+from audiolora.config import load_config
+from audiolora.data.manifest import BadInputError
+from audiolora.training.checkpoints import MARKER, latest_complete_checkpoint
+from audiolora.training.run import RunError, run_training
+from audiolora.training.trainer import AudioTrainer, NonFiniteLossError
+
+
+def tiny_overrides(model_dir: Path, data_dir: Path, out: Path, **extra: object) -> list[str]:
+    settings = {
+        "output_dir": str(out),
+        "model.name": str(model_dir),
+        "data.train": str(data_dir / "train.jsonl"),
+        "data.eval": str(data_dir / "eval.jsonl"),
+        "training.max_steps": 4,
+        "training.batch_size": 4,
+        "training.eval_steps": 2,
+        "training.save_steps": 2,
+        "training.logging_steps": 1,
+        "training.max_new_tokens": 8,
+        "training.learning_rate": 0.01,
+    }
+    settings.update(extra)
+    return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in settings.items()]
+
+
+def test_run_folder_contract(tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = load_config(None, tiny_overrides(tiny_random_whisper_dir, speech_dataset, out))
+    metrics = run_training(config)
+
+    assert (out / "config.yaml").exists()
+    assert load_config(out / "config.yaml") == config
+    saved = json.loads((out / "metrics.json").read_text())
+    for block in ("base", "final"):
+        assert set(saved[block]) >= {"wer", "cer", "bleu", "perplexity"}
+    assert set(saved["efficiency"]) >= {
+        "samples_per_second", "step_latency_s", "peak_memory_mb",
+        "trainable_params", "total_params", "adapter_mb",
+    }
+    assert saved["efficiency"]["optimizer_steps"] == 4
+    assert any("eval_wer" in h for h in saved["history"])
+    assert metrics["final"] == saved["final"]
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "adapted" in html
+    assert latest_complete_checkpoint(out / "checkpoints") is not None
+
+    # The adapter is plain PEFT: reloadable without audiolora.
+    base = WhisperForConditionalGeneration.from_pretrained(tiny_random_whisper_dir)
+    reloaded = PeftModel.from_pretrained(base, str(out / "adapter"))
+    trained = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    assert trained and all(torch.isfinite(t).all() for t in trained.values())
+    assert any("lora_B" in k and t.abs().sum() > 0 for k, t in trained.items())
+    assert sum(1 for n, _ in reloaded.named_modules() if n.endswith("lora_A")) > 0
+
+
+def test_second_run_into_same_folder_needs_resume(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    (out / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    config = load_config(None, tiny_overrides(tiny_random_whisper_dir, speech_dataset, out))
+    with pytest.raises(RunError, match="--resume"):
+        run_training(config)
+
+
+def bad_manifest(speech_dataset: Path, tmp_path: Path) -> Path:
+    good = (speech_dataset / "train.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in good]
+    for row in rows:
+        row["audio"] = str(speech_dataset / row["audio"])
+    lines = [json.dumps(r) for r in rows]
+    lines.insert(1, json.dumps({"audio": str(tmp_path / "missing.wav"), "text": "gone"}))
+    lines.insert(3, "{not json")
+    lines.append(json.dumps({"audio": rows[0]["audio"], "text": "   "}))
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_bad_input_stops_before_training_and_lists_every_row(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    manifest = bad_manifest(speech_dataset, tmp_path)
+    out = tmp_path / "run"
+    overrides = tiny_overrides(tiny_random_whisper_dir, speech_dataset, out)
+    config = load_config(None, [*overrides, f"data.train={manifest}"])
+    with pytest.raises(BadInputError) as err:
+        run_training(config)
+    message = str(err.value)
+    assert "train.jsonl:2: field 'audio'" in message
+    assert "train.jsonl:4" in message
+    assert f"train.jsonl:{len(manifest.read_text().splitlines())}: field 'text'" in message
+    assert not (out / "checkpoints").exists()
+
+
+def test_bad_input_skip_trains_on_the_rest(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    manifest = bad_manifest(speech_dataset, tmp_path)
+    out = tmp_path / "run"
+    overrides = tiny_overrides(
+        tiny_random_whisper_dir, speech_dataset, out, **{"training.max_steps": 1}
+    )
+    config = load_config(None, [*overrides, f"data.train={manifest}", "data.on_bad_input=skip"])
+    metrics = run_training(config)
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    assert sorted(r["line"] for r in rejected) == [2, 4, len(manifest.read_text().splitlines())]
+    assert metrics["data"]["train"] == {"rows": 12, "rejected": 3}
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = AudioTrainer.compute_loss
+
+    def poisoned(self: AudioTrainer, *args: object, **kwargs: object) -> torch.Tensor:
+        loss = original(self, *args, **kwargs)
+        return loss * float("nan") if self.state.global_step >= 2 else loss
+
+    monkeypatch.setattr(AudioTrainer, "compute_loss", poisoned)
+    out = tmp_path / "run"
+    overrides = tiny_overrides(tiny_random_whisper_dir, speech_dataset, out, **{"training.save_steps": 1})
+    with pytest.raises(NonFiniteLossError, match="step 3"):
+        run_training(load_config(None, overrides))
+    assert latest_complete_checkpoint(out / "checkpoints").name == "checkpoint-2"
+    assert not (out / "adapter").exists()
+
+
+def test_qlora_nf4_trains_on_cpu(tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path) -> None:
+    pytest.importorskip("bitsandbytes")
+    out = tmp_path / "run"
+    overrides = tiny_overrides(
+        tiny_random_whisper_dir, speech_dataset, out,
+        **{"model.quantization": "nf4", "training.max_steps": 3, "training.eval_steps": 1},
+    )
+    metrics = run_training(load_config(None, overrides))
+    assert metrics["efficiency"]["quantization"] == "nf4"
+    assert metrics["efficiency"]["optimizer_steps"] == 3
+    losses = [h["loss"] for h in metrics["history"] if "loss" in h]
+    assert len(losses) == 3 and all(l == l for l in losses)  # noqa: E741 - finite, not NaN
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA"
+
+
+def test_adalora_runs_and_reallocates(tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    overrides = tiny_overrides(
+        tiny_random_whisper_dir, speech_dataset, out,
+        **{"adapter.method": "adalora", "adapter.adalora.init_r": 4, "adapter.adalora.target_r": 2,
+           "adapter.adalora.tinit": 1, "adapter.adalora.tfinal": 1, "training.max_steps": 4},
+    )
+    run_training(load_config(None, overrides))
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert config["peft_type"] == "ADALORA"
+    assert config["rank_pattern"], "AdaLoRA should record the ranks it allocated"
+
+
+def train_command(overrides: list[str]) -> list[str]:
+    args = [sys.executable, "-m", "audiolora.cli", "train"]
+    for o in overrides:
+        args += ["--set", o]
+    return args
+
+
+def adapter_tensors(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "adapter" / "adapter_model.safetensors"))
+
+
+def test_killed_run_resumes_to_the_same_adapter(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    extra = {"training.max_steps": 8, "training.save_steps": 1, "training.eval_steps": 100,
+             "training.batch_size": 3, "adapter.dropout": 0.1}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    straight = tmp_path / "straight"
+    subprocess.run(
+        train_command(tiny_overrides(tiny_random_whisper_dir, speech_dataset, straight, **extra)),
+        check=True, env=env, capture_output=True,
+    )
+
+    killed = tmp_path / "killed"
+    command = train_command(tiny_overrides(tiny_random_whisper_dir, speech_dataset, killed, **extra))
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (killed / "checkpoints" / "checkpoint-4" / MARKER).exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (killed / "checkpoints" / "checkpoint-4" / MARKER).exists()
+    assert not (killed / "adapter").exists()
+    # A half-written newer checkpoint must be ignored and cleaned up.
+    fake = killed / "checkpoints" / "checkpoint-99"
+    shutil.copytree(killed / "checkpoints" / "checkpoint-4", fake)
+    (fake / MARKER).unlink()
+
+    subprocess.run(command + ["--resume"], check=True, env=env, capture_output=True)
+    assert not fake.exists()
+    resumed_metrics = json.loads((killed / "metrics.json").read_text())
+    assert resumed_metrics["resumed_from"] is not None
+    a, b = adapter_tensors(straight), adapter_tensors(killed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
