@@ -33,7 +33,11 @@ DEFAULT_RECIPE = "whisper-tiny-en-lora"
 
 def builtin_recipes() -> dict[str, Path]:
     folder = resources.files("audiolora") / "recipes"
-    return {p.name.removesuffix(".yaml"): Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml")}
+    return {
+        p.name.removesuffix(".yaml"): Path(str(p))
+        for p in folder.iterdir()
+        if p.name.endswith(".yaml")
+    }
 
 
 def resolve_recipe(recipe: str | None) -> Path:
@@ -56,7 +60,10 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.utils import logging as hf_logging
 
@@ -71,17 +78,35 @@ def metrics_table(title: str, columns: dict[str, dict[str, Any] | None]) -> Tabl
     for name in columns:
         table.add_column(name, justify="right")
     for key, (label, _, better) in METRIC_LABELS.items():
-        table.add_row(f"{label} ({better} is better)", *[_fmt(key, (m or {}).get(key)) for m in columns.values()])
+        table.add_row(
+            f"{label} ({better} is better)",
+            *[_fmt(key, (m or {}).get(key)) for m in columns.values()],
+        )
     return table
 
 
 @app.command()
 def train(
-    recipe: Annotated[str | None, typer.Argument(help="Recipe YAML file or builtin recipe name (default: whisper-tiny-en-lora).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe key: --set training.epochs=2")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the newest complete checkpoint in output_dir.")] = False,
-    on_bad_input: Annotated[str | None, typer.Option(help="stop (default): list bad rows and exit; skip: train on the rest.")] = None,
-    output_dir: Annotated[str | None, typer.Option(help="Run folder (overrides output_dir in the recipe).")] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Argument(
+            help="Recipe YAML file or builtin recipe name (default: whisper-tiny-en-lora)."
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="Override a recipe key: --set training.epochs=2"),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the newest complete checkpoint in output_dir.")
+    ] = False,
+    on_bad_input: Annotated[
+        str | None,
+        typer.Option(help="stop (default): list bad rows and exit; skip: train on the rest."),
+    ] = None,
+    output_dir: Annotated[
+        str | None, typer.Option(help="Run folder (overrides output_dir in the recipe).")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Fine-tune a base model with LoRA/QLoRA as the recipe says; writes RUN/ (see README)."""
@@ -105,7 +130,9 @@ def train(
         fail(str(e))
         return
     eff = metrics["efficiency"]
-    console.print(metrics_table("Held-out split", {"base": metrics["base"], "adapted": metrics["final"]}))
+    console.print(
+        metrics_table("Held-out split", {"base": metrics["base"], "adapted": metrics["final"]})
+    )
     summary = Table(title="Efficiency")
     summary.add_column("figure")
     summary.add_column("value", justify="right")
@@ -121,7 +148,9 @@ def train(
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
     data: Annotated[Path, typer.Option("--data", help="JSONL manifest to evaluate on.")],
-    base: Annotated[bool, typer.Option("--base", help="Evaluate the bare base model instead.")] = False,
+    base: Annotated[
+        bool, typer.Option("--base", help="Evaluate the bare base model instead.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     on_bad_input: Annotated[str, typer.Option(help="stop | skip")] = "stop",
 ) -> None:
@@ -140,7 +169,9 @@ def eval_(
     out = run_dir / f"eval-{data.stem}-{'base' if base else 'adapted'}.json"
     atomic_write_json(out, metrics)
     if as_json:
-        sys.stdout.write(json.dumps({k: v for k, v in metrics.items() if k != "examples"}, indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps({k: v for k, v in metrics.items() if k != "examples"}, indent=2) + "\n"
+        )
     else:
         console.print(metrics_table(f"{data} ({metrics['n']} clips)", {metrics["model"]: metrics}))
         console.print(f"written: {out}")
@@ -163,7 +194,7 @@ def predict(
     except (ConfigError, AudioError) as e:
         fail(str(e))
         return
-    for path, text in zip(audio, texts):
+    for path, text in zip(audio, texts, strict=True):
         sys.stdout.write(f"{path}\t{text}\n")
 
 
@@ -171,7 +202,9 @@ def predict(
 def synth_speech(
     out_dir: Annotated[Path, typer.Argument(help="Folder for WAVs and train/eval manifests.")],
     n_train: Annotated[int, typer.Option(help="Training utterances.")] = 240,
-    n_eval: Annotated[int, typer.Option(help="Held-out utterances (unseen sentences and voices).")] = 48,
+    n_eval: Annotated[
+        int, typer.Option(help="Held-out utterances (unseen sentences and voices).")
+    ] = 48,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Speech-to-text dataset from Debian TTS engines (espeak-ng, flite), 16 kHz WAV + JSONL."""
@@ -203,11 +236,14 @@ def data_check(
 
 @models_app.command("import-ct2")
 def import_ct2(
-    src: Annotated[Path, typer.Argument(help="CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json).")],
+    src: Annotated[
+        Path,
+        typer.Argument(help="CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json)."),
+    ],
     dst: Annotated[Path, typer.Argument(help="Output transformers folder.")],
     overwrite: Annotated[bool, typer.Option(help="Re-import even if DST is complete.")] = False,
 ) -> None:
-    """Convert a CTranslate2 Whisper model into a transformers WhisperForConditionalGeneration folder."""
+    """Convert a CTranslate2 Whisper model into a transformers Whisper folder."""
     from audiolora.models.ct2_import import import_ct2_whisper
 
     out = import_ct2_whisper(src, dst, overwrite=overwrite)

@@ -134,10 +134,15 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> RunConfig:
-        if self.adapter.method == "adalora" and self.adapter.adalora.target_r > self.adapter.adalora.init_r:
+        if (
+            self.adapter.method == "adalora"
+            and self.adapter.adalora.target_r > self.adapter.adalora.init_r
+        ):
             raise ValueError("adapter.adalora.target_r must be <= adapter.adalora.init_r")
         if self.training.precision == "fp16" and self.model.quantization == "nf4":
-            raise ValueError("training.precision=fp16 with model.quantization=nf4: use bf16 or fp32")
+            raise ValueError(
+                "training.precision=fp16 with model.quantization=nf4: use bf16 or fp32"
+            )
         return self
 
 
@@ -148,7 +153,9 @@ class ConfigError(ValueError):
 def _known_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
     for part in path[:-1]:
         field = model.model_fields.get(str(part))
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        if field is None or not (
+            isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        ):
             return []
         model = field.annotation
     return list(model.model_fields)
@@ -199,7 +206,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(loaded).__name__}")
+            raise ConfigError(
+                f"{path}: a recipe must be a mapping of sections, got {type(loaded).__name__}"
+            )
         tree = loaded or {}
     for assignment in overrides or []:
         apply_override(tree, assignment)
@@ -212,4 +221,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def save_config(config: RunConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+    )

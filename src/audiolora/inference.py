@@ -24,7 +24,9 @@ def load_run(run_dir: Path, use_adapter: bool = True) -> tuple[Any, Any, RunConf
     if use_adapter:
         adapter = run_dir / "adapter"
         if not (adapter / "adapter_config.json").exists():
-            raise ConfigError(f"{run_dir}: no finished adapter in {adapter} (did training complete?)")
+            raise ConfigError(
+                f"{run_dir}: no finished adapter in {adapter} (did training complete?)"
+            )
         model = PeftModel.from_pretrained(model, str(adapter))
         disable_cpu_repacking(model)
     model.eval()
@@ -88,6 +90,6 @@ def transcribe_files(
             num_beams=config.training.num_beams,
             max_new_tokens=config.training.max_new_tokens,
         )
-        for (index, _), text in zip(chunk, out):
+        for (index, _), text in zip(chunk, out, strict=True):
             texts[index].append(text)
     return [" ".join(t for t in parts if t) for parts in texts]

@@ -64,7 +64,9 @@ def test_only_adapters_train(base) -> None:
 def test_unmatched_targets_explain_themselves(base) -> None:
     model, family = base
     with pytest.raises(ValueError, match="matched no module"):
-        attach_adapters(model, AdapterConfig(target_modules=["no_such_proj"], layers=[0]), family, 10)
+        attach_adapters(
+            model, AdapterConfig(target_modules=["no_such_proj"], layers=[0]), family, 10
+        )
 
 
 def test_regex_is_plain_list_when_unrestricted() -> None:

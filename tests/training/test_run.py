@@ -43,7 +43,9 @@ def tiny_overrides(model_dir: Path, data_dir: Path, out: Path, **extra: object) 
     return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in settings.items()]
 
 
-def test_run_folder_contract(tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path) -> None:
+def test_run_folder_contract(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     config = load_config(None, tiny_overrides(tiny_random_whisper_dir, speech_dataset, out))
     metrics = run_training(config)
@@ -54,8 +56,12 @@ def test_run_folder_contract(tiny_random_whisper_dir: Path, speech_dataset: Path
     for block in ("base", "final"):
         assert set(saved[block]) >= {"wer", "cer", "bleu", "perplexity"}
     assert set(saved["efficiency"]) >= {
-        "samples_per_second", "step_latency_s", "peak_memory_mb",
-        "trainable_params", "total_params", "adapter_mb",
+        "samples_per_second",
+        "step_latency_s",
+        "peak_memory_mb",
+        "trainable_params",
+        "total_params",
+        "adapter_mb",
     }
     assert saved["efficiency"]["optimizer_steps"] == 4
     assert any("eval_wer" in h for h in saved["history"])
@@ -130,7 +136,10 @@ def test_bad_input_skip_trains_on_the_rest(
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(
-    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_random_whisper_dir: Path,
+    speech_dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     original = AudioTrainer.compute_loss
 
@@ -140,18 +149,24 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(
 
     monkeypatch.setattr(AudioTrainer, "compute_loss", poisoned)
     out = tmp_path / "run"
-    overrides = tiny_overrides(tiny_random_whisper_dir, speech_dataset, out, **{"training.save_steps": 1})
+    overrides = tiny_overrides(
+        tiny_random_whisper_dir, speech_dataset, out, **{"training.save_steps": 1}
+    )
     with pytest.raises(NonFiniteLossError, match="step 3"):
         run_training(load_config(None, overrides))
     assert latest_complete_checkpoint(out / "checkpoints").name == "checkpoint-2"
     assert not (out / "adapter").exists()
 
 
-def test_qlora_nf4_trains_on_cpu(tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path) -> None:
+def test_qlora_nf4_trains_on_cpu(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
     pytest.importorskip("bitsandbytes")
     out = tmp_path / "run"
     overrides = tiny_overrides(
-        tiny_random_whisper_dir, speech_dataset, out,
+        tiny_random_whisper_dir,
+        speech_dataset,
+        out,
         **{"model.quantization": "nf4", "training.max_steps": 3, "training.eval_steps": 1},
     )
     metrics = run_training(load_config(None, overrides))
@@ -163,12 +178,22 @@ def test_qlora_nf4_trains_on_cpu(tiny_random_whisper_dir: Path, speech_dataset: 
     assert config["peft_type"] == "LORA"
 
 
-def test_adalora_runs_and_reallocates(tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path) -> None:
+def test_adalora_runs_and_reallocates(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     overrides = tiny_overrides(
-        tiny_random_whisper_dir, speech_dataset, out,
-        **{"adapter.method": "adalora", "adapter.adalora.init_r": 4, "adapter.adalora.target_r": 2,
-           "adapter.adalora.tinit": 1, "adapter.adalora.tfinal": 1, "training.max_steps": 4},
+        tiny_random_whisper_dir,
+        speech_dataset,
+        out,
+        **{
+            "adapter.method": "adalora",
+            "adapter.adalora.init_r": 4,
+            "adapter.adalora.target_r": 2,
+            "adapter.adalora.tinit": 1,
+            "adapter.adalora.tfinal": 1,
+            "training.max_steps": 4,
+        },
     )
     run_training(load_config(None, overrides))
     config = json.loads((out / "adapter" / "adapter_config.json").read_text())
@@ -190,21 +215,32 @@ def adapter_tensors(run: Path) -> dict[str, torch.Tensor]:
 def test_killed_run_resumes_to_the_same_adapter(
     tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
 ) -> None:
-    extra = {"training.max_steps": 8, "training.save_steps": 1, "training.eval_steps": 100,
-             "training.batch_size": 3, "adapter.dropout": 0.1}
+    extra = {
+        "training.max_steps": 8,
+        "training.save_steps": 1,
+        "training.eval_steps": 100,
+        "training.batch_size": 3,
+        "adapter.dropout": 0.1,
+    }
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     straight = tmp_path / "straight"
     subprocess.run(
         train_command(tiny_overrides(tiny_random_whisper_dir, speech_dataset, straight, **extra)),
-        check=True, env=env, capture_output=True,
+        check=True,
+        env=env,
+        capture_output=True,
     )
 
     killed = tmp_path / "killed"
-    command = train_command(tiny_overrides(tiny_random_whisper_dir, speech_dataset, killed, **extra))
+    command = train_command(
+        tiny_overrides(tiny_random_whisper_dir, speech_dataset, killed, **extra)
+    )
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while time.time() < deadline and not (killed / "checkpoints" / "checkpoint-4" / MARKER).exists():
+    while (
+        time.time() < deadline and not (killed / "checkpoints" / "checkpoint-4" / MARKER).exists()
+    ):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

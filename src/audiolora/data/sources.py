@@ -49,7 +49,10 @@ def export_hf_dataset(folder: Path, split: str | None = None) -> Path:
             audio = row.get("audio")
             if isinstance(audio, dict):
                 if audio.get("bytes"):
-                    path = audio_dir / f"{split or 'data'}-{i:06d}{Path(audio.get('path') or 'a.wav').suffix}"
+                    path = (
+                        audio_dir
+                        / f"{split or 'data'}-{i:06d}{Path(audio.get('path') or 'a.wav').suffix}"
+                    )
                     path.write_bytes(audio["bytes"])
                     audio = str(path.relative_to(folder))
                 else:

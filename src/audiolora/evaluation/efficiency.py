@@ -72,25 +72,29 @@ class EfficiencyMeter(TrainerCallback):
         self.train_seconds = 0.0
         self._train_start = 0.0
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState,
-                       control: TrainerControl, **kwargs: Any) -> None:
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         self.energy.start()
         self._train_start = time.perf_counter()
 
-    def on_step_begin(self, args: TrainingArguments, state: TrainerState,
-                      control: TrainerControl, **kwargs: Any) -> None:
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self._step_start = time.perf_counter()
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState,
-                    control: TrainerControl, **kwargs: Any) -> None:
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         self.step_times.append(time.perf_counter() - self._step_start)
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState,
-                     control: TrainerControl, **kwargs: Any) -> None:
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self.train_seconds = time.perf_counter() - self._train_start
 
     def summary(self) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def training_curves(history: list[dict[str, Any]]) -> str | None:
     if not present:
         return None
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.2), squeeze=False)
-    for ax, (key, title) in zip(axes[0], present):
+    for ax, (key, title) in zip(axes[0], present, strict=True):
         xs, ys = _series(history, key)
         ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3)
         ax.set_title(title)
@@ -74,7 +74,9 @@ def before_after_rows(base: dict[str, Any] | None, final: dict[str, Any] | None)
         change = ""
         if isinstance(b, float) and isinstance(f, float):
             improved = f < b if better == "lower" else f > b
-            change = ("better" if improved else "worse" if f != b else "same") + f" ({better} is better)"
+            change = (
+                "better" if improved else "worse" if f != b else "same"
+            ) + f" ({better} is better)"
         rows.append([label, _fmt(key, b), _fmt(key, f), change])
     return rows
 
@@ -95,8 +97,11 @@ def efficiency_rows(eff: dict[str, Any]) -> list[list[str]]:
         ["Training throughput", num(eff.get("samples_per_second"), "{:.2f} samples/s")],
         ["Step latency", num(eff.get("step_latency_s"), "{:.3f} s")],
         ["Peak memory", num(eff.get("peak_memory_mb"), "{:.0f} MB") + f" ({eff.get('device')})"],
-        ["Trainable parameters", f"{eff.get('trainable_params', 0):,} of {eff.get('total_params', 0):,}"
-         f" ({eff.get('trainable_ratio', 0):.2%})"],
+        [
+            "Trainable parameters",
+            f"{eff.get('trainable_params', 0):,} of {eff.get('total_params', 0):,}"
+            f" ({eff.get('trainable_ratio', 0):.2%})",
+        ],
         ["Adapter size", num(eff.get("adapter_mb"), "{:.2f} MB")],
         ["Compression ratio (params)", num(eff.get("compression_ratio_params"), "{:.1f}×")],
         ["Compression ratio (size)", num(eff.get("compression_ratio_size"), "{:.1f}×")],
@@ -130,17 +135,27 @@ def render_report(metrics: dict[str, Any], config: RunConfig) -> str:
         f"{html.escape(str(metrics.get('model')))} · adapter {config.adapter.method} "
         f"r={config.adapter.r} · data {html.escape(str(metrics.get('data')))}</p>",
         "<h2>Held-out split: base vs adapted</h2>",
-        _table(["metric", "base", "adapted", "change"],
-               before_after_rows(metrics.get("base"), metrics.get("final"))),
+        _table(
+            ["metric", "base", "adapted", "change"],
+            before_after_rows(metrics.get("base"), metrics.get("final")),
+        ),
     ]
     curves = training_curves(metrics.get("history", []))
     if curves:
-        parts += ["<h2>Training curves</h2>", f'<img alt="training curves" src="data:image/png;base64,{curves}">']
-    parts += ["<h2>Efficiency</h2>", _table(["figure", "value"], efficiency_rows(metrics.get("efficiency", {})))]
+        parts += [
+            "<h2>Training curves</h2>",
+            f'<img alt="training curves" src="data:image/png;base64,{curves}">',
+        ]
+    parts += [
+        "<h2>Efficiency</h2>",
+        _table(["figure", "value"], efficiency_rows(metrics.get("efficiency", {}))),
+    ]
     examples = example_rows(metrics)
     if examples:
-        parts += ["<h2>Examples (held-out)</h2>",
-                  _table(["clip", "reference", "base model", "adapted model"], examples)]
+        parts += [
+            "<h2>Examples (held-out)</h2>",
+            _table(["clip", "reference", "base model", "adapted model"], examples),
+        ]
     config_yaml = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     parts += ["<h2>Configuration</h2>", f"<pre>{html.escape(config_yaml)}</pre>"]
     return (

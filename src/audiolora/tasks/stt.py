@@ -152,6 +152,6 @@ def evaluate_stt(
     metrics["latency_s_per_clip"] = elapsed / max(len(refs), 1)
     metrics["examples"] = [
         {"audio": str(row.audio), "reference": ref, "hypothesis": hyp}
-        for row, ref, hyp in zip(dataset.rows, refs, hyps)
+        for row, ref, hyp in zip(dataset.rows, refs, hyps, strict=True)
     ]
     return metrics

@@ -175,7 +175,9 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
 
             base = json.loads(base_path.read_text())
         else:
-            base = evaluate_stt(model, processor, datasets["eval"], desc="base model", **eval_options)
+            base = evaluate_stt(
+                model, processor, datasets["eval"], desc="base model", **eval_options
+            )
             atomic_write_json(base_path, base)
 
     total_steps = total_optimizer_steps(config, len(datasets["train"]))
@@ -223,7 +225,10 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         "model_path": model_path,
         "family": family.name,
         "task": config.task,
-        "data": {split: {"rows": len(r.rows), "rejected": len(r.problems)} for split, r in reports.items()},
+        "data": {
+            split: {"rows": len(r.rows), "rejected": len(r.problems)}
+            for split, r in reports.items()
+        },
         "base": headline(base) if base else None,
         "final": headline(final) if final else None,
         "efficiency": efficiency,

@@ -60,7 +60,8 @@ class AudioTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not torch.isfinite(loss).all():
             raise NonFiniteLossError(
-                f"loss became {loss.item()} at step {self.state.global_step + 1}; training stopped. "
+                f"loss became {loss.item()} at step {self.state.global_step + 1}; "
+                "training stopped. "
                 "The last complete checkpoint is kept: lower training.learning_rate or use "
                 "training.precision=fp32, then rerun with --resume."
             )
@@ -86,7 +87,9 @@ class AudioTrainer(Trainer):
             if k in ("wer", "cer", "bleu", "perplexity", "latency_s_per_clip")
         }
         self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        self.control = self.callback_handler.on_evaluate(
+            self.args, self.state, self.control, metrics
+        )
         return metrics
 
 
@@ -96,6 +99,7 @@ class AdaLoraAllocator(TrainerCallback):
     def __init__(self, peft_model: nn.Module) -> None:
         self.peft_model = peft_model
 
-    def on_optimizer_step(self, args: TrainingArguments, state: TrainerState,
-                          control: TrainerControl, **kwargs: Any) -> None:
+    def on_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self.peft_model.base_model.update_and_allocate(state.global_step)
