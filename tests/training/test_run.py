@@ -21,7 +21,7 @@ from transformers import WhisperForConditionalGeneration
 from audiolora.config import load_config
 from audiolora.data.manifest import BadInputError
 from audiolora.training.checkpoints import MARKER, latest_complete_checkpoint
-from audiolora.training.run import RunError, run_training
+from audiolora.training.run import RunError, pick_optimizer, run_training
 from audiolora.training.trainer import AudioTrainer, NonFiniteLossError
 
 
@@ -259,3 +259,11 @@ def test_killed_run_resumes_to_the_same_adapter(
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_paged_optimizer_on_cpu_is_refused_with_a_reason() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CPU-only behaviour")
+    with pytest.raises(RunError, match="needs a CUDA GPU"):
+        pick_optimizer(load_config(None, ["training.optimizer=paged_adamw_8bit"]))
+    assert pick_optimizer(load_config(None, ["model.quantization=nf4"])) == "adamw_torch"

@@ -9,15 +9,11 @@ because the datasets audio decoder needs torchcodec, which does not import on CP
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from audiolora.cache import cache_dir
+
 BUILTIN_SPEECH = "builtin:speech"
-
-
-def cache_dir() -> Path:
-    """`$AUDIOLORA_CACHE`, else `~/.cache/audiolora`: imported models and builtin datasets."""
-    return Path(os.environ.get("AUDIOLORA_CACHE", Path.home() / ".cache" / "audiolora"))
 
 
 def builtin_speech_dir() -> Path:

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from audiolora.cache import cache_dir as default_cache_dir
+
 if TYPE_CHECKING:  # transformers is imported lazily: reading model.bin does not need it
     from transformers import GenerationConfig, WhisperTokenizer
 
@@ -579,10 +581,6 @@ def _move_into_place(work_dir: Path, dst_dir: Path) -> None:
 # Packaged models and the cache
 
 
-def _default_cache_dir() -> Path:
-    return Path(os.environ.get("AUDIOLORA_CACHE") or Path.home() / ".cache" / "audiolora")
-
-
 def _distribution_files(distribution: str) -> list[Path]:
     """Installed files of a pip distribution: its RECORD, else a walk of its top-level packages
     (some installers write no RECORD)."""
@@ -631,7 +629,7 @@ def find_packaged_model(name: str, *, cache_dir: Path | None = None) -> Path:
     if len({p.parent for p in parts}) == 1 and parts[0].parent == configs[0].parent:
         return parts[0].parent
     # Parts live in different packages: gather them (symlinks, no copy) in one folder.
-    staging = (Path(cache_dir) if cache_dir is not None else _default_cache_dir()) / "ct2" / name
+    staging = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "ct2" / name
     staging.mkdir(parents=True, exist_ok=True)
     for source in [*parts, *configs[0].parent.iterdir()]:
         if not source.is_file():
@@ -654,7 +652,7 @@ def builtin_model_path(name: str = "whisper-tiny.en", cache_dir: Path | None = N
     The import (a few seconds for tiny.en) is cached at `cache_dir/models/name`; `cache_dir`
     defaults to `$AUDIOLORA_CACHE`, else `~/.cache/audiolora`.
     """
-    root = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     dst = root / "models" / name
     if _is_complete(dst):
         return dst

@@ -89,6 +89,12 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def energy(eff: dict[str, Any]) -> str:
+    if eff.get("energy_joules") is None:
+        return "unavailable (no RAPL or NVML energy counter on this machine)"
+    return f"{eff['energy_joules']:.0f} J ({eff.get('energy_source')})"
+
+
 def efficiency_rows(eff: dict[str, Any]) -> list[list[str]]:
     def num(v: Any, spec: str) -> str:
         return "unavailable" if v is None else spec.format(v)
@@ -105,7 +111,7 @@ def efficiency_rows(eff: dict[str, Any]) -> list[list[str]]:
         ["Adapter size", num(eff.get("adapter_mb"), "{:.2f} MB")],
         ["Compression ratio (params)", num(eff.get("compression_ratio_params"), "{:.1f}×")],
         ["Compression ratio (size)", num(eff.get("compression_ratio_size"), "{:.1f}×")],
-        ["Energy", num(eff.get("energy_joules"), "{:.0f} J") + f" ({eff.get('energy_source')})"],
+        ["Energy", energy(eff)],
         ["Optimizer steps", str(eff.get("optimizer_steps"))],
         ["Wall time", num(eff.get("wall_seconds"), "{:.0f} s")],
         ["Base quantization", str(eff.get("quantization"))],

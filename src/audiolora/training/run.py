@@ -34,7 +34,7 @@ from audiolora.training.checkpoints import (
     latest_complete_checkpoint,
     replace_dir,
 )
-from audiolora.training.trainer import AdaLoraAllocator, AudioTrainer
+from audiolora.training.trainer import AdaLoraAllocator, AudioTrainer, SkipFinalStepEvaluation
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
         label_names=["labels"],
         use_cpu=not cuda,
         logging_nan_inf_filter=False,
+        disable_tqdm=False,
     )
 
 
@@ -187,7 +188,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
 
     t = config.training
     meter = EfficiencyMeter(samples_per_step=t.batch_size * t.gradient_accumulation_steps)
-    callbacks: list[Any] = [CompleteMarkerCallback(), meter]
+    callbacks: list[Any] = [CompleteMarkerCallback(), meter, SkipFinalStepEvaluation()]
     if config.adapter.method == "adalora":
         callbacks.append(AdaLoraAllocator(peft_model))
     from audiolora.tasks.stt import SpeechCollator
@@ -208,11 +209,15 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     adapter_dir = save_adapter(peft_model, processor, run_dir)
-    final = (
-        evaluate_stt(peft_model, processor, datasets["eval"], desc="adapted model", **eval_options)
-        if "eval" in datasets
-        else None
-    )
+    final = None
+    if "eval" in datasets:
+        final = evaluate_stt(
+            peft_model, processor, datasets["eval"], desc="adapted model", **eval_options
+        )
+        step = trainer.state.global_step
+        trainer.state.log_history.append(
+            {"step": step, **{f"eval_{k}": v for k, v in headline(final).items()}}
+        )
     efficiency = meter.summary()
     efficiency.update(
         size_figures(trainable, total, folder_bytes(adapter_dir), folder_bytes(Path(model_path)))
@@ -233,7 +238,10 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         "final": headline(final) if final else None,
         "efficiency": efficiency,
         "resumed_from": str(resume_from) if resume_from else None,
-        "history": trainer.state.log_history,
+        "history": (
+            [{"step": 0, **{f"eval_{k}": v for k, v in headline(base).items()}}] if base else []
+        )
+        + trainer.state.log_history,
         "examples": (final or {}).get("examples", [])[:10],
         "base_examples": (base or {}).get("examples", [])[:10],
     }

@@ -103,3 +103,14 @@ class AdaLoraAllocator(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self.peft_model.base_model.update_and_allocate(state.global_step)
+
+
+class SkipFinalStepEvaluation(TrainerCallback):
+    """The run evaluates the finished adapter itself (with examples), so the Trainer's own
+    evaluation at the very last step would only repeat it."""
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if state.global_step >= state.max_steps:
+            control.should_evaluate = False

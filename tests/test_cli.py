@@ -1,0 +1,141 @@
+"""The command line as a user drives it: help, train, eval, predict, data, models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from audiolora.cli import app
+from audiolora.models.ct2_import import find_packaged_model
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["train"],
+        ["eval"],
+        ["predict"],
+        ["data", "synth", "speech"],
+        ["data", "check"],
+        ["models", "import-ct2"],
+    ],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_bad_recipe_key_fails_before_work(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["train", "--set", "training.epochz=2", "--output-dir", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2
+    assert "training.epochz" in result.output and "epochs" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_recipe_name_lists_builtins() -> None:
+    result = runner.invoke(app, ["train", "no-such-recipe"])
+    assert result.exit_code != 0
+    assert "whisper-tiny-en-lora" in result.output
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    args = ["train", "--output-dir", str(out)]
+    for o in [
+        f"model.name={tiny_random_whisper_dir}",
+        f"data.train={speech_dataset / 'train.jsonl'}",
+        f"data.eval={speech_dataset / 'eval.jsonl'}",
+        "training.max_steps=2",
+        "training.batch_size=4",
+        "training.max_new_tokens=6",
+        "training.eval_steps=2",
+        "training.save_steps=2",
+    ]:
+        args += ["--set", o]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Held-out split" in result.output and "Peak memory" in result.output
+    return out
+
+
+def test_eval_json_on_a_manifest(trained_run: Path, speech_dataset: Path) -> None:
+    result = runner.invoke(
+        app, ["eval", str(trained_run), "--data", str(speech_dataset / "eval.jsonl"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["n"] == 6 and metrics["model"] == "adapted"
+    assert {"wer", "cer", "bleu", "perplexity"} <= set(metrics)
+    assert (trained_run / "eval-eval-adapted.json").exists()
+
+
+def test_eval_base_matches_the_runs_base_block(trained_run: Path, speech_dataset: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            str(trained_run),
+            "--base",
+            "--json",
+            "--data",
+            str(speech_dataset / "eval.jsonl"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    base = json.loads(result.stdout)
+    recorded = json.loads((trained_run / "metrics.json").read_text())["base"]
+    assert base["wer"] == pytest.approx(recorded["wer"])
+    assert base["perplexity"] == pytest.approx(recorded["perplexity"], rel=1e-4)
+
+
+def test_eval_reports_bad_manifest(trained_run: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"audio": "nope.wav", "text": "x"}\n')
+    result = runner.invoke(app, ["eval", str(trained_run), "--data", str(manifest)])
+    assert result.exit_code == 2
+    assert "m.jsonl:1: field 'audio'" in result.output
+
+
+def test_predict_prints_one_line_per_file(trained_run: Path, speech_dataset: Path) -> None:
+    wavs = sorted((speech_dataset / "audio" / "eval").glob("*.wav"))[:2]
+    result = runner.invoke(app, ["predict", str(trained_run), *map(str, wavs)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(w) for w in wavs]
+
+
+def test_data_check_exit_code(speech_dataset: Path, tmp_path: Path) -> None:
+    ok = runner.invoke(app, ["data", "check", str(speech_dataset / "train.jsonl")])
+    assert ok.exit_code == 0 and "12 rows ok" in ok.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"audio": "x.wav"}\n')
+    result = runner.invoke(app, ["data", "check", str(bad)])
+    assert result.exit_code == 1 and "bad.jsonl:1" in result.output
+
+
+def test_data_synth_speech(tmp_path: Path) -> None:
+    pytest.importorskip("soxr")
+    result = runner.invoke(
+        app, ["data", "synth", "speech", str(tmp_path / "ds"), "--n-train", "3", "--n-eval", "2"]
+    )
+    if "apt-get install" in result.output:
+        pytest.skip("no TTS engine")
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "ds" / "train.jsonl").read_text().splitlines()) == 3
+
+
+def test_models_import_ct2(tmp_path: Path, cache_root: Path) -> None:
+    src = find_packaged_model("whisper-tiny.en")
+    result = runner.invoke(app, ["models", "import-ct2", str(src), str(tmp_path / "tiny")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "tiny" / "model.safetensors").exists()
