@@ -14,20 +14,23 @@ from audiolora.models.loading import disable_cpu_repacking, load_model
 from audiolora.tasks.stt import SpeechTextDataset, evaluate_stt, transcribe_batches
 
 
-def load_run(run_dir: Path, use_adapter: bool = True) -> tuple[Any, Any, RunConfig]:
-    """(model, processor, config) of a run; `use_adapter=False` gives the bare base model."""
+def run_config(run_dir: Path, use_adapter: bool = True) -> RunConfig:
+    """The resolved recipe of a finished run; fails early if the run folder is incomplete."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
         raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
-    config = load_config(run_dir / "config.yaml")
+    adapter = run_dir / "adapter"
+    if use_adapter and not (adapter / "adapter_config.json").exists():
+        raise ConfigError(f"{run_dir}: no finished adapter in {adapter} (did training complete?)")
+    return load_config(run_dir / "config.yaml")
+
+
+def load_run(run_dir: Path, use_adapter: bool = True) -> tuple[Any, Any, RunConfig]:
+    """(model, processor, config) of a run; `use_adapter=False` gives the bare base model."""
+    config = run_config(run_dir, use_adapter)
     model, processor, _, _ = load_model(config.model)
     if use_adapter:
-        adapter = run_dir / "adapter"
-        if not (adapter / "adapter_config.json").exists():
-            raise ConfigError(
-                f"{run_dir}: no finished adapter in {adapter} (did training complete?)"
-            )
-        model = PeftModel.from_pretrained(model, str(adapter))
+        model = PeftModel.from_pretrained(model, str(Path(run_dir) / "adapter"))
         disable_cpu_repacking(model)
     model.eval()
     return model, processor, config
@@ -36,7 +39,7 @@ def load_run(run_dir: Path, use_adapter: bool = True) -> tuple[Any, Any, RunConf
 def evaluate_run(
     run_dir: Path, manifest: Path, *, use_adapter: bool = True, on_bad_input: str = "stop"
 ) -> dict[str, Any]:
-    model, processor, config = load_run(run_dir, use_adapter)
+    config = run_config(run_dir, use_adapter)
     reports = check_manifests(
         {"eval": Path(manifest)},
         on_bad_input=on_bad_input,  # type: ignore[arg-type]
@@ -44,6 +47,7 @@ def evaluate_run(
         sampling_rate=config.data.sampling_rate,
         max_duration_s=config.data.max_duration_s,
     )
+    model, processor, _ = load_run(run_dir, use_adapter)
     dataset = SpeechTextDataset(
         reports["eval"].rows, processor, config.data.sampling_rate, config.data.max_label_tokens
     )
