@@ -108,6 +108,7 @@ class StepClock(TrainerCallback):
             "samples_per_second": samples_per_step / latency,
             "steady_step_s": steady,
             "samples_per_second_steady": samples_per_step / steady,
+            "step_compute_s": [round(x, 4) for x in self.compute],
             "in_train_evals": len(self.evals),
             "in_train_eval_s": sum(self.evals),
         }
@@ -208,6 +209,7 @@ def audiolora_run(recipe: Path, overrides: list[str]) -> dict[str, Any]:
         "step_latency_s": eff["step_latency_s"],
         "samples_per_second_steady": ours["samples_per_second_steady"],
         "steady_step_s": ours["steady_step_s"],
+        "step_compute_s": ours["step_compute_s"],
         "in_train_evals": ours["in_train_evals"],
         "in_train_eval_s": ours["in_train_eval_s"],
         "train_runtime_s": train_runtime,
@@ -498,6 +500,7 @@ def plain_peft_run(recipe: Path, overrides: list[str], work_dir: Path) -> dict[s
         "step_latency_s": timing["step_latency_s"],
         "samples_per_second_steady": timing["samples_per_second_steady"],
         "steady_step_s": timing["steady_step_s"],
+        "step_compute_s": timing["step_compute_s"],
         "in_train_evals": timing["in_train_evals"],
         "in_train_eval_s": timing["in_train_eval_s"],
         "train_runtime_s": train_runtime,
@@ -587,7 +590,11 @@ def notes_for(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> l
             "again for its final metrics."
         )
     else:
-        eval_note = "Evaluation inside trainer.train(): none in either run."
+        eval_note = (
+            "Evaluation inside trainer.train(): none in either run (audiolora with "
+            f"training.eval_steps={args.max_steps + 1}); each evaluates once before and once "
+            "after training."
+        )
     notes = [
         f"Model {ours['model_path']} on {ours['device']}; {ours['optimizer_steps']} optimizer "
         f"steps x {ours['samples_per_step']} samples; {ours['n_train']} training clips, "
@@ -674,14 +681,16 @@ def run_parent(args: argparse.Namespace) -> int:
     from audiolora.data.sources import resolve_manifests
     from audiolora.models.loading import resolve_model_path
 
-    work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="audiolora-bench-"))
-    work_dir.mkdir(parents=True, exist_ok=True)
+    # Validate before creating anything (the output_dir override only needs a path).
+    planned = Path(args.work_dir or tempfile.gettempdir()) / "audiolora-bench-check"
     try:
-        config = load_config(args.recipe, audiolora_overrides(args, work_dir))
+        config = load_config(args.recipe, audiolora_overrides(args, planned))
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
     check_plain_supported(config)
+    work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="audiolora-bench-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
     print(f"[bench] preparing data and model once (work dir {work_dir})", flush=True)
     resolve_manifests(config.data.train, config.data.eval)
     resolve_model_path(config.model.name)
@@ -749,7 +758,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--max-steps must be at least 2 (the first step is excluded from timing)")
     from audiolora.cli import resolve_recipe
 
-    args.recipe = resolve_recipe(args.recipe)
+    try:
+        args.recipe = resolve_recipe(args.recipe)
+    except Exception as e:  # noqa: BLE001 - typer.BadParameter; report it argparse's way
+        parser.error(str(e))
     return args
 
 

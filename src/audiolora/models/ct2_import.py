@@ -387,7 +387,9 @@ def _build_tokenizer(
     # from_pretrained reads tokenizer.json from a folder; stage a copy in the output folder.
     shutil.copyfile(tokenizer_json_path, work_dir / "tokenizer.json")
     tokenizer = WhisperTokenizer.from_pretrained(
-        work_dir, extra_special_tokens=[content for _, content in specials]
+        work_dir,
+        extra_special_tokens=[content for _, content in specials],
+        pad_token="<|endoftext|>",  # as in the published Whisper tokenizers
     )
     notimestamps = tokenizer.convert_tokens_to_ids("<|notimestamps|>")
     if tokenizer.all_special_ids[-1] != notimestamps:

@@ -10,6 +10,7 @@ RUN/
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -27,7 +28,8 @@ from audiolora.data.sources import resolve_manifests
 from audiolora.evaluation.efficiency import EfficiencyMeter, folder_bytes, size_figures
 from audiolora.models.adapters import attach_adapters, count_parameters
 from audiolora.models.loading import load_model
-from audiolora.tasks.stt import SpeechTextDataset, evaluate_stt
+from audiolora.reporting.html import write_report
+from audiolora.tasks.stt import SpeechCollator, SpeechTextDataset, evaluate_stt
 from audiolora.training.checkpoints import (
     CompleteMarkerCallback,
     atomic_write_json,
@@ -81,10 +83,10 @@ def total_optimizer_steps(config: RunConfig, n_train: int) -> int:
     return max(1, math.ceil(per_epoch * t.epochs))
 
 
-def training_arguments(config: RunConfig, run_dir: Path) -> TrainingArguments:
+def training_arguments(config: RunConfig, run_dir: Path, has_eval: bool) -> TrainingArguments:
     t = config.training
     cuda = torch.cuda.is_available()
-    eval_strategy = "steps" if t.eval_steps else "epoch"
+    eval_strategy = ("steps" if t.eval_steps else "epoch") if has_eval else "no"
     save_strategy = "steps" if t.save_steps else "epoch"
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
@@ -134,6 +136,42 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: metrics[k] for k in HEADLINE if k in metrics}
 
 
+def eval_log_entry(step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation as a Trainer log-history row, so the report draws it with the others."""
+    return {"step": step, **{f"eval_{k}": v for k, v in headline(metrics).items()}}
+
+
+def build_datasets(
+    config: RunConfig, reports: dict[str, ManifestReport], processor: Any
+) -> dict[str, SpeechTextDataset]:
+    datasets = {}
+    for split, report in reports.items():
+        rows = report.rows
+        if split == "eval" and config.data.max_eval_samples:
+            rows = rows[: config.data.max_eval_samples]
+        datasets[split] = SpeechTextDataset(
+            rows, processor, config.data.sampling_rate, config.data.max_label_tokens
+        )
+    return datasets
+
+
+def measure_base(
+    run_dir: Path,
+    resume: bool,
+    model: Any,
+    processor: Any,
+    dataset: SpeechTextDataset,
+    eval_options: dict[str, Any],
+) -> dict[str, Any]:
+    """Held-out metrics of the untouched base model; a resumed run reuses the first measurement."""
+    base_path = run_dir / "base_metrics.json"
+    if resume and base_path.exists():
+        return json.loads(base_path.read_text())
+    base = evaluate_stt(model, processor, dataset, desc="base model", **eval_options)
+    atomic_write_json(base_path, base)
+    return base
+
+
 def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     """Validate data, measure the base model, train adapters, measure again, write the report."""
     wall_start = time.perf_counter()
@@ -153,71 +191,54 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     reports = validate_data(config, run_dir)
     set_seed(config.training.seed)
     model, processor, family, model_path = load_model(config.model)
-    datasets = {
-        split: SpeechTextDataset(
-            report.rows, processor, config.data.sampling_rate, config.data.max_label_tokens
-        )
-        for split, report in reports.items()
-    }
-    if "eval" in datasets and config.data.max_eval_samples:
-        datasets["eval"].rows = datasets["eval"].rows[: config.data.max_eval_samples]
-        datasets["eval"].lengths = datasets["eval"].lengths[: config.data.max_eval_samples]
+    datasets = build_datasets(config, reports, processor)
+    t = config.training
     eval_options = {
-        "batch_size": config.training.eval_batch_size,
-        "num_beams": config.training.num_beams,
-        "max_new_tokens": config.training.max_new_tokens,
+        "batch_size": t.eval_batch_size,
+        "num_beams": t.num_beams,
+        "max_new_tokens": t.max_new_tokens,
     }
-
-    base_path = run_dir / "base_metrics.json"
-    base: dict[str, Any] | None = None
-    if "eval" in datasets:
-        if resume and base_path.exists():
-            import json
-
-            base = json.loads(base_path.read_text())
-        else:
-            base = evaluate_stt(
-                model, processor, datasets["eval"], desc="base model", **eval_options
-            )
-            atomic_write_json(base_path, base)
+    has_eval = "eval" in datasets
+    base = (
+        measure_base(run_dir, resume, model, processor, datasets["eval"], eval_options)
+        if has_eval
+        else None
+    )
 
     total_steps = total_optimizer_steps(config, len(datasets["train"]))
     peft_model = attach_adapters(model, config.adapter, family, total_steps)
     trainable, total = count_parameters(peft_model)
     install_spec_augment(peft_model, config.data.spec_augment, family.audio_input_name)
 
-    t = config.training
     meter = EfficiencyMeter(samples_per_step=t.batch_size * t.gradient_accumulation_steps)
     callbacks: list[Any] = [CompleteMarkerCallback(), meter, SkipFinalStepEvaluation()]
     if config.adapter.method == "adalora":
         callbacks.append(AdaLoraAllocator(peft_model))
-    from audiolora.tasks.stt import SpeechCollator
-
     trainer = AudioTrainer(
         model=peft_model,
-        args=training_arguments(config, run_dir),
+        args=training_arguments(config, run_dir, has_eval),
         train_dataset=datasets["train"],
         eval_dataset=datasets.get("eval"),
         data_collator=SpeechCollator(model.config.decoder_start_token_id),
-        processing_class=processor,
+        processor=processor,
         callbacks=callbacks,
         group_by_length=config.data.group_by_length,
         eval_options={**eval_options, "progress": False},
     )
-    if "eval" not in datasets:
-        trainer.args.eval_strategy = "no"
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     adapter_dir = save_adapter(peft_model, processor, run_dir)
+    history = list(trainer.state.log_history)
     final = None
-    if "eval" in datasets:
+    if has_eval:
         final = evaluate_stt(
             peft_model, processor, datasets["eval"], desc="adapted model", **eval_options
         )
-        step = trainer.state.global_step
-        trainer.state.log_history.append(
-            {"step": step, **{f"eval_{k}": v for k, v in headline(final).items()}}
-        )
+        history = [
+            eval_log_entry(0, base),
+            *history,
+            eval_log_entry(trainer.state.global_step, final),
+        ]
     efficiency = meter.summary()
     efficiency.update(
         size_figures(trainable, total, folder_bytes(adapter_dir), folder_bytes(Path(model_path)))
@@ -238,15 +259,10 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         "final": headline(final) if final else None,
         "efficiency": efficiency,
         "resumed_from": str(resume_from) if resume_from else None,
-        "history": (
-            [{"step": 0, **{f"eval_{k}": v for k, v in headline(base).items()}}] if base else []
-        )
-        + trainer.state.log_history,
+        "history": history,
         "examples": (final or {}).get("examples", [])[:10],
         "base_examples": (base or {}).get("examples", [])[:10],
     }
     atomic_write_json(run_dir / "metrics.json", metrics)
-    from audiolora.reporting.html import write_report
-
     write_report(run_dir, metrics, config)
     return metrics

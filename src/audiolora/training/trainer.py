@@ -39,11 +39,15 @@ class AudioTrainer(Trainer):
     def __init__(
         self,
         *args: Any,
+        processor: Any = None,
         group_by_length: bool = True,
         eval_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        # The processor is kept here rather than passed as `processing_class`: the Trainer would
+        # otherwise rewrite the model's special-token ids to the tokenizer's.
         super().__init__(*args, **kwargs)
+        self.processor = processor
         self.group_by_length = group_by_length
         self.eval_options = eval_options or {}
 
@@ -76,7 +80,7 @@ class AudioTrainer(Trainer):
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         result = evaluate_stt(
             self.model,
-            self.processing_class,
+            self.processor,
             dataset,
             desc=f"eval @ step {self.state.global_step}",
             **self.eval_options,
