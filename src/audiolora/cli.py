@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -65,6 +66,8 @@ def _setup_logging(verbose: bool) -> None:
         format="%(levelname)s %(name)s: %(message)s",
     )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Deprecation notices from inside transformers/peft say nothing a user can act on.
+    warnings.filterwarnings("ignore", category=FutureWarning)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()

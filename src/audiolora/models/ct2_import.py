@@ -260,6 +260,15 @@ def _ffn(w: _Weights, out: dict[str, np.ndarray], src: str, dst: str) -> None:
     _linear(w, out, f"{src}/linear_1", f"{dst}.fc2")
 
 
+def _self_attention(w: _Weights, out: dict[str, np.ndarray], src: str, dst: str) -> None:
+    """Pre-norm self-attention block: layer norm, stacked q/k/v, output projection."""
+    _layer_norm(w, out, f"{src}/layer_norm", f"{dst}.self_attn_layer_norm")
+    _split_projections(
+        w, out, f"{src}/linear_0", f"{dst}.self_attn", ("q_proj", "k_proj", "v_proj")
+    )
+    _attention_output(w, out, f"{src}/linear_1", f"{dst}.self_attn")
+
+
 def ct2_whisper_to_hf(
     variables: dict[str, np.ndarray], aliases: dict[str, str]
 ) -> tuple[dict[str, np.ndarray], dict[str, int | bool]]:
@@ -277,12 +286,7 @@ def ct2_whisper_to_hf(
     num_encoder_layers = _count_layers(variables, "encoder")
     for i in range(num_encoder_layers):
         src, dst = f"encoder/layer_{i}", f"{enc}.layers.{i}"
-        att = f"{src}/self_attention"
-        _layer_norm(w, out, f"{att}/layer_norm", f"{dst}.self_attn_layer_norm")
-        _split_projections(
-            w, out, f"{att}/linear_0", f"{dst}.self_attn", ("q_proj", "k_proj", "v_proj")
-        )
-        _attention_output(w, out, f"{att}/linear_1", f"{dst}.self_attn")
+        _self_attention(w, out, f"{src}/self_attention", dst)
         _ffn(w, out, f"{src}/ffn", dst)
     _layer_norm(w, out, "encoder/layer_norm", f"{enc}.layer_norm")
 
@@ -292,12 +296,7 @@ def ct2_whisper_to_hf(
     num_decoder_layers = _count_layers(variables, "decoder")
     for i in range(num_decoder_layers):
         src, dst = f"decoder/layer_{i}", f"{dec}.layers.{i}"
-        att = f"{src}/self_attention"
-        _layer_norm(w, out, f"{att}/layer_norm", f"{dst}.self_attn_layer_norm")
-        _split_projections(
-            w, out, f"{att}/linear_0", f"{dst}.self_attn", ("q_proj", "k_proj", "v_proj")
-        )
-        _attention_output(w, out, f"{att}/linear_1", f"{dst}.self_attn")
+        _self_attention(w, out, f"{src}/self_attention", dst)
         cross = f"{src}/attention"
         _layer_norm(w, out, f"{cross}/layer_norm", f"{dst}.encoder_attn_layer_norm")
         _linear(w, out, f"{cross}/linear_0", f"{dst}.encoder_attn.q_proj")
