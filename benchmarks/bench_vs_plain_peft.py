@@ -294,11 +294,13 @@ def plain_target_modules(adapter: Any) -> str | list[str]:
     the encoder free of adapters or picks layers (`layers_to_transform` cannot tell the encoder's
     layer 3 from the decoder's).
     """
+    from audiolora.models.families import WHISPER
+
     if adapter.layers is None and adapter.train_audio_encoder:
-        return list(adapter.target_modules)
+        return list(adapter.target_modules or WHISPER.default_targets)
     stacks = r"model\.(encoder|decoder)" if adapter.train_audio_encoder else r"model\.decoder"
     layers = r"\d+" if adapter.layers is None else "|".join(str(i) for i in adapter.layers)
-    names = "|".join(adapter.target_modules)
+    names = "|".join(adapter.target_modules or WHISPER.default_targets)
     return rf"{stacks}\.layers\.({layers})\.(.*\.)?({names})"
 
 

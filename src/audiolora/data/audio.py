@@ -40,7 +40,8 @@ def _seconds(value: float) -> str:
     return f"{round(float(value), 3)} s"
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
+    """A finite int or float (not a bool): what offsets, durations and timestamps must be."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -61,13 +62,13 @@ def slice_frames(
     """
     if frames <= 0:
         raise AudioError("empty (0 samples)", path=path)
-    if not _is_number(offset) or offset < 0:
+    if not is_number(offset) or offset < 0:
         raise AudioError(
             f"offset must be a non-negative number of seconds, got {offset!r}",
             field="offset",
             path=path,
         )
-    if duration is not None and (not _is_number(duration) or duration <= 0):
+    if duration is not None and (not is_number(duration) or duration <= 0):
         raise AudioError(
             f"duration must be a positive number of seconds, got {duration!r}",
             field="duration",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,14 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from audiolora.data.audio import AudioError, audio_duration, audio_info, load_audio, slice_frames
+from audiolora.data.audio import (
+    AudioError,
+    audio_duration,
+    audio_info,
+    is_number,
+    load_audio,
+    slice_frames,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +130,8 @@ def _write_jsonl(out: Path, records: Iterator[dict[str, Any]]) -> None:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_row(
@@ -155,7 +157,7 @@ def _check_row(
     text = obj.get("text")
     if "text" in required_fields and "text" in obj:
         if not isinstance(text, str):
-            problems.append(("text", f"must be a string, got {_type_name(text)}"))
+            problems.append(("text", f"must be a string, got {type_name(text)}"))
         elif not text.strip():
             problems.append(("text", "empty or whitespace-only"))
     if not isinstance(text, str):
@@ -164,12 +166,12 @@ def _check_row(
     offset = obj.get("offset", 0.0)
     duration = obj.get("duration")
     slice_ok = True
-    if not _is_number(offset) or offset < 0:
+    if not is_number(offset) or offset < 0:
         problems.append(
             ("offset", f"must be a non-negative number of seconds, got {json.dumps(offset)}")
         )
         slice_ok = False
-    if duration is not None and (not _is_number(duration) or duration <= 0):
+    if duration is not None and (not is_number(duration) or duration <= 0):
         problems.append(
             ("duration", f"must be a positive number of seconds, got {json.dumps(duration)}")
         )
@@ -180,7 +182,7 @@ def _check_row(
     audio_seconds = 0.0
     if "audio" in obj:
         if not isinstance(audio, str):
-            problems.append(("audio", f"must be a path string, got {_type_name(audio)}"))
+            problems.append(("audio", f"must be a path string, got {type_name(audio)}"))
         elif not audio.strip():
             problems.append(("audio", "empty path"))
         else:
@@ -242,7 +244,7 @@ def _check_audio(
     return count / rate
 
 
-def _split_lines(data: bytes) -> list[bytes]:
+def split_lines(data: bytes) -> list[bytes]:
     """Lines as an editor numbers them (\\n or \\r\\n); a final newline adds no line."""
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
@@ -277,7 +279,7 @@ def read_manifest(
         return report
 
     manifest_dir = path.resolve().parent
-    lines = _split_lines(data)
+    lines = split_lines(data)
     report.total_lines = len(lines)
     seen_rows = 0
     bar = tqdm(
@@ -314,7 +316,7 @@ def read_manifest(
             reject(LINE_FIELD, f"bad JSON: {e.msg} at column {e.colno}", text_line)
             continue
         if not isinstance(obj, dict):
-            reject(LINE_FIELD, f"expected a JSON object, got {_type_name(obj)}", text_line)
+            reject(LINE_FIELD, f"expected a JSON object, got {type_name(obj)}", text_line)
             continue
 
         row, problems = _check_row(

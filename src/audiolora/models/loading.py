@@ -104,7 +104,8 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, ProcessorMixin, Famil
         n = disable_cpu_repacking(model)
         log.info("4-bit on CPU: disabled AVX512-BF16 repacking on %d layers", n)
     processor = load_processor(path, family)
-    if cfg.language and hasattr(model, "generation_config"):
+    # Whisper's generate() reads language/task; an LALM is told its task in the prompt instead.
+    if cfg.language and family.kind == "seq2seq" and hasattr(model, "generation_config"):
         model.generation_config.language = cfg.language
         model.generation_config.task = "transcribe"
     return model, processor, family, path

@@ -187,6 +187,12 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     reports = validate_data(config, run_dir)
     set_seed(config.training.seed)
     model, processor, family, model_path = load_model(config.model)
+    if family.kind != "seq2seq":
+        raise RunError(
+            f"{config.model.name} is a {family.name} model: task '{config.task}' trains "
+            "encoder-decoder (Whisper-style) models only so far; audio-LM training is not wired "
+            "into `audiolora train` yet (see audiolora.models.lalm for the prompt building)"
+        )
     datasets = build_datasets(config, reports, processor)
     t = config.training
     eval_options = {

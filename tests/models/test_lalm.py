@@ -1,0 +1,354 @@
+"""Qwen2-Audio-class models end to end on a tiny random one: prompts with audio segments,
+placeholder counts, labels, LoRA placement, projector training, NF4 loading and a CPU step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from audiolora.config import AdapterConfig, ModelConfig
+from audiolora.models.adapters import attach_adapters, lalm_trainable_extras, target_regex
+from audiolora.models.assemble import AUDIO_BOS_TOKEN, AUDIO_EOS_TOKEN, AUDIO_TOKEN, CHAT_TEMPLATE
+from audiolora.models.families import QWEN2_AUDIO
+from audiolora.models.lalm import (
+    IGNORE_INDEX,
+    LalmCollator,
+    encode_example,
+    end_of_turn_id,
+    generate_text,
+    placeholder_guard,
+    split_audio,
+)
+from audiolora.models.loading import load_model
+
+SR = 16000
+INSTRUCTION = "Transcribe."
+ANSWER = "hello world"
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 64-wide random Qwen2-Audio with a byte-level tokenizer, saved as a folder."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import (
+        Qwen2AudioConfig,
+        Qwen2AudioEncoderConfig,
+        Qwen2AudioForConditionalGeneration,
+        Qwen2AudioProcessor,
+        Qwen2Config,
+        Qwen2Tokenizer,
+        WhisperFeatureExtractor,
+    )
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    specials += [AUDIO_BOS_TOKEN, AUDIO_TOKEN, AUDIO_EOS_TOKEN]
+    vocab = {ch: i for i, ch in enumerate(sorted(ByteLevel.alphabet()))}
+    vocab.update({tok: len(vocab) + i for i, tok in enumerate(specials)})
+    # vocab=/merges= objects: vocab_file= is silently ignored in transformers 5.
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab, merges=[], eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
+    processor = Qwen2AudioProcessor(
+        feature_extractor=WhisperFeatureExtractor(feature_size=80),
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+    config = Qwen2AudioConfig(
+        audio_config=Qwen2AudioEncoderConfig(
+            num_mel_bins=80,
+            d_model=64,
+            encoder_layers=2,
+            encoder_attention_heads=2,
+            encoder_ffn_dim=128,
+            max_source_positions=1500,
+        ),
+        text_config=Qwen2Config(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=4096,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        ),
+        audio_token_index=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
+    )
+    torch.manual_seed(0)
+    model = Qwen2AudioForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    out = tmp_path_factory.mktemp("tiny-qwen2-audio")
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+@pytest.fixture()
+def loaded(tiny_qwen2_audio_dir: Path):
+    model, processor, family, _ = load_model(ModelConfig(name=str(tiny_qwen2_audio_dir)))
+    return model, processor, family
+
+
+def tone(seconds: float, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.1 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def lora_names(model: torch.nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if hasattr(m, "lora_A")]
+
+
+def eos_id(processor) -> int:
+    return processor.tokenizer.convert_tokens_to_ids(AUDIO_EOS_TOKEN)
+
+
+def placeholder_count(input_ids: torch.Tensor, processor) -> int:
+    return int((input_ids == processor.audio_token_id).sum())
+
+
+def test_split_keeps_every_sample() -> None:
+    audio = tone(45.0)
+    segments = split_audio(audio, SR)
+    assert [len(s) / SR for s in segments] == [30.0, 15.0]
+    assert np.array_equal(np.concatenate(segments), audio)
+    assert len(split_audio(tone(30.0), SR)) == 1
+    # A 0.2 s tail would give the encoder ~10 frames: the last two segments share instead.
+    assert [len(s) / SR for s in split_audio(tone(30.2), SR)] == [15.1, 15.1]
+
+
+def test_one_segment_prompt_matches_the_encoder(loaded) -> None:
+    model, processor, family = loaded
+    assert family is QWEN2_AUDIO
+    ex = encode_example(processor, [tone(10.0)], INSTRUCTION, ANSWER)
+    assert ex["input_features"].shape == (1, 80, 3000)  # padded to the 30 s the encoder demands
+    assert ex["feature_attention_mask"].sum().item() == 1000  # 10 s of real 10 ms frames
+    encoder = model.model.audio_tower
+    _, out_len = encoder._get_feat_extract_output_lengths(ex["feature_attention_mask"].sum(-1))
+    assert placeholder_count(ex["input_ids"], processor) == out_len.item() == 250
+    placeholder_guard(
+        ex["input_ids"][None], ex["feature_attention_mask"], processor.audio_token_id, encoder
+    )
+    text = processor.tokenizer.decode(ex["input_ids"])
+    assert f"Audio 1: {AUDIO_BOS_TOKEN}{AUDIO_TOKEN}" in text and "Audio 2" not in text
+
+
+def test_two_segments_each_get_their_own_placeholders(loaded) -> None:
+    model, processor, _ = loaded
+    segments = split_audio(tone(45.0), SR)
+    ex = encode_example(processor, segments, INSTRUCTION, None)
+    assert "labels" not in ex
+    assert ex["input_features"].shape == (2, 80, 3000)
+    assert ex["feature_attention_mask"].sum(-1).tolist() == [3000, 1500]
+    ids = ex["input_ids"]
+    bos = processor.tokenizer.convert_tokens_to_ids(AUDIO_BOS_TOKEN)
+    eos = processor.tokenizer.convert_tokens_to_ids(AUDIO_EOS_TOKEN)
+    starts = (ids == bos).nonzero().flatten().tolist()
+    ends = (ids == eos).nonzero().flatten().tolist()
+    assert [e - s - 1 for s, e in zip(starts, ends, strict=True)] == [750, 375]
+    text = processor.tokenizer.decode(ids)
+    assert text.index("Audio 1: ") < text.index("Audio 2: ") < text.index(INSTRUCTION)
+    assert text.endswith("<|im_start|>assistant\n")
+    placeholder_guard(
+        ids[None], ex["feature_attention_mask"], processor.audio_token_id, model.model.audio_tower
+    )
+
+
+def test_guard_names_both_counts_on_a_tampered_prompt(loaded) -> None:
+    model, processor, _ = loaded
+    ex = encode_example(processor, split_audio(tone(45.0), SR), INSTRUCTION, None)
+    ids = ex["input_ids"]
+    first_audio = int((ids == processor.audio_token_id).nonzero()[0])
+    tampered = torch.cat([ids[:first_audio], ids[first_audio + 1 :]])  # one placeholder lost
+    with pytest.raises(ValueError, match="segment 0: 749 placeholder tokens .* produces 750"):
+        placeholder_guard(
+            tampered[None],
+            ex["feature_attention_mask"],
+            processor.audio_token_id,
+            model.model.audio_tower,
+        )
+    first_audio_end = int((ids == eos_id(processor)).nonzero()[0])
+    first_segment_only = ids[: first_audio_end + 1]  # the second segment's run is cut off
+    with pytest.raises(ValueError, match="1 runs .* but 2 audio segments"):
+        placeholder_guard(
+            first_segment_only[None],
+            ex["feature_attention_mask"],
+            processor.audio_token_id,
+            model.model.audio_tower,
+        )
+
+
+def test_labels_cover_only_the_answer(loaded) -> None:
+    _, processor, _ = loaded
+    ex = encode_example(processor, [tone(3.0)], INSTRUCTION, ANSWER)
+    labels = ex["labels"]
+    assert labels.shape == ex["input_ids"].shape
+    answer_positions = (labels != IGNORE_INDEX).nonzero().flatten()
+    n_target = len(processor.tokenizer(ANSWER).input_ids) + 1  # + end of turn
+    assert answer_positions.tolist() == list(range(len(labels) - n_target, len(labels)))
+    assert torch.equal(labels[answer_positions], ex["input_ids"][answer_positions])
+    assert processor.tokenizer.decode(labels[answer_positions]) == ANSWER + "<|im_end|>"
+    assert labels[-1].item() == end_of_turn_id(processor)
+
+
+def test_forward_with_labels_gives_a_finite_loss(loaded) -> None:
+    model, processor, _ = loaded
+    collate = LalmCollator(
+        processor, processor.tokenizer.pad_token_id, encoder=model.model.audio_tower
+    )
+    batch = collate(
+        [
+            encode_example(processor, split_audio(tone(45.0), SR), INSTRUCTION, ANSWER),
+            encode_example(processor, [tone(2.0, 220.0)], INSTRUCTION, "hi"),
+        ]
+    )
+    loss = model(**batch).loss
+    assert torch.isfinite(loss) and loss.item() > 0
+
+
+def test_collator_pads_right_for_training_and_left_for_generation(loaded) -> None:
+    model, processor, _ = loaded
+    pad = processor.tokenizer.pad_token_id
+    long = encode_example(processor, split_audio(tone(45.0), SR), INSTRUCTION, ANSWER)
+    short = encode_example(processor, [tone(2.0)], INSTRUCTION, "hi")
+    n_long, n_short = long["input_ids"].numel(), short["input_ids"].numel()
+
+    right = LalmCollator(processor, pad)([short, long])
+    assert right["input_ids"].shape == (2, n_long)
+    assert right["input_features"].shape == (3, 80, 3000)  # short's 1 segment, then long's 2
+    assert right["feature_attention_mask"].sum(-1).tolist() == [200, 3000, 1500]
+    assert right["attention_mask"][0].tolist() == [1] * n_short + [0] * (n_long - n_short)
+    assert (right["labels"][0, n_short:] == IGNORE_INDEX).all()
+    assert (right["input_ids"][0, n_short:] == pad).all()
+
+    prompts = [
+        encode_example(processor, [tone(2.0)], INSTRUCTION, None),
+        encode_example(processor, split_audio(tone(45.0), SR), INSTRUCTION, None),
+    ]
+    left = LalmCollator(processor, pad, padding_side="left", encoder=model.model.audio_tower)(
+        prompts
+    )
+    gap = left["input_ids"].shape[1] - prompts[0]["input_ids"].numel()
+    assert left["attention_mask"][0].tolist() == [0] * gap + [1] * (
+        left["input_ids"].shape[1] - gap
+    )
+    assert "labels" not in left
+    texts = generate_text(model.eval(), processor, left, max_new_tokens=4)
+    one_by_one = [
+        generate_text(model, processor, LalmCollator(processor, pad, "left")([p]), 4)[0]
+        for p in prompts
+    ]
+    assert texts == one_by_one  # left padding does not change what a prompt generates
+    with pytest.raises(ValueError, match="left-padded"):
+        generate_text(model, processor, right, max_new_tokens=1)
+
+
+def test_lora_lands_in_the_language_model_only(loaded) -> None:
+    model, _, family = loaded
+    # train_audio_encoder is True by default (for Whisper); it does not reach an LALM's tower.
+    cfg = AdapterConfig(target_modules=list(family.default_targets))
+    names = lora_names(attach_adapters(model, cfg, family, 10))
+    assert names and all(".model.language_model.layers." in n for n in names)
+    assert {n.rsplit(".", 1)[1] for n in names} == set(family.default_targets)
+
+
+def test_selected_llm_layers_only(loaded) -> None:
+    model, _, family = loaded
+    cfg = AdapterConfig(layers=[1], target_modules=["q_proj", "v_proj"])
+    assert (
+        target_regex(cfg, family) == r"(model\.language_model)\.layers\.(1)\.(.*\.)?(q_proj|v_proj)"
+    )
+    names = lora_names(attach_adapters(model, cfg, family, 10))
+    assert sorted(n.split("model.language_model.")[1] for n in names) == [
+        "layers.1.self_attn.q_proj",
+        "layers.1.self_attn.v_proj",
+    ]
+
+
+def test_projector_trains_and_is_saved_with_the_adapter(
+    loaded, tiny_qwen2_audio_dir: Path, tmp_path: Path
+) -> None:
+    from peft import PeftModel
+
+    model, processor, family = loaded
+    peft_model = attach_adapters(model, AdapterConfig(target_modules=["q_proj"]), family, 10)
+    assert lalm_trainable_extras(peft_model, family, True, False) == ["model.multi_modal_projector"]
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("multi_modal_projector" in n for n in trainable)
+    assert not any("audio_tower" in n for n in trainable)
+
+    with torch.no_grad():  # stand-in for training: move every trainable weight
+        for p in peft_model.parameters():
+            if p.requires_grad:
+                p.add_(0.05)
+    batch = LalmCollator(processor, processor.tokenizer.pad_token_id)(
+        [encode_example(processor, [tone(2.0)], INSTRUCTION, ANSWER)]
+    )
+    with torch.no_grad():
+        trained_loss = peft_model.eval()(**batch).loss
+    peft_model.save_pretrained(tmp_path)
+    with safe_open(str(tmp_path / "adapter_model.safetensors"), "pt") as f:
+        assert any("multi_modal_projector" in k for k in f.keys())  # noqa: SIM118
+
+    fresh, *_ = load_model(ModelConfig(name=str(tiny_qwen2_audio_dir)))
+    reloaded = PeftModel.from_pretrained(fresh, tmp_path)
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch).loss, trained_loss)  # projector came back too
+
+
+def test_whole_audio_tower_can_train(loaded) -> None:
+    model, processor, family = loaded
+    peft_model = attach_adapters(model, AdapterConfig(target_modules=["q_proj"]), family, 10)
+    lalm_trainable_extras(peft_model, family, False, True)
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("audio_tower" in n and "layers.1.fc2" in n for n in trainable)
+    batch = LalmCollator(processor, processor.tokenizer.pad_token_id)(
+        [encode_example(processor, [tone(1.0)], INSTRUCTION, ANSWER)]
+    )
+    peft_model(**batch).loss.backward()  # the wrapped tower still answers the model's calls
+    tower_grads = [
+        p.grad for n, p in peft_model.named_parameters() if "audio_tower" in n and p.requires_grad
+    ]
+    assert tower_grads and all(g is not None for g in tower_grads)
+
+
+def test_nf4_keeps_audio_side_full_precision_and_trains_on_cpu(tiny_qwen2_audio_dir: Path) -> None:
+    from bitsandbytes.nn import Linear4bit
+
+    model, processor, family, _ = load_model(
+        ModelConfig(name=str(tiny_qwen2_audio_dir), quantization="nf4")
+    )
+    assert isinstance(model.model.language_model.layers[0].self_attn.q_proj, Linear4bit)
+    assert isinstance(model.model.language_model.layers[1].mlp.down_proj, Linear4bit)
+    for kept in (
+        model.model.audio_tower.layers[0].self_attn.q_proj,
+        model.model.multi_modal_projector.linear,
+        model.lm_head,
+    ):
+        assert type(kept) is torch.nn.Linear and kept.weight.dtype == torch.float32
+
+    peft_model = attach_adapters(
+        model, AdapterConfig(r=4, target_modules=["q_proj", "v_proj"]), family, 1
+    )
+    lalm_trainable_extras(peft_model, family, True, False)
+    batch = LalmCollator(processor, processor.tokenizer.pad_token_id)(
+        [encode_example(processor, [tone(2.0)], INSTRUCTION, ANSWER)]
+    )
+    peft_model.eval()
+    with torch.no_grad():  # an eval pass first: the AVX512 repacking trap would strike after it
+        peft_model(**batch)
+    peft_model.train()
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in params]
+    optimizer = torch.optim.AdamW(params, lr=1e-2)
+    loss = peft_model(**batch).loss
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert all(not torch.equal(b, p) for b, p in zip(before, params, strict=True))
