@@ -66,7 +66,13 @@ class AdapterConfig(Section):
     alpha_pattern: dict[str, float] = {}
     """Per-module alpha overrides, keys are regexes on module names."""
     train_audio_encoder: bool = True
-    """False keeps the audio encoder free of adapters (only the text side adapts)."""
+    """False keeps the audio encoder free of adapters (only the text side adapts). Audio LMs
+    (Qwen2-Audio) always keep LoRA inside the language model; see the two switches below."""
+    train_projector: bool = False
+    """Audio LMs: train the audio-to-text projector fully (saved with the adapter). Needed when
+    the audio tower and the language model come from different checkpoints."""
+    train_audio_encoder_fully: bool = False
+    """Audio LMs: train every weight of the audio tower (for new audio domains; memory heavy)."""
     adalora: AdaLoraConfig = AdaLoraConfig()
 
 

@@ -6,12 +6,21 @@ from pathlib import Path
 from typing import Any
 
 from peft import PeftModel
+from torch.utils.data import DataLoader
 
 from audiolora.config import ConfigError, RunConfig, load_config
 from audiolora.data.audio import load_audio
-from audiolora.data.manifest import check_manifests
+from audiolora.data.manifest import ManifestRow, check_manifests
+from audiolora.models.families import family_for
+from audiolora.models.lalm import LalmCollator, generate_text, split_audio
 from audiolora.models.loading import disable_cpu_repacking, load_model
-from audiolora.tasks.stt import SpeechTextDataset, evaluate_stt, transcribe_batches
+from audiolora.tasks.stt import (
+    LalmSpeechTextDataset,
+    build_stt_dataset,
+    evaluate_stt,
+    pad_token_id,
+    transcribe_batches,
+)
 
 
 def run_config(run_dir: Path, use_adapter: bool = True) -> RunConfig:
@@ -48,9 +57,8 @@ def evaluate_run(
         max_duration_s=config.data.max_duration_s,
     )
     model, processor, _ = load_run(run_dir, use_adapter)
-    dataset = SpeechTextDataset(
-        reports["eval"].rows, processor, config.data.sampling_rate, config.data.max_label_tokens
-    )
+    family = family_for(model.config, config.model.family)
+    dataset = build_stt_dataset(family, reports["eval"].rows, processor, config.data)
     metrics = evaluate_stt(
         model,
         processor,
@@ -65,21 +73,17 @@ def evaluate_run(
     return metrics
 
 
-def split_segments(audio: Any, sampling_rate: int, max_seconds: float) -> list[Any]:
-    """Consecutive pieces of at most `max_seconds`: the encoder's window, never a silent cut."""
-    step = int(max_seconds * sampling_rate)
-    return [audio[i : i + step] for i in range(0, max(len(audio), 1), step)]
-
-
 def transcribe_files(
     run_dir: Path, audio_paths: list[Path], *, use_adapter: bool = True, batch_size: int = 8
 ) -> list[str]:
     """One transcript per file; files longer than 30 s are decoded piece by piece and joined."""
     model, processor, config = load_run(run_dir, use_adapter)
     sr = config.data.sampling_rate
+    if family_for(model.config, config.model.family).kind == "lalm":
+        return lalm_transcribe_files(model, processor, config, audio_paths, batch_size)
     pieces: list[tuple[int, Any]] = []
     for index, path in enumerate(audio_paths):
-        for segment in split_segments(load_audio(path, sr), sr, 30.0):
+        for segment in split_audio(load_audio(path, sr), sr):
             pieces.append((index, segment))
     texts: list[list[str]] = [[] for _ in audio_paths]
     for start in range(0, len(pieces), batch_size):
@@ -97,3 +101,29 @@ def transcribe_files(
         for (index, _), text in zip(chunk, out, strict=True):
             texts[index].append(text)
     return [" ".join(t for t in parts if t) for parts in texts]
+
+
+def lalm_transcribe_files(
+    model: Any, processor: Any, config: RunConfig, audio_paths: list[Path], batch_size: int
+) -> list[str]:
+    """An audio LM takes a long file as several audio segments in one prompt."""
+    rows = [
+        ManifestRow(
+            line=i + 1,
+            audio=Path(p),
+            text=None,
+            offset=0.0,
+            duration=None,
+            audio_seconds=0.0,
+            raw={},
+        )
+        for i, p in enumerate(audio_paths)
+    ]
+    dataset = LalmSpeechTextDataset(rows, processor, config.data.sampling_rate, with_answer=False)
+    collator = LalmCollator(processor, pad_token_id(processor), padding_side="left")
+    texts: list[str] = []
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
+        texts += generate_text(
+            model, processor, batch, config.training.max_new_tokens, config.training.num_beams
+        )
+    return texts

@@ -19,9 +19,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import ProcessorMixin
 
+from audiolora.config import DataConfig
 from audiolora.data.audio import load_audio
 from audiolora.data.manifest import ManifestRow
 from audiolora.evaluation.metrics import perplexity, transcription_metrics
+from audiolora.models.families import Family
+from audiolora.models.lalm import LalmCollator, encode_example, generate_text, split_audio
 
 IGNORE_INDEX = -100
 
@@ -60,6 +63,69 @@ class SpeechTextDataset(Dataset):
             ids = self.processor.tokenizer(row.text).input_ids[: self.max_label_tokens]
             item["labels"] = ids
         return item
+
+
+STT_INSTRUCTION = "Transcribe the audio."
+
+
+class LalmSpeechTextDataset(Dataset):
+    """Speech-to-text for an audio LM: the clip (split into <= 30 s segments) plus an
+    instruction in the chat template; the transcript is the assistant's answer.
+
+    `with_answer=False` gives prompts only, for generation.
+    """
+
+    def __init__(
+        self,
+        rows: list[ManifestRow],
+        processor: ProcessorMixin,
+        sampling_rate: int = 16000,
+        instruction: str = STT_INSTRUCTION,
+        with_answer: bool = True,
+    ) -> None:
+        self.rows = rows
+        self.processor = processor
+        self.sampling_rate = sampling_rate
+        self.instruction = instruction
+        self.with_answer = with_answer
+        self.lengths = [row.audio_seconds for row in rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def prompts_only(self) -> LalmSpeechTextDataset:
+        return LalmSpeechTextDataset(
+            self.rows, self.processor, self.sampling_rate, self.instruction, with_answer=False
+        )
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.rows[index]
+        audio = load_audio(row.audio, self.sampling_rate, row.offset, row.duration)
+        answer = row.text if self.with_answer else None
+        segments = split_audio(audio, self.sampling_rate)
+        return encode_example(
+            self.processor, segments, self.instruction, answer, self.sampling_rate
+        )
+
+
+def build_stt_dataset(
+    family: Family, rows: list[ManifestRow], processor: ProcessorMixin, data: DataConfig
+) -> SpeechTextDataset | LalmSpeechTextDataset:
+    """The dataset class that turns manifest rows into this family's model inputs."""
+    if family.kind == "lalm":
+        return LalmSpeechTextDataset(rows, processor, data.sampling_rate)
+    return SpeechTextDataset(rows, processor, data.sampling_rate, data.max_label_tokens)
+
+
+def build_stt_collator(family: Family, model: torch.nn.Module, processor: ProcessorMixin) -> Any:
+    if family.kind == "lalm":
+        return LalmCollator(processor, pad_token_id(processor), padding_side="right")
+    return SpeechCollator(model.config.decoder_start_token_id)
+
+
+def pad_token_id(processor: ProcessorMixin) -> int:
+    tokenizer = processor.tokenizer
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 @dataclass
@@ -121,6 +187,50 @@ def transcribe_batches(
     return [t.strip() for t in texts], nll, tokens
 
 
+@torch.no_grad()
+def lalm_transcribe(
+    model: torch.nn.Module,
+    processor: ProcessorMixin,
+    dataset: LalmSpeechTextDataset,
+    *,
+    batch_size: int,
+    num_beams: int,
+    max_new_tokens: int,
+    desc: str,
+    progress: bool,
+) -> tuple[list[str], float, int]:
+    """Perplexity of the reference answers (teacher forcing), then generation from the prompts."""
+    device, dtype = model_device_dtype(model)
+    pad = pad_token_id(processor)
+    nll, tokens = 0.0, 0
+    scoring = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        collate_fn=LalmCollator(processor, pad, padding_side="right"),
+    )
+    for batch in tqdm(scoring, desc=f"{desc} (score)", leave=False, disable=not progress):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        batch["input_features"] = batch["input_features"].to(dtype)
+        labels = batch.pop("labels")
+        logits = model(**batch).logits.float()
+        # Causal LM: the logit at position t predicts token t + 1.
+        shifted = labels[:, 1:]
+        nll += torch.nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2), shifted, ignore_index=IGNORE_INDEX, reduction="sum"
+        ).item()
+        tokens += int((shifted != IGNORE_INDEX).sum())
+    prompts = DataLoader(
+        dataset.prompts_only(),
+        batch_size=batch_size,
+        collate_fn=LalmCollator(processor, pad, padding_side="left"),
+    )
+    texts: list[str] = []
+    for batch in tqdm(prompts, desc=f"{desc} (decode)", leave=False, disable=not progress):
+        batch["input_features"] = batch["input_features"].to(dtype)
+        texts.extend(generate_text(model, processor, batch, max_new_tokens, num_beams))
+    return texts, nll, tokens
+
+
 def evaluate_stt(
     model: torch.nn.Module,
     processor: ProcessorMixin,
@@ -135,13 +245,25 @@ def evaluate_stt(
     """WER/CER/BLEU on decoded text, perplexity on the references, latency per clip."""
     was_training = model.training
     model.eval()
-    collator = SpeechCollator(model.config.decoder_start_token_id)
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
     start = time.perf_counter()
-    batches = tqdm(loader, desc=desc, leave=False, disable=not progress)
-    hyps, nll, tokens = transcribe_batches(
-        model, processor, batches, num_beams=num_beams, max_new_tokens=max_new_tokens
-    )
+    if isinstance(dataset, LalmSpeechTextDataset):
+        hyps, nll, tokens = lalm_transcribe(
+            model,
+            processor,
+            dataset,
+            batch_size=batch_size,
+            num_beams=num_beams,
+            max_new_tokens=max_new_tokens,
+            desc=desc,
+            progress=progress,
+        )
+    else:
+        collator = SpeechCollator(model.config.decoder_start_token_id)
+        loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
+        batches = tqdm(loader, desc=desc, leave=False, disable=not progress)
+        hyps, nll, tokens = transcribe_batches(
+            model, processor, batches, num_beams=num_beams, max_new_tokens=max_new_tokens
+        )
     elapsed = time.perf_counter() - start
     if was_training:
         model.train()

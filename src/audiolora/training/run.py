@@ -27,10 +27,11 @@ from audiolora.data.augment import install_spec_augment
 from audiolora.data.manifest import ManifestReport, check_manifests
 from audiolora.data.sources import resolve_manifests
 from audiolora.evaluation.efficiency import EfficiencyMeter, folder_bytes, size_figures
-from audiolora.models.adapters import attach_adapters, count_parameters
+from audiolora.models.adapters import attach_adapters, count_parameters, lalm_trainable_extras
+from audiolora.models.families import Family
 from audiolora.models.loading import load_model
 from audiolora.reporting.html import write_report
-from audiolora.tasks.stt import SpeechCollator, SpeechTextDataset, evaluate_stt
+from audiolora.tasks.stt import build_stt_collator, build_stt_dataset, evaluate_stt
 from audiolora.training.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
 from audiolora.training.trainer import AdaLoraAllocator, AudioTrainer, SkipFinalStepEvaluation
 
@@ -138,16 +139,14 @@ def eval_log_entry(step: int, metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_datasets(
-    config: RunConfig, reports: dict[str, ManifestReport], processor: Any
-) -> dict[str, SpeechTextDataset]:
+    config: RunConfig, reports: dict[str, ManifestReport], processor: Any, family: Family
+) -> dict[str, Any]:
     datasets = {}
     for split, report in reports.items():
         rows = report.rows
         if split == "eval" and config.data.max_eval_samples:
             rows = rows[: config.data.max_eval_samples]
-        datasets[split] = SpeechTextDataset(
-            rows, processor, config.data.sampling_rate, config.data.max_label_tokens
-        )
+        datasets[split] = build_stt_dataset(family, rows, processor, config.data)
     return datasets
 
 
@@ -156,7 +155,7 @@ def measure_base(
     resume: bool,
     model: Any,
     processor: Any,
-    dataset: SpeechTextDataset,
+    dataset: Any,
     eval_options: dict[str, Any],
 ) -> dict[str, Any]:
     """Held-out metrics of the untouched base model; a resumed run reuses the first measurement."""
@@ -187,13 +186,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     reports = validate_data(config, run_dir)
     set_seed(config.training.seed)
     model, processor, family, model_path = load_model(config.model)
-    if family.kind != "seq2seq":
-        raise RunError(
-            f"{config.model.name} is a {family.name} model: task '{config.task}' trains "
-            "encoder-decoder (Whisper-style) models only so far; audio-LM training is not wired "
-            "into `audiolora train` yet (see audiolora.models.lalm for the prompt building)"
-        )
-    datasets = build_datasets(config, reports, processor)
+    datasets = build_datasets(config, reports, processor, family)
     t = config.training
     eval_options = {
         "batch_size": t.eval_batch_size,
@@ -209,6 +202,13 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
 
     total_steps = total_optimizer_steps(config, len(datasets["train"]))
     peft_model = attach_adapters(model, config.adapter, family, total_steps)
+    if family.kind == "lalm":
+        lalm_trainable_extras(
+            peft_model,
+            family,
+            config.adapter.train_projector,
+            config.adapter.train_audio_encoder_fully,
+        )
     trainable, total = count_parameters(peft_model)
     install_spec_augment(peft_model, config.data.spec_augment, family.audio_input_name)
 
@@ -221,7 +221,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         args=training_arguments(config, run_dir, has_eval),
         train_dataset=datasets["train"],
         eval_dataset=datasets.get("eval"),
-        data_collator=SpeechCollator(model.config.decoder_start_token_id),
+        data_collator=build_stt_collator(family, model, processor),
         processor=processor,
         callbacks=callbacks,
         group_by_length=config.data.group_by_length,

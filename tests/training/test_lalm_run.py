@@ -1,0 +1,56 @@
+"""`audiolora train` / `eval` / `predict` on an audio LM (tiny random Qwen2-Audio): the same run
+folder contract as Whisper, LoRA inside the language model, the projector saved with it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from audiolora.cli import app
+from audiolora.config import load_config
+from audiolora.training.run import run_training
+
+
+def test_lalm_stt_run_trains_projector_and_lora(
+    tiny_qwen2_audio_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    overrides = [
+        f"output_dir={out}",
+        f"model.name={tiny_qwen2_audio_dir}",
+        f"data.train={speech_dataset / 'train.jsonl'}",
+        f"data.eval={speech_dataset / 'eval.jsonl'}",
+        "adapter.train_projector=true",
+        "training.max_steps=3",
+        "training.batch_size=4",
+        "training.eval_steps=100",
+        "training.save_steps=100",
+        "training.logging_steps=1",
+        "training.max_new_tokens=5",
+        "training.learning_rate=0.01",
+    ]
+    metrics = run_training(load_config(None, overrides))
+    assert metrics["family"] == "qwen2_audio"
+    assert set(metrics["final"]) >= {"wer", "cer", "bleu", "perplexity"}
+    losses = [h["loss"] for h in metrics["history"] if "loss" in h]
+    assert len(losses) == 3 and all(loss == loss for loss in losses)
+
+    tensors = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    assert any("multi_modal_projector" in k for k in tensors), "projector must be saved"
+    lora = [k for k in tensors if "lora_" in k]
+    assert lora and all(".language_model." in k for k in lora)
+
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["eval", str(out), "--json", "--data", str(speech_dataset / "eval.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["wer"] == metrics["final"]["wer"]
+
+    wav = sorted((speech_dataset / "audio" / "eval").glob("*.wav"))[0]
+    result = runner.invoke(app, ["predict", str(out), str(wav)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(str(wav))
