@@ -35,3 +35,13 @@ def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
     os.replace(tmp_dir, final_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def fresh_work_dir(final_dir: Path) -> Path:
+    """An empty temporary folder beside `final_dir` to build it in before `replace_dir`."""
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    work_dir = final_dir.parent / f"{final_dir.name}.tmp-{os.getpid()}"
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir()
+    return work_dir

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audiolora.atomic import fresh_work_dir
 from audiolora.cache import cache_dir as default_cache_dir
 from audiolora.models.ct2_import import builtin_model_path, move_into_place, package_files
 
@@ -280,11 +280,7 @@ def assemble_qwen2_audio(whisper_dir: Path, text_dir: Path, gguf_file: str, dst:
         chat_template=CHAT_TEMPLATE,
     )
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    work_dir = dst.parent / f"{dst.name}.tmp-{os.getpid()}"
-    if work_dir.exists():
-        shutil.rmtree(work_dir)
-    work_dir.mkdir()
+    work_dir = fresh_work_dir(dst)
     try:
         model.save_pretrained(work_dir)
         processor.save_pretrained(work_dir)

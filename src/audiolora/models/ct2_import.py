@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audiolora.atomic import replace_dir
+from audiolora.atomic import fresh_work_dir, replace_dir
 from audiolora.cache import cache_dir as default_cache_dir
 
 if TYPE_CHECKING:  # transformers is imported lazily: reading model.bin does not need it
@@ -515,11 +515,7 @@ def import_ct2_whisper(src_dir: Path, dst_dir: Path, *, overwrite: bool = False)
     state_dict, dims = ct2_whisper_to_hf(variables, aliases)
     del variables  # the float32 state dict holds what is needed
 
-    dst_dir.parent.mkdir(parents=True, exist_ok=True)
-    work_dir = dst_dir.parent / f"{dst_dir.name}.tmp-{os.getpid()}"
-    if work_dir.exists():
-        shutil.rmtree(work_dir)
-    work_dir.mkdir()
+    work_dir = fresh_work_dir(dst_dir)
     try:
         tokenizer = _build_tokenizer(src_dir, tokenizer_json, work_dir, dims)
         generation_config = _generation_config(ct2_config, _special_token_ids(tokenizer_json), dims)

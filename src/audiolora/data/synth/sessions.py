@@ -54,6 +54,7 @@ from audiolora.data.synth.speech import (
     load_engine_clip,
     run_engine,
     split_voices,
+    write_manifests,
 )
 
 PHASES = ("P1", "P2", "P3")
@@ -527,12 +528,7 @@ def synth_sessions_dataset(
                 rows[split].append(row)
             bar.update(1)
 
-    for split, split_rows in rows.items():
-        split_rows.sort(key=lambda r: r["audio"])
-        with open(out_dir / f"{split}.jsonl", "w", encoding="utf-8") as f:
-            for r in split_rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-
+    write_manifests(out_dir, rows)
     failures.sort(key=lambda f: (f["split"], f["session"]))
     train_voices = {v.id for vs in train_pools.values() for v in vs}
     n_train = n_sessions - n_eval

@@ -263,6 +263,15 @@ def trim_silence(audio: np.ndarray, sr: int, pad_s: float = 0.08) -> np.ndarray:
     return audio[start:end]
 
 
+def write_manifests(out_dir: Path, rows: dict[str, list[dict]]) -> None:
+    """One JSONL manifest per split (`train.jsonl`, `eval.jsonl`), rows in file order."""
+    for split, split_rows in rows.items():
+        split_rows.sort(key=lambda r: r["audio"])
+        with open(out_dir / f"{split}.jsonl", "w", encoding="utf-8") as f:
+            for r in split_rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
 def load_engine_clip(raw: Path) -> np.ndarray:
     """Engine output as 16 kHz mono float32, trimmed and peak-normalized to 0.9."""
     try:
@@ -400,12 +409,7 @@ def synth_speech_dataset(
                 rows[futures[future].split].append(row)
             bar.update(1)
 
-    for split, split_rows in rows.items():
-        split_rows.sort(key=lambda r: r["audio"])
-        with open(out_dir / f"{split}.jsonl", "w", encoding="utf-8") as f:
-            for r in split_rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-
+    write_manifests(out_dir, rows)
     failures.sort(key=lambda f: (f["split"], f["index"]))
     train_voices = {v.id for vs in train_pools.values() for v in vs}
     summary = {
