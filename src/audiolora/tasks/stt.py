@@ -24,9 +24,13 @@ from audiolora.data.audio import load_audio
 from audiolora.data.manifest import ManifestRow
 from audiolora.evaluation.metrics import perplexity, transcription_metrics
 from audiolora.models.families import Family
-from audiolora.models.lalm import LalmCollator, encode_example, generate_text, split_audio
-
-IGNORE_INDEX = -100
+from audiolora.models.lalm import (
+    IGNORE_INDEX,
+    LalmCollator,
+    encode_example,
+    generate_text,
+    split_audio,
+)
 
 
 class SpeechTextDataset(Dataset):
