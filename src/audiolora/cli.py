@@ -147,6 +147,46 @@ def train(
     console.print(f"adapter: {config.output_dir}/adapter   report: {config.output_dir}/report.html")
 
 
+@app.command()
+def sweep(
+    recipe: Annotated[str, typer.Argument(help="Recipe YAML file or builtin recipe name.")],
+    grid: Annotated[
+        list[str],
+        typer.Option("--grid", "-g", help="Axis: --grid adapter.r=2,4,8 (repeat for more axes)."),
+    ],
+    seeds: Annotated[
+        int, typer.Option(help="Runs per grid point (training.seed, +1, +2 ...).")
+    ] = 1,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override for every run.")
+    ] = None,
+    output_dir: Annotated[
+        Path, typer.Option(help="Sweep folder (one run folder per point and seed).")
+    ] = Path("runs/sweep"),
+) -> None:
+    """Train a grid of recipe variants over several seeds; one table (mean ± std) and a plot.
+    Rerunning the same command continues an interrupted sweep."""
+    _setup_logging(False)
+    from audiolora.config import ConfigError
+    from audiolora.data.manifest import BadInputError
+    from audiolora.sweep import run_sweep, sweep_rows
+    from audiolora.training.run import RunError
+
+    try:
+        summary = run_sweep(resolve_recipe(recipe), grid, seeds, output_dir, list(set_ or []))
+    except (ConfigError, BadInputError, RunError) as e:
+        fail(str(e))
+        return
+    header, rows = sweep_rows(summary)
+    table = Table(title=f"sweep: {seeds} seed(s) per point (mean ± std)")
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"written: {output_dir}/sweep.md, sweep.json, sweep.png")
+
+
 @app.command("eval")
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],

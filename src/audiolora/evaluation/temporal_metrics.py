@@ -12,12 +12,11 @@ the "5.3 +- 0.1 s" form of the paper's tables.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 
 import numpy as np
 
-from audiolora.data.audio import is_number
+from audiolora.evaluation.metrics import summarize_over_seeds  # noqa: F401 - re-exported
 
 WITHIN_S = (5.0, 10.0)
 """Tolerances (seconds) for the share of boundaries placed close enough; 5 s is about what a
@@ -79,31 +78,3 @@ def localization_metrics(
     for name in sorted(set(boundary_types)):
         metrics.update(_stats(errors[types == name], f"{name}/"))
     return metrics
-
-
-def summarize_over_seeds(runs: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Mean and sample standard deviation over seeds of every numeric key.
-
-    For values x_1..x_n of one key over n seeds:
-      mean = (1/n) * sum_k x_k
-      std  = sqrt( sum_k (x_k - mean)^2 / (n - 1) )     (ddof=1; 0.0 when n == 1)
-    Every run must have the same numeric keys: a key missing from one seed would make its mean
-    over fewer seeds look like the others. Non-numeric values (names, notes) are left out.
-    """
-    if not runs:
-        raise ValueError("no runs to summarize")
-    keys = [k for k, v in runs[0].items() if is_number(v)]
-    for k, run in enumerate(runs[1:], start=2):
-        numeric = {key for key, v in run.items() if is_number(v)}
-        if numeric != set(keys):
-            missing = sorted(set(keys) - numeric)
-            extra = sorted(numeric - set(keys))
-            raise ValueError(
-                f"run {k} has other metrics than run 1: missing {missing}, extra {extra}"
-            )
-    summary = {}
-    for key in keys:
-        values = [float(run[key]) for run in runs]
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        summary[key] = {"mean": statistics.fmean(values), "std": std}
-    return summary

@@ -1,0 +1,159 @@
+"""A grid of runs over recipe keys and seeds, summarised as one table (mean ± std) and a plot.
+
+`audiolora sweep RECIPE --grid adapter.r=2,4,8 --grid data.max_eval_samples=16 --seeds 3` trains
+every combination once per seed into `OUT/<point>/seed-<s>/` (ordinary run folders), then writes
+`OUT/sweep.json`, `OUT/sweep.md` and `OUT/sweep.png`. A finished run is never trained again, so
+an interrupted sweep is continued by running the same command.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from audiolora.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from audiolora.config import ConfigError, load_config  # noqa: E402
+from audiolora.evaluation.metrics import summarize_over_seeds  # noqa: E402
+from audiolora.training.run import HEADLINE, run_training  # noqa: E402
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    settings: tuple[tuple[str, str], ...]
+    """(key, value as typed on the command line); values are parsed like `--set` values."""
+
+    @property
+    def name(self) -> str:
+        """Folder-safe label such as `adapter.r=4,training.learning_rate=0.001`."""
+        if not self.settings:
+            return "base"
+        return ",".join(f"{k}={v}" for k, v in self.settings).replace("/", "_")
+
+    def overrides(self) -> list[str]:
+        return [f"{k}={v}" for k, v in self.settings]
+
+
+def parse_grid(axes: list[str]) -> list[GridPoint]:
+    """`key=v1,v2` axes -> their cartesian product of grid points."""
+    keys, values = [], []
+    for axis in axes:
+        if "=" not in axis:
+            raise ConfigError(f"--grid '{axis}' must look like key.path=v1,v2")
+        key, raw = axis.split("=", 1)
+        options = [v.strip() for v in raw.split(",") if v.strip()]
+        if not options:
+            raise ConfigError(f"--grid '{axis}' lists no values")
+        keys.append(key.strip())
+        values.append(options)
+    return [GridPoint(tuple(zip(keys, combo, strict=True))) for combo in itertools.product(*values)]
+
+
+def run_sweep(
+    recipe: Path | None,
+    grid: list[str],
+    seeds: int,
+    out_dir: Path,
+    overrides: list[str] | None = None,
+    train: Callable[..., dict[str, Any]] = run_training,
+) -> dict[str, Any]:
+    """Train every grid point once per seed (skipping finished runs) and summarise."""
+    points = parse_grid(grid)
+    base = load_config(recipe, overrides)
+    # Validate every combination before the first run starts.
+    configs = {
+        (point, seed): load_config(
+            recipe,
+            [
+                *(overrides or []),
+                *point.overrides(),
+                f"training.seed={base.training.seed + seed}",
+                f"output_dir={out_dir / point.name / f'seed-{seed}'}",
+            ],
+        )
+        for point in points
+        for seed in range(seeds)
+    }
+    results: dict[str, list[dict[str, Any]]] = {p.name: [] for p in points}
+    for (point, _), config in configs.items():
+        metrics_path = Path(config.output_dir) / "metrics.json"
+        if metrics_path.exists():
+            metrics = json.loads(metrics_path.read_text())
+        else:
+            metrics = train(config)
+            gc.collect()
+        final = metrics.get("final") or {}
+        results[point.name].append({k: final[k] for k in HEADLINE if k in final})
+    summary = {
+        "recipe": str(recipe),
+        "grid": grid,
+        "seeds": seeds,
+        "points": [
+            {
+                "name": p.name,
+                "settings": dict(p.settings),
+                "runs": results[p.name],
+                "summary": summarize_over_seeds(results[p.name]),
+            }
+            for p in points
+        ],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "sweep.json", summary)
+    atomic_write_text(out_dir / "sweep.md", sweep_markdown(summary))
+    plot_sweep(summary, out_dir / "sweep.png")
+    return summary
+
+
+def mean_std(cell: dict[str, float] | None, percent: bool) -> str:
+    if cell is None:
+        return "—"
+    scale = 100 if percent else 1
+    return f"{cell['mean'] * scale:.2f} ± {cell['std'] * scale:.2f}"
+
+
+def sweep_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    keys = [k for k in HEADLINE if k != "latency_s_per_clip"]
+    header = ["grid point", *[f"{k} (%)" if k in ("wer", "cer") else k for k in keys]]
+    rows = [
+        [p["name"], *[mean_std(p["summary"].get(k), k in ("wer", "cer")) for k in keys]]
+        for p in summary["points"]
+    ]
+    return header, rows
+
+
+def sweep_markdown(summary: dict[str, Any]) -> str:
+    header, rows = sweep_rows(summary)
+    lines = [
+        f"Sweep of `{summary['recipe']}` over {summary['grid']}, {summary['seeds']} seed(s); "
+        "held-out metrics after training, mean ± sample std over seeds.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot_sweep(summary: dict[str, Any], path: Path, metric: str = "wer") -> None:
+    points = summary["points"]
+    names = [p["name"] for p in points]
+    means = [p["summary"].get(metric, {}).get("mean", float("nan")) for p in points]
+    stds = [p["summary"].get(metric, {}).get("std", 0.0) for p in points]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(names)), 3.4))
+    ax.bar(range(len(names)), means, yerr=stds, capsize=4, color="#4c72b0")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"held-out {metric} (mean ± std)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

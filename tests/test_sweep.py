@@ -1,0 +1,81 @@
+"""`audiolora sweep`: grid expansion, one run per point and seed, mean ± std, resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from audiolora.cli import app
+from audiolora.config import ConfigError, RunConfig
+from audiolora.sweep import parse_grid, run_sweep
+
+
+def test_grid_is_the_cartesian_product() -> None:
+    points = parse_grid(["adapter.r=2,4", "training.learning_rate=1e-3,3e-4,1e-4"])
+    assert len(points) == 6
+    assert points[0].overrides() == ["adapter.r=2", "training.learning_rate=1e-3"]
+    assert points[-1].name == "adapter.r=4,training.learning_rate=1e-4"
+
+
+def test_bad_axis_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="key.path=v1,v2"):
+        parse_grid(["adapter.r"])
+
+
+def test_sweep_runs_each_point_and_seed_once(tmp_path: Path) -> None:
+    calls: list[RunConfig] = []
+
+    def fake_train(config: RunConfig) -> dict[str, Any]:
+        calls.append(config)
+        wer = 0.1 * config.adapter.r + 0.01 * (config.training.seed - 42)
+        out = Path(config.output_dir)
+        out.mkdir(parents=True)
+        metrics = {"final": {"wer": wer, "cer": wer / 2, "bleu": 50.0, "perplexity": 2.0}}
+        (out / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    summary = run_sweep(None, ["adapter.r=1,2"], seeds=2, out_dir=tmp_path, train=fake_train)
+    assert [(c.adapter.r, c.training.seed) for c in calls] == [(1, 42), (1, 43), (2, 42), (2, 43)]
+    wer = {p["name"]: p["summary"]["wer"] for p in summary["points"]}
+    assert wer["adapter.r=1"]["mean"] == pytest.approx(0.105)
+    assert wer["adapter.r=1"]["std"] == pytest.approx(0.00707107, rel=1e-4)
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+    assert "10.50 ± 0.71" in (tmp_path / "sweep.md").read_text()
+
+    calls.clear()
+    run_sweep(None, ["adapter.r=1,2"], seeds=2, out_dir=tmp_path, train=fake_train)
+    assert calls == [], "finished runs are not trained again"
+
+
+def test_sweep_cli_on_tiny_whisper(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    args = [
+        "sweep",
+        "whisper-tiny-en-lora",
+        "--grid",
+        "adapter.r=1,2",
+        "--seeds",
+        "1",
+        "--output-dir",
+        str(tmp_path / "sweep"),
+    ]
+    for o in [
+        f"model.name={tiny_random_whisper_dir}",
+        f"data.train={speech_dataset / 'train.jsonl'}",
+        f"data.eval={speech_dataset / 'eval.jsonl'}",
+        "training.max_steps=1",
+        "training.batch_size=4",
+        "training.max_new_tokens=4",
+        "training.eval_steps=100",
+        "training.save_steps=100",
+    ]:
+        args += ["--set", o]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "adapter.r=1" in result.output and "adapter.r=2" in result.output
+    assert (tmp_path / "sweep" / "adapter.r=2" / "seed-0" / "adapter").is_dir()
