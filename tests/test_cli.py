@@ -141,3 +141,40 @@ def test_models_import_ct2(tmp_path: Path, cache_root: Path) -> None:
     result = runner.invoke(app, ["models", "import-ct2", str(src), str(tmp_path / "tiny")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "tiny" / "model.safetensors").exists()
+
+
+def test_data_check_sessions_reports_bad_boundaries(tmp_path: Path) -> None:
+    pytest.importorskip("soxr")
+    out = tmp_path / "sessions"
+    made = runner.invoke(
+        app,
+        [
+            "data",
+            "synth",
+            "sessions",
+            str(out),
+            "--n-sessions",
+            "2",
+            "--n-eval",
+            "1",
+            "--min-minutes",
+            "0.75",
+            "--max-minutes",
+            "1.25",
+        ],
+    )
+    if "apt-get install" in made.output:
+        pytest.skip("no TTS engine")
+    assert made.exit_code == 0, made.output
+    ok = runner.invoke(
+        app, ["data", "check", "--sessions", "--window-s", "10", str(out / "train.jsonl")]
+    )
+    assert ok.exit_code == 0 and "1 rows ok, 0 rejected" in ok.output
+
+    row = json.loads((out / "train.jsonl").read_text())
+    row["boundaries"]["P2_start"] = row["boundaries"]["P1_end"] - 1.0  # starts before P1 ends
+    bad = out / "bad.jsonl"
+    bad.write_text(json.dumps(row) + "\n")
+    result = runner.invoke(app, ["data", "check", "--sessions", str(bad)])
+    assert result.exit_code == 1
+    assert "bad.jsonl:1: field 'boundaries" in result.output

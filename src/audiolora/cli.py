@@ -295,15 +295,25 @@ def synth_sessions(
 def data_check(
     manifests: Annotated[list[Path], typer.Argument(help="JSONL manifests to validate.")],
     max_duration_s: Annotated[float, typer.Option(help="Longest clip allowed.")] = 30.0,
+    sessions: Annotated[
+        bool, typer.Option("--sessions", help="Session manifests (phase boundaries, transcripts).")
+    ] = False,
+    window_s: Annotated[float, typer.Option(help="With --sessions: the window length.")] = 30.0,
 ) -> None:
     """Validate manifests and every audio file; lists every bad row (exit 1 if any)."""
-    from audiolora.data.manifest import read_manifest
+    from audiolora.data.manifest import read_manifest, summarize_problems
+    from audiolora.data.windows import BOUNDARIES, read_sessions
 
     bad = 0
     for path in manifests:
-        report = read_manifest(path, max_duration_s=max_duration_s, progress=True)
-        console.print(report.summary(), highlight=False)
-        bad += len(report.problems)
+        if sessions:
+            good, problems = read_sessions(path, window_s=window_s, boundaries=BOUNDARIES)
+            ok_rows = len(good)
+        else:
+            report = read_manifest(path, max_duration_s=max_duration_s, progress=True)
+            problems, ok_rows = report.problems, len(report.rows)
+        console.print(summarize_problems(path, ok_rows, problems), highlight=False, soft_wrap=True)
+        bad += len(problems)
     raise typer.Exit(1 if bad else 0)
 
 

@@ -76,6 +76,14 @@ class ManifestRow:
     raw: dict[str, Any]
 
 
+def summarize_problems(path: Path, ok_rows: int, problems: list[Problem]) -> str:
+    """'train.jsonl: 240 rows ok, 3 rejected' and one line per problem, none left out."""
+    rejected = len({p.line for p in problems if p.line > 0})
+    lines = [f"{path}: {ok_rows} rows ok, {rejected} rejected"]
+    lines += [f"  {p}" for p in problems]
+    return "\n".join(lines)
+
+
 @dataclass
 class ManifestReport:
     """Result of checking one manifest: the usable rows and every problem found."""
@@ -93,10 +101,7 @@ class ManifestReport:
 
     def summary(self) -> str:
         """'train.jsonl: 240 rows ok, 3 rejected' and one line per problem, none left out."""
-        rejected = len({p.line for p in self.problems if p.line > 0})
-        lines = [f"{self.path}: {len(self.rows)} rows ok, {rejected} rejected"]
-        lines += [f"  {p}" for p in self.problems]
-        return "\n".join(lines)
+        return summarize_problems(self.path, len(self.rows), self.problems)
 
     def rejected_records(self) -> Iterator[dict[str, Any]]:
         """One JSON-ready record per problem, with the offending row for context."""
