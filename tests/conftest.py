@@ -143,3 +143,69 @@ def tiny_qwen2_audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def write_session(root: Path, name: str, phases: dict[str, tuple[float, float]]) -> dict:
+    """A session whose phases sound different (noise / 220 Hz / 440 Hz) and whose transcript
+    says different words per phase; returns its manifest row (paths relative to `root`)."""
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    sr = 16000
+    end = max(e for _, e in phases.values()) + 2.0
+    t = np.arange(int(end * sr)) / sr
+    rng = np.random.default_rng(len(name))
+    audio = 0.01 * rng.standard_normal(t.size)
+    sounds = {"P1": None, "P2": 220.0, "P3": 440.0}
+    words = []
+    for phase, (start, stop) in phases.items():
+        part = (t >= start) & (t < stop)
+        tone = sounds[phase]
+        audio[part] += 0.2 * (
+            rng.standard_normal(part.sum()) if tone is None else np.sin(2 * np.pi * tone * t[part])
+        )
+        vocabulary = {"P1": "hello there", "P2": "i walk", "P3": "we talk"}[phase].split()
+        for k, w0 in enumerate(np.arange(start, stop - 0.4, 0.6)):
+            words.append(
+                {
+                    "word": vocabulary[k % len(vocabulary)],
+                    "start": float(w0),
+                    "end": float(w0 + 0.4),
+                    "phase": phase,
+                }
+            )
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    (root / "transcripts").mkdir(exist_ok=True)
+    sf.write(root / "audio" / f"{name}.wav", audio.astype(np.float32), sr)
+    (root / "transcripts" / f"{name}.json").write_text(json.dumps(words))
+    boundaries = {}
+    for phase, (start, stop) in phases.items():
+        boundaries[f"{phase}_start"] = start
+        boundaries[f"{phase}_end"] = stop
+    return {
+        "audio": f"audio/{name}.wav",
+        "duration": round(t.size / sr, 3),
+        "boundaries": boundaries,
+        "transcript": f"transcripts/{name}.json",
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_sessions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three ~50 s three-phase sessions (two train, one eval) in the `synth sessions` layout."""
+    import json
+
+    root = tmp_path_factory.mktemp("sessions")
+    layouts = {
+        "train": [
+            ("s0", {"P1": (1.0, 14.0), "P2": (15.0, 33.0), "P3": (34.0, 48.0)}),
+            ("s1", {"P1": (0.5, 11.0), "P2": (12.5, 36.0), "P3": (37.0, 50.0)}),
+        ],
+        "eval": [("s2", {"P1": (1.5, 13.0), "P2": (14.0, 31.0), "P3": (32.5, 47.0)})],
+    }
+    for split, sessions in layouts.items():
+        rows = [write_session(root, name, phases) for name, phases in sessions]
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root

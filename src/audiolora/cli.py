@@ -81,6 +81,8 @@ def metrics_table(title: str, columns: dict[str, dict[str, Any] | None]) -> Tabl
     for name in columns:
         table.add_column(name, justify="right")
     for key, (label, _, better) in METRIC_LABELS.items():
+        if all(key not in (m or {}) for m in columns.values()):
+            continue
         table.add_row(
             f"{label} ({better} is better)",
             *[_fmt(key, (m or {}).get(key)) for m in columns.values()],
@@ -134,7 +136,10 @@ def train(
         return
     eff = metrics["efficiency"]
     console.print(
-        metrics_table("Held-out split", {"base": metrics["base"], "adapted": metrics["final"]})
+        metrics_table(
+            "Held-out split",
+            {metrics.get("base_reference", "base"): metrics["base"], "adapted": metrics["final"]},
+        )
     )
     summary = Table(title="Efficiency")
     summary.add_column("figure")
@@ -216,22 +221,47 @@ def eval_(
             json.dumps({k: v for k, v in metrics.items() if k != "examples"}, indent=2) + "\n"
         )
     else:
-        console.print(metrics_table(f"{data} ({metrics['n']} clips)", {metrics["model"]: metrics}))
+        n = metrics.get("n", metrics.get("count"))
+        console.print(metrics_table(f"{data} ({n} examples)", {metrics["model"]: metrics}))
         console.print(f"written: {out}")
 
 
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
-    audio: Annotated[list[Path], typer.Argument(help="Audio files to transcribe.")],
+    audio: Annotated[
+        list[Path] | None, typer.Argument(help="Audio files to transcribe (stt runs).")
+    ] = None,
+    sessions: Annotated[
+        Path | None,
+        typer.Option(
+            "--sessions",
+            help="Temporal runs: a session manifest (audio + transcript, boundaries optional); "
+            "locates every boundary in every whole recording.",
+        ),
+    ] = None,
     base: Annotated[bool, typer.Option("--base", help="Use the bare base model.")] = False,
 ) -> None:
-    """Transcribe audio files with a run's adapter (one line per file: path<TAB>text)."""
+    """Transcribe audio files (one line per file: path<TAB>text), or with --sessions locate
+    phase boundaries in whole recordings (coarse pass + refinement) and score them against
+    annotated boundaries when the manifest has them."""
     _setup_logging(False)
     from audiolora.config import ConfigError
     from audiolora.data.audio import AudioError
-    from audiolora.inference import transcribe_files
+    from audiolora.data.manifest import BadInputError
+    from audiolora.inference import locate_in_sessions, transcribe_files
 
+    if sessions is not None:
+        try:
+            result = locate_in_sessions(run_dir, sessions)
+        except (ConfigError, BadInputError) as e:
+            fail(str(e))
+            return
+        print_sessions(run_dir, sessions, result)
+        return
+    if not audio:
+        fail("give audio files to transcribe, or --sessions MANIFEST for a temporal run")
+        return
     try:
         texts = transcribe_files(run_dir, audio, use_adapter=not base)
     except (ConfigError, AudioError) as e:
@@ -239,6 +269,37 @@ def predict(
         return
     for path, text in zip(audio, texts, strict=True):
         sys.stdout.write(f"{path}\t{text}\n")
+
+
+def print_sessions(run_dir: Path, manifest: Path, result: dict[str, Any]) -> None:
+    from audiolora.atomic import atomic_write_json
+
+    table = Table(title=f"Boundaries located in {manifest}")
+    table.add_column("recording")
+    table.add_column("boundary")
+    table.add_column("found (s)", justify="right")
+    table.add_column("annotated (s)", justify="right")
+    table.add_column("error (s)", justify="right")
+    for session in result["sessions"]:
+        for name, t in session["boundaries"].items():
+            table.add_row(
+                Path(session["audio"]).name,
+                name,
+                f"{t:.1f}",
+                str(session["annotated"].get(name, "—")),
+                str(session["abs_error_s"].get(name, "—")),
+            )
+    console.print(table)
+    m = result["metrics"]
+    if m:
+        console.print(
+            f"session-level MAE {m['mae_s']:.2f} s (median {m['median_ae_s']:.2f} s, "
+            f"{m['within_5s']:.0%} within ±5 s, {m['within_10s']:.0%} within ±10 s, "
+            f"{m['count']} boundaries)"
+        )
+    out = run_dir / f"sessions-{manifest.stem}.json"
+    atomic_write_json(out, result)
+    console.print(f"written: {out}")
 
 
 @synth_app.command("speech")

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from audiolora.data.windows import BOUNDARIES
 
 
 class Section(BaseModel):
@@ -60,7 +62,9 @@ class AdapterConfig(Section):
     attention and feed-forward projections (Whisper: q/k/v/out_proj, fc1, fc2; Qwen2-Audio:
     q/k/v/o_proj, gate/up/down_proj)."""
     layers: list[int] | None = None
-    """Transformer layer indices that get adapters (None: all layers)."""
+    """Transformer layer indices that get adapters (None: all layers). Negative indices count
+    from the top (`[-4, -3, -2, -1]`: the last four layers, whatever the depth): backward passes
+    then stop at the lowest adapted layer, which makes long audio prompts affordable."""
     rank_pattern: dict[str, int] = {}
     """Per-module rank overrides, keys are regexes on module names (PEFT semantics)."""
     alpha_pattern: dict[str, float] = {}
@@ -132,13 +136,52 @@ class TrainingConfig(Section):
     max_new_tokens: int = Field(128, ge=1)
 
 
+class TemporalConfig(Section):
+    """Temporal localization (seed 000): windows around phase boundaries, a regression head."""
+
+    window_s: float = Field(30.0, gt=0)
+    """Window length in seconds (the seed compares 30, 60 and 120)."""
+    windows_per_boundary: int = Field(2, ge=1)
+    """Training windows drawn around each boundary of each session, per epoch of data."""
+    eval_windows_per_boundary: int = Field(1, ge=1)
+    boundaries: list[str] = ["P1_start", "P1_end", "P2_start", "P2_end", "P3_start", "P3_end"]
+    outside_fraction: float = Field(0.25, ge=0, lt=1)
+    """Share of extra training windows that do not contain the boundary; their target is 0
+    (boundary before the window) or 1 (after). They teach the head to say "not here", which the
+    session-level coarse pass needs. 0 reproduces the seed's inside-only training."""
+    transcript: bool = True
+    """Put the window's transcript words in the prompt after the audio."""
+    head_only: bool = False
+    """Baseline: frozen backbone, only the regression head trains (no LoRA)."""
+    loss: Literal["l1", "smooth_l1", "mse"] = "l1"
+    """Loss on the normalized offset; L1 is the seed's MAE objective."""
+    head_learning_rate: float | None = Field(None, gt=0)
+    """Learning rate of the head (None: training.learning_rate)."""
+    hop_s: float | None = Field(None, gt=0)
+    """Session-level inference: hop of the coarse pass (None: half a window)."""
+    eval_seed: int = 1234
+    """Seed of the held-out windows: fixed, so runs with different training seeds are scored on
+    the same windows."""
+
+    @field_validator("boundaries")
+    @classmethod
+    def _known_boundaries(cls, value: list[str]) -> list[str]:
+        unknown = [b for b in value if b not in BOUNDARIES]
+        if unknown or not value:
+            raise ValueError(
+                f"unknown boundary {unknown or '(none given)'}; choose from {list(BOUNDARIES)}"
+            )
+        return value
+
+
 class RunConfig(Section):
-    task: Literal["stt"] = "stt"
+    task: Literal["stt", "temporal"] = "stt"
     output_dir: str = "runs/default"
     model: ModelConfig = ModelConfig()
     adapter: AdapterConfig = AdapterConfig()
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
+    temporal: TemporalConfig = TemporalConfig()
 
     @model_validator(mode="after")
     def _check_combinations(self) -> RunConfig:

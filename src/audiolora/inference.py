@@ -1,11 +1,11 @@
-"""Reopen a finished run for evaluation and transcription: base model + RUN/adapter via PEFT."""
+"""Reopen a finished run for evaluation and prediction: base model + RUN/adapter (the task's
+trained parts: a PEFT adapter, plus a regression head for temporal localization)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from peft import PeftModel
 from torch.utils.data import DataLoader
 
 from audiolora.config import ConfigError, RunConfig, load_config
@@ -14,6 +14,7 @@ from audiolora.data.manifest import ManifestRow, check_manifests
 from audiolora.models.families import family_for
 from audiolora.models.lalm import LalmCollator, generate_text, split_audio
 from audiolora.models.loading import disable_cpu_repacking, load_model
+from audiolora.tasks.base import get_task
 from audiolora.tasks.stt import (
     LalmSpeechTextDataset,
     build_stt_dataset,
@@ -29,7 +30,7 @@ def run_config(run_dir: Path, use_adapter: bool = True) -> RunConfig:
     if not (run_dir / "config.yaml").exists():
         raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
     adapter = run_dir / "adapter"
-    if use_adapter and not (adapter / "adapter_config.json").exists():
+    if use_adapter and not adapter.is_dir():
         raise ConfigError(f"{run_dir}: no finished adapter in {adapter} (did training complete?)")
     return load_config(run_dir / "config.yaml")
 
@@ -39,7 +40,7 @@ def load_run(run_dir: Path, use_adapter: bool = True) -> tuple[Any, Any, RunConf
     config = run_config(run_dir, use_adapter)
     model, processor, _, _ = load_model(config.model)
     if use_adapter:
-        model = PeftModel.from_pretrained(model, str(Path(run_dir) / "adapter"))
+        model = get_task(config.task).load(model, Path(run_dir) / "adapter")
         disable_cpu_repacking(model)
     model.eval()
     return model, processor, config
@@ -49,6 +50,8 @@ def evaluate_run(
     run_dir: Path, manifest: Path, *, use_adapter: bool = True, on_bad_input: str = "stop"
 ) -> dict[str, Any]:
     config = run_config(run_dir, use_adapter)
+    if config.task != "stt":
+        return evaluate_task_run(run_dir, config, manifest, use_adapter, on_bad_input)
     reports = check_manifests(
         {"eval": Path(manifest)},
         on_bad_input=on_bad_input,  # type: ignore[arg-type]
@@ -127,3 +130,88 @@ def lalm_transcribe_files(
             model, processor, batch, config.training.max_new_tokens, config.training.num_beams
         )
     return texts
+
+
+def evaluate_task_run(
+    run_dir: Path, config: RunConfig, manifest: Path, use_adapter: bool, on_bad_input: str
+) -> dict[str, Any]:
+    """Any task's held-out evaluation on another manifest, through the Task protocol."""
+    task = get_task(config.task)
+    config = config.model_copy(
+        update={
+            "data": config.data.model_copy(
+                update={"train": str(manifest), "eval": None, "on_bad_input": on_bad_input}
+            )
+        }
+    )
+    reports = task.check_data(config, None)
+    model, processor, _ = load_run(run_dir, use_adapter)
+    hf_config = model.config if hasattr(model, "config") else model.backbone.config
+    family = family_for(hf_config, config.model.family)
+    # Held-out windows are drawn the way the run drew its eval windows (fixed eval seed).
+    datasets = task.build_datasets(config, {"eval": reports["train"]}, processor, family)
+    options = {"batch_size": config.training.eval_batch_size, "desc": "eval"}
+    if use_adapter:
+        metrics = task.evaluate(model, processor, datasets["eval"], **options)
+    else:
+        metrics = task.base_metrics(model, processor, datasets["eval"], **options)
+    metrics["rejected"] = len(reports["train"].problems)
+    metrics["model"] = "adapted" if use_adapter else metrics.get("reference", "base")
+    return metrics
+
+
+def locate_in_sessions(
+    run_dir: Path, manifest: Path, *, on_bad_input: str = "stop", progress: bool = True
+) -> dict[str, Any]:
+    """Session-level inference for a temporal run: every boundary of every recording.
+
+    Sessions need a transcript when the run was trained with one; boundaries in the manifest
+    are optional and, when present, give session-level errors in seconds.
+    """
+    from audiolora.data.windows import check_sessions
+    from audiolora.tasks.temporal import locate_boundaries, session_errors, session_metrics
+
+    config = run_config(run_dir, True)
+    if config.task != "temporal":
+        raise ConfigError(f"{run_dir}: a '{config.task}' run; --sessions needs a temporal run")
+    cfg = config.temporal
+    reports = check_sessions(
+        {"sessions": Path(manifest)},
+        window_s=cfg.window_s,
+        boundaries=(),
+        on_bad_input=on_bad_input,  # type: ignore[arg-type]
+        rejected_path=None,
+    )
+    model, processor, _ = load_run(run_dir, True)
+    sessions = reports["sessions"].rows
+    results, errors = [], []
+    for session in sessions:
+        found = locate_boundaries(
+            model,  # type: ignore[arg-type]
+            processor,
+            session,
+            cfg.boundaries,
+            window_s=cfg.window_s,
+            hop_s=cfg.hop_s or cfg.window_s / 2,
+            sampling_rate=config.data.sampling_rate,
+            transcript=cfg.transcript,
+            batch_size=config.training.eval_batch_size,
+            progress=progress,
+        )
+        err = session_errors(found, session)
+        errors.append(err)
+        results.append(
+            {
+                "audio": str(session.audio),
+                "line": session.line,
+                "boundaries": {n: round(v["time_s"], 2) for n, v in found.items()},
+                "coarse": {n: round(v["coarse_s"], 2) for n, v in found.items()},
+                "annotated": {n: session.boundaries[n] for n in found if n in session.boundaries},
+                "abs_error_s": {n: round(e, 2) for n, e in err.items()},
+            }
+        )
+    return {
+        "sessions": results,
+        "metrics": session_metrics(errors),
+        "rejected": len(reports["sessions"].problems),
+    }

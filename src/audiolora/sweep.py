@@ -24,7 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from audiolora.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from audiolora.config import ConfigError, load_config  # noqa: E402
 from audiolora.evaluation.metrics import summarize_over_seeds  # noqa: E402
-from audiolora.training.run import HEADLINE, run_training  # noqa: E402
+from audiolora.tasks.base import get_task  # noqa: E402
+from audiolora.training.run import run_training  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ def run_sweep(
         for point in points
         for seed in range(seeds)
     }
+    task = get_task(base.task)
     results: dict[str, list[dict[str, Any]]] = {p.name: [] for p in points}
     for (point, _), config in configs.items():
         metrics_path = Path(config.output_dir) / "metrics.json"
@@ -91,10 +93,11 @@ def run_sweep(
         else:
             metrics = train(config)
             gc.collect()
-        final = metrics.get("final") or {}
-        results[point.name].append({k: final[k] for k in HEADLINE if k in final})
+        results[point.name].append(sweep_figures(metrics, task.headline))
     summary = {
         "recipe": str(recipe),
+        "task": task.name,
+        "columns": [k for k in task.headline if not k.startswith("latency")],
         "grid": grid,
         "seeds": seeds,
         "points": [
@@ -110,8 +113,20 @@ def run_sweep(
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "sweep.json", summary)
     atomic_write_text(out_dir / "sweep.md", sweep_markdown(summary))
-    plot_sweep(summary, out_dir / "sweep.png")
+    plot_sweep(summary, out_dir / "sweep.png", metric=summary["columns"][0])
     return summary
+
+
+def sweep_figures(metrics: dict[str, Any], headline: tuple[str, ...]) -> dict[str, float]:
+    """A run's headline numbers plus its per-type MAE (the seed's per-phase columns)."""
+    final = metrics.get("final") or {}
+    figures = {k: final[k] for k in headline if k in final}
+    details = metrics.get("final_details") or {}
+    figures.update({k: v for k, v in details.items() if k.endswith("/mae_s")})
+    return figures
+
+
+PERCENT_KEYS = ("wer", "cer", "within_5s", "within_10s")
 
 
 def mean_std(cell: dict[str, float] | None, percent: bool) -> str:
@@ -122,10 +137,12 @@ def mean_std(cell: dict[str, float] | None, percent: bool) -> str:
 
 
 def sweep_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    keys = [k for k in HEADLINE if k != "latency_s_per_clip"]
-    header = ["grid point", *[f"{k} (%)" if k in ("wer", "cer") else k for k in keys]]
+    keys = list(summary.get("columns", ("wer", "cer", "bleu", "perplexity")))
+    per_type = sorted({k for p in summary["points"] for k in p["summary"] if "/" in k})
+    keys += per_type
+    header = ["grid point", *[f"{k} (%)" if k in PERCENT_KEYS else k for k in keys]]
     rows = [
-        [p["name"], *[mean_std(p["summary"].get(k), k in ("wer", "cer")) for k in keys]]
+        [p["name"], *[mean_std(p["summary"].get(k), k in PERCENT_KEYS) for k in keys]]
         for p in summary["points"]
     ]
     return header, rows

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -122,7 +122,7 @@ class ManifestReport:
 class BadInputError(Exception):
     """Raised before training when input is bad; the message lists every problem found."""
 
-    def __init__(self, reports: list[ManifestReport], hint: str = SKIP_HINT):
+    def __init__(self, reports: list[Any], hint: str = SKIP_HINT):
         self.reports = reports
         summaries = [r.summary() for r in reports if r.problems or not r.rows]
         super().__init__("\n".join([*summaries, hint]))
@@ -338,23 +338,33 @@ def read_manifest(
     return report
 
 
-def check_manifests(
-    paths: dict[str, Path],
-    *,
+class Report(Protocol):
+    """What the bad-input policy needs of a checked file: good rows, problems, a summary."""
+
+    rows: list[Any]
+    problems: list[Problem]
+
+    def summary(self) -> str: ...
+
+    def rejected_records(self) -> Iterator[dict[str, Any]]: ...
+
+
+ReportT = TypeVar("ReportT", bound=Report)
+
+
+def apply_bad_input_policy(
+    reports: dict[str, ReportT],
     on_bad_input: Literal["stop", "skip"],
     rejected_path: Path | None,
-    **kw: Any,
-) -> dict[str, ManifestReport]:
-    """Check all manifests of a run (e.g. {"train": ..., "eval": ...}) before any training.
+) -> dict[str, ReportT]:
+    """Stop on any problem, or log them, write them to `rejected_path` and keep the good rows.
 
-    "stop": any problem raises BadInputError listing every problem of every manifest.
-    "skip": problems are logged and written to `rejected_path`, and the reports keep only the
-    good rows. A manifest with no good row left still raises: there is nothing to skip to.
-    `kw` goes to `read_manifest`.
+    "stop": any problem raises BadInputError listing every problem of every file.
+    "skip": problems are logged and written to `rejected_path`. A file with no good row left
+    still raises: there is nothing to skip to. Shared by every kind of manifest.
     """
     if on_bad_input not in ("stop", "skip"):
         raise ValueError(f"on_bad_input must be 'stop' or 'skip', got {on_bad_input!r}")
-    reports = {split: read_manifest(p, **kw) for split, p in paths.items()}
     bad = [r for r in reports.values() if r.problems]
     if bad and on_bad_input == "stop":
         raise BadInputError(bad)
@@ -370,3 +380,19 @@ def check_manifests(
     if empty:
         raise BadInputError(empty, hint="no usable rows left after skipping the bad ones")
     return reports
+
+
+def check_manifests(
+    paths: dict[str, Path],
+    *,
+    on_bad_input: Literal["stop", "skip"],
+    rejected_path: Path | None,
+    **kw: Any,
+) -> dict[str, ManifestReport]:
+    """Check all manifests of a run (e.g. {"train": ..., "eval": ...}) before any training,
+    then apply the bad-input policy (`apply_bad_input_policy`). `kw` goes to `read_manifest`.
+    """
+    if on_bad_input not in ("stop", "skip"):
+        raise ValueError(f"on_bad_input must be 'stop' or 'skip', got {on_bad_input!r}")
+    reports = {split: read_manifest(p, **kw) for split, p in paths.items()}
+    return apply_bad_input_policy(reports, on_bad_input, rejected_path)

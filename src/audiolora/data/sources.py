@@ -14,6 +14,7 @@ from pathlib import Path
 from audiolora.cache import cache_dir
 
 BUILTIN_SPEECH = "builtin:speech"
+BUILTIN_SESSIONS = "builtin:sessions"
 
 
 def builtin_speech_dir() -> Path:
@@ -23,6 +24,27 @@ def builtin_speech_dir() -> Path:
         from audiolora.data.synth.speech import synth_speech_dataset
 
         synth_speech_dataset(out)
+    return out
+
+
+def builtin_sessions_dir() -> Path:
+    """Synthesize the builtin three-phase sessions (8 train, 4 eval) on first use."""
+    out = cache_dir() / "data" / "sessions-v1"
+    if not (out / "dataset.json").exists():
+        from audiolora.data.synth.sessions import synth_sessions_dataset
+
+        synth_sessions_dataset(out, n_sessions=12, n_eval=4)
+    return out
+
+
+def resolve_session_manifests(train: str | None, eval_: str | None) -> dict[str, Path]:
+    """Session manifests by split; `builtin:sessions` gives both splits of the builtin set."""
+    out: dict[str, Path] = {}
+    for split, entry in (("train", train), ("eval", eval_ if eval_ is not None else train)):
+        if entry == BUILTIN_SESSIONS:
+            out[split] = builtin_sessions_dir() / f"{split}.jsonl"
+        elif entry is not None and not (split == "eval" and eval_ is None):
+            out[split] = Path(entry).expanduser()
     return out
 
 

@@ -23,19 +23,21 @@ from __future__ import annotations
 import bisect
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from audiolora.data.audio import SLICE_END_TOLERANCE_S, AudioError, audio_duration
 from audiolora.data.manifest import (
     FILE_FIELD,
     LINE_FIELD,
     Problem,
+    apply_bad_input_policy,
     is_number,
     split_lines,
+    summarize_problems,
     type_name,
 )
 
@@ -279,6 +281,38 @@ def read_sessions(
     return sessions, problems
 
 
+@dataclass
+class SessionReport:
+    """One checked session manifest, in the shape `manifest.apply_bad_input_policy` takes."""
+
+    path: Path
+    rows: list[SessionRecord]
+    problems: list[Problem]
+
+    def summary(self) -> str:
+        return summarize_problems(self.path, len(self.rows), self.problems)
+
+    def rejected_records(self) -> Iterator[dict[str, Any]]:
+        for p in self.problems:
+            yield {"file": p.file, "line": p.line, "field": p.field, "reason": p.reason}
+
+
+def check_sessions(
+    paths: dict[str, Path],
+    *,
+    window_s: float,
+    boundaries: tuple[str, ...],
+    on_bad_input: Literal["stop", "skip"],
+    rejected_path: Path | None,
+) -> dict[str, SessionReport]:
+    """`read_sessions` for every split, then the run's bad-input policy (stop or skip)."""
+    reports = {}
+    for split, path in paths.items():
+        sessions, problems = read_sessions(path, window_s=window_s, boundaries=boundaries)
+        reports[split] = SessionReport(Path(path), sessions, problems)
+    return apply_bad_input_policy(reports, on_bad_input, rejected_path)
+
+
 def _check_session(
     obj: dict[str, Any], root: Path, lineno: int, window_s: float, wanted: tuple[str, ...]
 ) -> tuple[SessionRecord | None, list[tuple[str, str]]]:
@@ -342,6 +376,8 @@ def _check_boundaries(
 ) -> tuple[dict[str, float], list[tuple[str, str]]]:
     """The row's valid boundary times (clamped into the recording) and its boundary problems."""
     raw = obj.get("boundaries")
+    if raw is None and not wanted:
+        return {}, []  # unlabelled session (inference): nothing asked for, nothing to check
     if not isinstance(raw, dict):
         got = "missing" if "boundaries" not in obj else f"got {type_name(raw)}"
         return {}, [("boundaries", f"must be an object of boundary times, {got}")]

@@ -76,10 +76,29 @@ def build_peft_config(cfg: AdapterConfig, family: Family, total_steps: int) -> L
     return LoraConfig(r=cfg.r, **common)
 
 
+def text_layer_count(model: nn.Module, family: Family) -> int:
+    """Layers in the text stack (`model.decoder.layers.N`, `...language_model.layers.N`)."""
+    pattern = re.compile(rf"{re.escape(family.text_prefix)}\.layers\.(\d+)")
+    found = [int(m.group(1)) for name, _ in model.named_modules() if (m := pattern.fullmatch(name))]
+    return max(found) + 1 if found else 0
+
+
+def resolve_layers(model: nn.Module, cfg: AdapterConfig, family: Family) -> AdapterConfig:
+    """Turn negative layer indices (-1 = the top layer) into absolute ones for this model."""
+    if not cfg.layers or min(cfg.layers) >= 0:
+        return cfg
+    depth = text_layer_count(model, family)
+    resolved = sorted({i + depth if i < 0 else i for i in cfg.layers})
+    if resolved[0] < 0 or resolved[-1] >= depth:
+        raise ValueError(f"adapter.layers={cfg.layers}: the text stack has {depth} layers")
+    return cfg.model_copy(update={"layers": resolved})
+
+
 def attach_adapters(
     model: nn.Module, cfg: AdapterConfig, family: Family, total_steps: int
 ) -> PeftModel:
     """Wrap the frozen base with fresh adapters; fails if no module matched the targets."""
+    cfg = resolve_layers(model, cfg, family)
     peft_config = build_peft_config(cfg, family, total_steps)
     try:
         return get_peft_model(model, peft_config)

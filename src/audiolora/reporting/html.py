@@ -24,6 +24,11 @@ METRIC_LABELS = {
     "bleu": ("BLEU", "{:.1f}", "higher"),
     "perplexity": ("Perplexity", "{:.3f}", "lower"),
     "latency_s_per_clip": ("Latency / clip (s)", "{:.3f}", "lower"),
+    "mae_s": ("MAE (s)", "{:.2f}", "lower"),
+    "median_ae_s": ("Median abs. error (s)", "{:.2f}", "lower"),
+    "within_5s": ("Within ±5 s", "{:.1%}", "higher"),
+    "within_10s": ("Within ±10 s", "{:.1%}", "higher"),
+    "latency_s_per_window": ("Latency / window (s)", "{:.3f}", "lower"),
 }
 
 
@@ -45,6 +50,7 @@ def training_curves(history: list[dict[str, Any]]) -> str | None:
         ("learning_rate", "learning rate"),
         ("eval_wer", "held-out WER"),
         ("eval_perplexity", "held-out perplexity"),
+        ("eval_mae_s", "held-out MAE (s)"),
     ]
     present = [(k, t) for k, t in panels if _series(history, k)[0]]
     if not present:
@@ -66,9 +72,12 @@ def _fmt(key: str, value: Any) -> str:
     return METRIC_LABELS[key][1].format(value) if key in METRIC_LABELS else str(value)
 
 
-def before_after_rows(base: dict[str, Any] | None, final: dict[str, Any] | None) -> list[list[str]]:
+def before_after_rows(
+    base: dict[str, Any] | None, final: dict[str, Any] | None, keys: list[str] | None = None
+) -> list[list[str]]:
     rows = []
-    for key, (label, _, better) in METRIC_LABELS.items():
+    for key in keys or [k for k in METRIC_LABELS if k in (final or base or {})]:
+        label, _, better = METRIC_LABELS.get(key, (key, "{}", "lower"))
         b = (base or {}).get(key)
         f = (final or {}).get(key)
         change = ""
@@ -119,11 +128,55 @@ def efficiency_rows(eff: dict[str, Any]) -> list[list[str]]:
 
 
 def example_rows(metrics: dict[str, Any]) -> list[list[str]]:
-    base = {e["audio"]: e["hypothesis"] for e in metrics.get("base_examples", [])}
+    """Held-out examples, base and adapted answers side by side (same eval set, same order)."""
+    examples = metrics.get("examples", [])
+    base = metrics.get("base_examples", [])
+    base_answers = [e["hypothesis"] for e in base] if len(base) == len(examples) else []
+    rows = []
+    for i, e in enumerate(examples):
+        clip = Path(e["audio"]).name
+        if "boundary" in e:
+            clip += f" · {e['boundary']} · window at {e['window_start_s']} s"
+        rows.append(
+            [clip, e["reference"], base_answers[i] if base_answers else "—", e["hypothesis"]]
+        )
+    return rows
+
+
+def per_type_rows(metrics: dict[str, Any]) -> list[list[str]]:
+    """MAE per boundary type (the seed's per-phase table), reference vs adapted."""
+    base = metrics.get("base_details") or {}
+    final = metrics.get("final_details") or {}
+    names = sorted({k.split("/")[0] for k in final if k.endswith("/mae_s")})
     return [
-        [Path(e["audio"]).name, e["reference"], base.get(e["audio"], "—"), e["hypothesis"]]
-        for e in metrics.get("examples", [])
+        [
+            name,
+            _fmt("mae_s", base.get(f"{name}/mae_s")),
+            _fmt("mae_s", final.get(f"{name}/mae_s")),
+            _fmt("within_5s", final.get(f"{name}/within_5s")),
+            str(final.get(f"{name}/count", "")),
+        ]
+        for name in names
     ]
+
+
+def per_type_chart(metrics: dict[str, Any], reference: str) -> str | None:
+    rows = per_type_rows(metrics)
+    base = metrics.get("base_details") or {}
+    final = metrics.get("final_details") or {}
+    if not rows:
+        return None
+    names = [r[0] for r in rows]
+    xs = range(len(names))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names)), 3.2))
+    ax.bar([x - 0.2 for x in xs], [base.get(f"{n}/mae_s", 0) for n in names], 0.4, label=reference)
+    ax.bar([x + 0.2 for x in xs], [final[f"{n}/mae_s"] for n in names], 0.4, label="adapted")
+    ax.set_xticks(list(xs), names)
+    ax.set_ylabel("MAE (s)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
 
 
 STYLE = """
@@ -135,17 +188,28 @@ overflow:auto}h1{margin-bottom:.2em}.sub{color:#666}
 
 
 def render_report(metrics: dict[str, Any], config: RunConfig) -> str:
+    reference = metrics.get("base_reference", "base model")
     parts = [
         f"<h1>audiolora run: {html.escape(config.output_dir)}</h1>",
         f"<p class=sub>{html.escape(metrics.get('task', ''))} · model "
         f"{html.escape(str(metrics.get('model')))} · adapter {config.adapter.method} "
         f"r={config.adapter.r} · data {html.escape(str(metrics.get('data')))}</p>",
-        "<h2>Held-out split: base vs adapted</h2>",
+        f"<h2>Held-out split: {html.escape(reference)} vs adapted</h2>",
         _table(
-            ["metric", "base", "adapted", "change"],
-            before_after_rows(metrics.get("base"), metrics.get("final")),
+            ["metric", reference, "adapted", "change"],
+            before_after_rows(metrics.get("base"), metrics.get("final"), metrics.get("headline")),
         ),
     ]
+    per_type = per_type_rows(metrics)
+    if per_type:
+        chart = per_type_chart(metrics, reference)
+        parts += [
+            "<h2>Per boundary type</h2>",
+            _table(
+                ["boundary", f"MAE {reference}", "MAE adapted", "within ±5 s", "windows"], per_type
+            ),
+            f'<img alt="MAE per boundary" src="data:image/png;base64,{chart}">',
+        ]
     curves = training_curves(metrics.get("history", []))
     if curves:
         parts += [
@@ -160,7 +224,7 @@ def render_report(metrics: dict[str, Any], config: RunConfig) -> str:
     if examples:
         parts += [
             "<h2>Examples (held-out)</h2>",
-            _table(["clip", "reference", "base model", "adapted model"], examples),
+            _table(["clip", "reference", reference, "adapted model"], examples),
         ]
     config_yaml = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     parts += ["<h2>Configuration</h2>", f"<pre>{html.escape(config_yaml)}</pre>"]

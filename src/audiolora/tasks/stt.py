@@ -11,18 +11,24 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from peft import PeftModel
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import ProcessorMixin
 
-from audiolora.config import DataConfig
+from audiolora.config import DataConfig, RunConfig
 from audiolora.data.audio import load_audio
-from audiolora.data.manifest import ManifestRow
+from audiolora.data.augment import install_spec_augment
+from audiolora.data.manifest import ManifestReport, ManifestRow, check_manifests
+from audiolora.data.sources import resolve_manifests
 from audiolora.evaluation.metrics import perplexity, transcription_metrics
+from audiolora.models.adapters import attach_adapters, lalm_trainable_extras
 from audiolora.models.families import Family
 from audiolora.models.lalm import (
     IGNORE_INDEX,
@@ -281,3 +287,76 @@ def evaluate_stt(
         for row, ref, hyp in zip(dataset.rows, refs, hyps, strict=True)
     ]
     return metrics
+
+
+class SpeechToText:
+    """`task: stt` -- transcripts from audio (Whisper seq2seq or an audio LM's chat answer)."""
+
+    name = "stt"
+    headline = ("wer", "cer", "bleu", "perplexity", "latency_s_per_clip")
+    lower_is_better = frozenset({"wer", "cer", "perplexity", "latency_s_per_clip"})
+
+    def check_data(self, config: RunConfig, run_dir: Path | None) -> dict[str, ManifestReport]:
+        manifests = resolve_manifests(config.data.train, config.data.eval)
+        if "train" not in manifests:
+            raise ValueError(
+                "data.train is not set: give a manifest, a saved dataset or builtin:speech"
+            )
+        return check_manifests(
+            manifests,
+            on_bad_input=config.data.on_bad_input,
+            rejected_path=run_dir / "rejected.jsonl" if run_dir else None,
+            sampling_rate=config.data.sampling_rate,
+            max_duration_s=config.data.max_duration_s,
+            progress=True,
+        )
+
+    def build_datasets(
+        self,
+        config: RunConfig,
+        reports: dict[str, ManifestReport],
+        processor: ProcessorMixin,
+        family: Family,
+    ) -> dict[str, Dataset]:
+        datasets: dict[str, Dataset] = {}
+        for split, report in reports.items():
+            rows = report.rows
+            if split == "eval" and config.data.max_eval_samples:
+                rows = rows[: config.data.max_eval_samples]
+            datasets[split] = build_stt_dataset(family, rows, processor, config.data)
+        return datasets
+
+    def prepare_model(
+        self, model: nn.Module, config: RunConfig, family: Family, total_steps: int
+    ) -> nn.Module:
+        peft_model = attach_adapters(model, config.adapter, family, total_steps)
+        if family.kind == "lalm":
+            lalm_trainable_extras(
+                peft_model,
+                family,
+                config.adapter.train_projector,
+                config.adapter.train_audio_encoder_fully,
+            )
+        install_spec_augment(peft_model, config.data.spec_augment, family.audio_input_name)
+        return peft_model
+
+    def collator(self, model: nn.Module, processor: ProcessorMixin, family: Family) -> Any:
+        return build_stt_collator(family, model, processor)
+
+    def base_metrics(
+        self, model: nn.Module, processor: ProcessorMixin, dataset: Dataset, **options: Any
+    ) -> dict[str, Any]:
+        return evaluate_stt(model, processor, dataset, **options)  # type: ignore[arg-type]
+
+    def evaluate(
+        self, model: nn.Module, processor: ProcessorMixin, dataset: Dataset, **options: Any
+    ) -> dict[str, Any]:
+        return evaluate_stt(model, processor, dataset, **options)  # type: ignore[arg-type]
+
+    def save(self, model: nn.Module, out_dir: Path) -> None:
+        model.save_pretrained(str(out_dir))
+
+    def load(self, base: nn.Module, adapter_dir: Path) -> nn.Module:
+        if not (Path(adapter_dir) / "adapter_config.json").exists():
+            raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (did training finish?)")
+        return PeftModel.from_pretrained(base, str(adapter_dir))

@@ -23,21 +23,15 @@ from transformers import TrainingArguments, set_seed
 
 from audiolora.atomic import atomic_write_json, replace_dir
 from audiolora.config import RunConfig, save_config
-from audiolora.data.augment import install_spec_augment
-from audiolora.data.manifest import ManifestReport, check_manifests
-from audiolora.data.sources import resolve_manifests
 from audiolora.evaluation.efficiency import EfficiencyMeter, folder_bytes, size_figures
-from audiolora.models.adapters import attach_adapters, count_parameters, lalm_trainable_extras
-from audiolora.models.families import Family
+from audiolora.models.adapters import count_parameters
 from audiolora.models.loading import load_model
 from audiolora.reporting.html import write_report
-from audiolora.tasks.stt import build_stt_collator, build_stt_dataset, evaluate_stt
+from audiolora.tasks.base import Task, get_task
 from audiolora.training.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
 from audiolora.training.trainer import AdaLoraAllocator, AudioTrainer, SkipFinalStepEvaluation
 
 log = logging.getLogger(__name__)
-
-HEADLINE = ("wer", "cer", "bleu", "perplexity", "latency_s_per_clip")
 
 
 class RunError(RuntimeError):
@@ -55,21 +49,6 @@ def pick_optimizer(config: RunConfig) -> str:
             "between GPU and CPU memory); on CPU use training.optimizer=adamw_torch or auto"
         )
     return choice
-
-
-def validate_data(config: RunConfig, run_dir: Path) -> dict[str, ManifestReport]:
-    """Check every manifest row and audio file before any model is loaded."""
-    manifests = resolve_manifests(config.data.train, config.data.eval)
-    if "train" not in manifests:
-        raise RunError("data.train is not set: give a manifest, a saved dataset or builtin:speech")
-    return check_manifests(
-        manifests,
-        on_bad_input=config.data.on_bad_input,
-        rejected_path=run_dir / "rejected.jsonl",
-        sampling_rate=config.data.sampling_rate,
-        max_duration_s=config.data.max_duration_s,
-        progress=True,
-    )
 
 
 def total_optimizer_steps(config: RunConfig, n_train: int) -> int:
@@ -118,39 +97,35 @@ def training_arguments(config: RunConfig, run_dir: Path, has_eval: bool) -> Trai
     )
 
 
-def save_adapter(model: Any, processor: Any, run_dir: Path) -> Path:
-    """Write RUN/adapter atomically: PEFT files plus the processor for `predict`."""
+def save_adapter(task: Task, model: Any, processor: Any, run_dir: Path) -> Path:
+    """Write RUN/adapter atomically: the task's trained parts plus the processor for `predict`."""
     final = run_dir / "adapter"
     tmp = run_dir / ".adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
+    task.save(model, tmp)
     processor.save_pretrained(str(tmp))
     replace_dir(tmp, final)
     return final
 
 
-def headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: metrics[k] for k in HEADLINE if k in metrics}
+def headline(task: Task, metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: metrics[k] for k in task.headline if k in metrics}
 
 
-def eval_log_entry(step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+def detailed(task: Task, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Every number of an evaluation (per-type breakdowns too), without the examples."""
+    return {
+        k: v for k, v in metrics.items() if isinstance(v, int | float) and k not in task.headline
+    }
+
+
+def eval_log_entry(task: Task, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
     """An evaluation as a Trainer log-history row, so the report draws it with the others."""
-    return {"step": step, **{f"eval_{k}": v for k, v in headline(metrics).items()}}
-
-
-def build_datasets(
-    config: RunConfig, reports: dict[str, ManifestReport], processor: Any, family: Family
-) -> dict[str, Any]:
-    datasets = {}
-    for split, report in reports.items():
-        rows = report.rows
-        if split == "eval" and config.data.max_eval_samples:
-            rows = rows[: config.data.max_eval_samples]
-        datasets[split] = build_stt_dataset(family, rows, processor, config.data)
-    return datasets
+    return {"step": step, **{f"eval_{k}": v for k, v in headline(task, metrics).items()}}
 
 
 def measure_base(
+    task: Task,
     run_dir: Path,
     resume: bool,
     model: Any,
@@ -158,11 +133,12 @@ def measure_base(
     dataset: Any,
     eval_options: dict[str, Any],
 ) -> dict[str, Any]:
-    """Held-out metrics of the untouched base model; a resumed run reuses the first measurement."""
+    """Held-out metrics of the reference (the untouched base model, or the task's trivial
+    predictor); a resumed run reuses the first measurement."""
     base_path = run_dir / "base_metrics.json"
     if resume and base_path.exists():
         return json.loads(base_path.read_text())
-    base = evaluate_stt(model, processor, dataset, desc="base model", **eval_options)
+    base = task.base_metrics(model, processor, dataset, desc="base model", **eval_options)
     atomic_write_json(base_path, base)
     return base
 
@@ -183,10 +159,17 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
 
-    reports = validate_data(config, run_dir)
+    task = get_task(config.task)
+    try:
+        reports = task.check_data(config, run_dir)
+    except ValueError as e:
+        raise RunError(str(e)) from e
     set_seed(config.training.seed)
     model, processor, family, model_path = load_model(config.model)
-    datasets = build_datasets(config, reports, processor, family)
+    try:
+        datasets = task.build_datasets(config, reports, processor, family)
+    except ValueError as e:
+        raise RunError(str(e)) from e
     t = config.training
     eval_options = {
         "batch_size": t.eval_batch_size,
@@ -195,22 +178,14 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     }
     has_eval = "eval" in datasets
     base = (
-        measure_base(run_dir, resume, model, processor, datasets["eval"], eval_options)
+        measure_base(task, run_dir, resume, model, processor, datasets["eval"], eval_options)
         if has_eval
         else None
     )
 
     total_steps = total_optimizer_steps(config, len(datasets["train"]))
-    peft_model = attach_adapters(model, config.adapter, family, total_steps)
-    if family.kind == "lalm":
-        lalm_trainable_extras(
-            peft_model,
-            family,
-            config.adapter.train_projector,
-            config.adapter.train_audio_encoder_fully,
-        )
+    peft_model = task.prepare_model(model, config, family, total_steps)
     trainable, total = count_parameters(peft_model)
-    install_spec_augment(peft_model, config.data.spec_augment, family.audio_input_name)
 
     meter = EfficiencyMeter(samples_per_step=t.batch_size * t.gradient_accumulation_steps)
     callbacks: list[Any] = [CompleteMarkerCallback(), meter, SkipFinalStepEvaluation()]
@@ -221,25 +196,29 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         args=training_arguments(config, run_dir, has_eval),
         train_dataset=datasets["train"],
         eval_dataset=datasets.get("eval"),
-        data_collator=build_stt_collator(family, model, processor),
+        data_collator=task.collator(model, processor, family),
         processor=processor,
+        task=task,
         callbacks=callbacks,
         group_by_length=config.data.group_by_length,
         eval_options={**eval_options, "progress": False},
+        head_learning_rate=config.temporal.head_learning_rate
+        if config.task == "temporal"
+        else None,
     )
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
-    adapter_dir = save_adapter(peft_model, processor, run_dir)
+    adapter_dir = save_adapter(task, peft_model, processor, run_dir)
     history = list(trainer.state.log_history)
     final = None
     if has_eval:
-        final = evaluate_stt(
+        final = task.evaluate(
             peft_model, processor, datasets["eval"], desc="adapted model", **eval_options
         )
         history = [
-            eval_log_entry(0, base),
+            eval_log_entry(task, 0, base),
             *history,
-            eval_log_entry(trainer.state.global_step, final),
+            eval_log_entry(task, trainer.state.global_step, final),
         ]
     efficiency = meter.summary()
     efficiency.update(
@@ -254,11 +233,20 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         "family": family.name,
         "task": config.task,
         "data": {
-            split: {"rows": len(r.rows), "rejected": len(r.problems)}
+            split: {
+                "rows": len(r.rows),
+                "rejected": len(r.problems),
+                "examples": len(datasets[split]),
+            }
             for split, r in reports.items()
         },
-        "base": headline(base) if base else None,
-        "final": headline(final) if final else None,
+        "headline": list(task.headline),
+        "lower_is_better": sorted(task.lower_is_better),
+        "base": headline(task, base) if base else None,
+        "base_reference": (base or {}).get("reference", "base model"),
+        "final": headline(task, final) if final else None,
+        "base_details": detailed(task, base) if base else None,
+        "final_details": detailed(task, final) if final else None,
         "efficiency": efficiency,
         "resumed_from": str(resume_from) if resume_from else None,
         "history": history,

@@ -3,7 +3,9 @@
 - length-grouped batches from clip durations known from the manifest (no decoding to measure),
   reshuffled per epoch from the seed so a resumed run sees the same order;
 - a non-finite loss stops the run at once (the last complete checkpoint stays on disk);
-- evaluation decodes text and reports WER/CER/BLEU/perplexity instead of loss only;
+- evaluation is the task's own (WER/CER/BLEU/perplexity, MAE in seconds, ...), not loss only;
+- a model that is not a PEFT/transformers model (an LALM with a regression head) checkpoints only
+  its trainable tensors, not a copy of the frozen base, and restores them on resume;
 - AdaLoRA's rank budget is updated after every optimizer step.
 """
 
@@ -16,7 +18,8 @@ from torch import nn
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from audiolora.tasks.stt import SpeechTextDataset, evaluate_stt
+from audiolora.models.regression import OffsetRegressor
+from audiolora.tasks.base import Task
 
 
 class NonFiniteLossError(RuntimeError):
@@ -40,22 +43,31 @@ class AudioTrainer(Trainer):
         self,
         *args: Any,
         processor: Any = None,
+        task: Task | None = None,
         group_by_length: bool = True,
         eval_options: dict[str, Any] | None = None,
+        head_learning_rate: float | None = None,
         **kwargs: Any,
     ) -> None:
         # The processor is kept here rather than passed as `processing_class`: the Trainer would
         # otherwise rewrite the model's special-token ids to the tokenizer's.
         super().__init__(*args, **kwargs)
         self.processor = processor
+        if task is None:
+            from audiolora.tasks.stt import SpeechToText
+
+            task = SpeechToText()
+        self.task = task
         self.group_by_length = group_by_length
+        self.head_learning_rate = head_learning_rate
         self.eval_options = eval_options or {}
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.group_by_length and isinstance(dataset, SpeechTextDataset):
+        lengths = getattr(dataset, "lengths", None)
+        if self.group_by_length and lengths is not None and len(set(lengths)) > 1:
             group = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return EpochSeededLengthSampler(group, dataset.lengths, self.args.seed)
+            return EpochSeededLengthSampler(group, lengths, self.args.seed)
         return super()._get_train_sampler(train_dataset)
 
     def training_step(
@@ -78,7 +90,7 @@ class AudioTrainer(Trainer):
         metric_key_prefix: str = "eval",
     ) -> dict[str, float]:
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
-        result = evaluate_stt(
+        result = self.task.evaluate(
             self.model,
             self.processor,
             dataset,
@@ -88,13 +100,50 @@ class AudioTrainer(Trainer):
         metrics = {
             f"{metric_key_prefix}_{k}": float(v)
             for k, v in result.items()
-            if k in ("wer", "cer", "bleu", "perplexity", "latency_s_per_clip")
+            if k in self.task.headline
         }
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(
             self.args, self.state, self.control, metrics
         )
         return metrics
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer; a regression head may get its own learning rate (a fresh
+        head usually wants a larger one than the adapters)."""
+        optimizer = super().create_optimizer(model)
+        if self.head_learning_rate is None or not isinstance(self.model, OffsetRegressor):
+            return optimizer
+        head = {id(p) for p in self.model.head.parameters()}
+        groups = []
+        for group in optimizer.param_groups:
+            rest = [p for p in group["params"] if id(p) not in head]
+            own = [p for p in group["params"] if id(p) in head]
+            if rest:
+                groups.append({**group, "params": rest})
+            if own:
+                groups.append({**group, "params": own, "lr": self.head_learning_rate})
+        optimizer.param_groups.clear()  # no state exists yet: regrouping loses nothing
+        for group in groups:
+            optimizer.add_param_group(group)
+        return optimizer
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        if isinstance(self.model, OffsetRegressor):
+            out = output_dir or self.args.output_dir
+            self.model.save_trainable(out)
+            torch.save(self.args, f"{out}/training_args.bin")
+            return
+        super()._save(output_dir, state_dict)
+
+    def _load_from_checkpoint(
+        self, resume_from_checkpoint: str, model: nn.Module | None = None
+    ) -> None:
+        target = model if model is not None else self.model
+        if isinstance(target, OffsetRegressor):
+            target.load_trainable(resume_from_checkpoint)
+            return
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
 
 
 class AdaLoraAllocator(TrainerCallback):

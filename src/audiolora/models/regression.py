@@ -1,0 +1,167 @@
+"""An audio LM with a regression head: one number in [0, 1] per prompt (seed 000's offset).
+
+Why a wrapper rather than a transformers head class: the number is read from the hidden state of
+the prompt's last real token, which sees the whole prompt through causal attention, and no
+vocabulary projection is needed (over ~1,000 tokens and a 50k vocabulary that projection would
+cost more than the head's whole job). So the forward calls the LALM's inner model (audio tower +
+projector + language model) and skips `lm_head`.
+
+"Last real token" is found from the attention mask, so left- and right-padded batches give the
+same numbers. The head starts at zero weight, so every prediction begins at sigmoid(0) = 0.5, the
+window centre, and training moves away from that honest baseline.
+
+The trainable state is the PEFT adapter (absent for the head-only baseline) plus the head:
+`save` writes the adapter the PEFT way and the head beside it; `save_trainable` /
+`load_trainable` hold every trainable tensor in one file for Trainer checkpoints, so a
+checkpoint is a few MB instead of a copy of the frozen base.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+HEAD_WEIGHTS = "regression_head.safetensors"
+HEAD_CONFIG = "regression_head.json"
+TRAINABLE_WEIGHTS = "trainable.safetensors"
+
+LOSSES = {
+    "l1": nn.functional.l1_loss,
+    "smooth_l1": nn.functional.smooth_l1_loss,
+    "mse": nn.functional.mse_loss,
+}
+
+
+def last_token_states(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(batch, hidden) states of each row's last position where the mask is 1.
+
+    Works for left padding (last column), right padding (before the pads) and no padding.
+    """
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    last = (attention_mask.long() * positions).argmax(dim=1)
+    if bool((attention_mask.sum(dim=1) == 0).any()):
+        raise ValueError("a row of the batch has no real token (attention mask all zero)")
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+class OffsetRegressor(nn.Module):
+    """`backbone` (an LALM, bare or wrapped by PEFT) + a linear head + sigmoid."""
+
+    def __init__(self, backbone: nn.Module, hidden_size: int, loss: str = "l1") -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSSES)}")
+        self.backbone = backbone
+        self.loss_name = loss
+        self.head = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def inner_model(self) -> nn.Module:
+        """The LALM without its lm_head (PEFT's LoRA layers live inside it, in place)."""
+        base = (
+            self.backbone.get_base_model()
+            if isinstance(self.backbone, PeftModel)
+            else self.backbone
+        )
+        return base.model
+
+    def backbone_trains(self) -> bool:
+        return any(p.requires_grad for p in self.backbone.parameters())
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        input_features: torch.Tensor,
+        feature_attention_mask: torch.Tensor,
+        targets: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        head_param = self.head.weight
+        features = input_features.to(next(self.inner_model.audio_tower.parameters()).dtype)
+        # A frozen backbone needs no graph: the head-only baseline then costs forwards only.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.backbone_trains()):
+            hidden = self.inner_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                input_features=features,
+                feature_attention_mask=feature_attention_mask,
+            ).last_hidden_state
+        pooled = last_token_states(hidden, attention_mask).to(head_param.dtype)
+        predictions = torch.sigmoid(self.head(pooled)).squeeze(-1)
+        out = {"predictions": predictions}
+        if targets is not None:
+            loss_fn = LOSSES[self.loss_name]
+            out["loss"] = loss_fn(predictions.float(), targets.to(predictions.device).float())
+        return out
+
+    # ---- persistence -------------------------------------------------------------------------
+
+    def save(self, out_dir: Path) -> None:
+        """The adapter (PEFT format, if any) and the head, for `from_pretrained` later."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.backbone, PeftModel):
+            self.backbone.save_pretrained(str(out_dir))
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
+            str(out_dir / HEAD_WEIGHTS),
+        )
+        config = {"hidden_size": self.head.in_features, "loss": self.loss_name}
+        (out_dir / HEAD_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+    @classmethod
+    def from_pretrained(cls, base: nn.Module, adapter_dir: Path) -> OffsetRegressor:
+        """Rebuild a saved regressor on top of a freshly loaded base model."""
+        adapter_dir = Path(adapter_dir)
+        config = json.loads((adapter_dir / HEAD_CONFIG).read_text(encoding="utf-8"))
+        backbone = base
+        if (adapter_dir / "adapter_config.json").exists():
+            backbone = PeftModel.from_pretrained(base, str(adapter_dir))
+        model = cls(backbone, config["hidden_size"], config["loss"])
+        model.head.load_state_dict(load_file(str(adapter_dir / HEAD_WEIGHTS)))
+        return model
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {
+            name: p.detach().cpu().contiguous()
+            for name, p in self.named_parameters()
+            if p.requires_grad
+        }
+
+    def save_trainable(self, out_dir: Path) -> None:
+        """Every trainable tensor (LoRA, head, modules PEFT trains) in one checkpoint file."""
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        save_file(self.trainable_state_dict(), str(Path(out_dir) / TRAINABLE_WEIGHTS))
+
+    def load_trainable(self, checkpoint_dir: Path) -> None:
+        """Restore `save_trainable`'s tensors; every trainable tensor must be in the file."""
+        path = Path(checkpoint_dir) / TRAINABLE_WEIGHTS
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: checkpoint has no trainable weights file")
+        saved = load_file(str(path))
+        expected = set(self.trainable_state_dict())
+        missing, unexpected = expected - set(saved), set(saved) - expected
+        if missing or unexpected:
+            raise ValueError(
+                f"{path} does not match this model: missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]} (was it written by another recipe?)"
+            )
+        params = dict(self.named_parameters())
+        with torch.no_grad():
+            for name, tensor in saved.items():
+                params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+
+
+def hidden_size_of(model: nn.Module) -> int:
+    """The language model's hidden width, from the (possibly composite) config."""
+    config: Any = model.config
+    text = getattr(config, "text_config", None) or config
+    return int(text.hidden_size)
