@@ -1,0 +1,135 @@
+"""Temporal task pieces: window prompts and targets, outside windows, session-level search."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from transformers import AutoProcessor
+
+from audiolora.config import TemporalConfig
+from audiolora.data.windows import BOUNDARIES, SessionRecord, Window, Word, read_sessions
+from audiolora.tasks import temporal
+from audiolora.tasks.temporal import (
+    WindowCollator,
+    WindowDataset,
+    locate_boundaries,
+    outside_windows,
+    session_metrics,
+    training_windows,
+    window_instruction,
+)
+
+
+def sessions(tiny_sessions: Path, split: str = "train", window_s: float = 20) -> list:
+    found, problems = read_sessions(
+        tiny_sessions / f"{split}.jsonl", window_s=window_s, boundaries=BOUNDARIES
+    )
+    assert not problems
+    return found
+
+
+def test_instruction_names_the_boundary_and_lists_the_window_words() -> None:
+    window = Window(0, "P2_start", 10.0, 30.0, 0.5, ("i", "walk"))
+    text = window_instruction(window, transcript=True)
+    assert "imaginal exposure narrative (P2) begin" in text and "30-second" in text
+    assert text.endswith("Transcript: i walk")
+    assert "Transcript" not in window_instruction(window, transcript=False)
+    empty = Window(0, "P2_start", 10.0, 30.0, 0.5, ())
+    assert window_instruction(empty, transcript=True).endswith("(no speech)")
+
+
+def test_window_items_carry_the_exact_target_and_split_long_windows(
+    tiny_sessions: Path, tiny_qwen2_audio_dir: Path
+) -> None:
+    processor = AutoProcessor.from_pretrained(tiny_qwen2_audio_dir)
+    found = sessions(tiny_sessions, window_s=45)
+    windows = [Window(0, "P2_start", 2.0, 45.0, 0.2889, ("hello",))]
+    item = WindowDataset(found, windows, processor)[0]
+    assert item["targets"].item() == pytest.approx(0.2889)
+    assert item["input_features"].shape[0] == 2, "45 s = a 30 s and a 15 s segment"
+    batch = WindowCollator(processor, processor.tokenizer.pad_token_id)([item, item])
+    assert batch["targets"].tolist() == pytest.approx([0.2889, 0.2889])
+    assert batch["input_features"].shape[0] == 4
+
+
+def test_outside_windows_miss_their_boundary_and_say_on_which_side(tiny_sessions: Path) -> None:
+    found = sessions(tiny_sessions)
+    windows = outside_windows(found, 200, 20.0, BOUNDARIES, random.Random(0))
+    assert len(windows) == 200
+    for w in windows:
+        t = found[w.session].boundaries[w.boundary]
+        assert w.start >= 0 and w.start + w.length <= found[w.session].duration + 1e-9
+        if w.offset == 1.0:
+            assert w.start + w.length <= t + 1e-9, "target 1: the boundary comes after"
+        else:
+            assert w.offset == 0.0 and w.start >= t - 1e-9, "target 0: it came before"
+    assert {w.offset for w in windows} == {0.0, 1.0}
+
+
+def test_training_windows_add_the_outside_share(tiny_sessions: Path) -> None:
+    found = sessions(tiny_sessions)
+    cfg = TemporalConfig(window_s=20, windows_per_boundary=3, outside_fraction=0.25)
+    windows = training_windows(found, cfg, seed=1)
+    inside = [w for w in windows if 0 < w.offset < 1]
+    assert len(windows) == 48  # 2 sessions x 6 boundaries x 3 + a third as many outside
+    assert len(inside) >= 30
+    assert training_windows(found, cfg, seed=1) == windows
+    none = training_windows(found, cfg.model_copy(update={"outside_fraction": 0.0}), seed=1)
+    assert len(none) == 36
+
+
+def oracle_offsets(model: object, dataset: WindowDataset, **_: object) -> list[float]:
+    """What a perfect head says: the clamped true offset of each window."""
+    out = []
+    for w in dataset.windows:
+        t = dataset.sessions[w.session].boundaries[w.boundary]
+        out.append(min(max((t - w.start) / w.length, 0.0), 1.0))
+    return out
+
+
+def test_session_search_finds_every_boundary_with_a_perfect_head(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(temporal, "predict_offsets", oracle_offsets)
+    truth = {
+        "P1_start": 3.0,
+        "P1_end": 61.0,
+        "P2_start": 64.5,
+        "P2_end": 190.2,
+        "P3_start": 192.0,
+        "P3_end": 280.0,
+    }
+    session = SessionRecord(1, Path("x.wav"), 283.0, truth, (Word("a", 1.0, 1.2),))
+    found = locate_boundaries(None, None, session, BOUNDARIES, window_s=30, hop_s=15)  # type: ignore[arg-type]
+    for name, t in truth.items():
+        assert found[name]["time_s"] == pytest.approx(t, abs=1e-6)
+        assert abs(found[name]["coarse_s"] - t) < 1e-6
+    metrics = session_metrics([{n: abs(found[n]["time_s"] - t) for n, t in truth.items()}])
+    assert metrics["mae_s"] == pytest.approx(0.0, abs=1e-6) and metrics["count"] == 6
+
+
+def test_session_search_refines_a_coarse_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A head that shrinks offsets toward the centre (right only at the centre itself): the
+    coarse estimate is off, and the re-centred second pass brings it closer."""
+    truth = {"P2_start": 100.0}
+
+    def centre_biased(model: object, dataset: WindowDataset, **_: object) -> list[float]:
+        exact = oracle_offsets(model, dataset)
+        return [0.5 + (p - 0.5) * 0.6 for p in exact]
+
+    monkeypatch.setattr(temporal, "predict_offsets", centre_biased)
+    session = SessionRecord(1, Path("x.wav"), 300.0, truth)
+    found = locate_boundaries(None, None, session, ["P2_start"], window_s=30, hop_s=15)  # type: ignore[arg-type]
+    coarse_error = abs(found["P2_start"]["coarse_s"] - 100.0)
+    assert coarse_error > 1.0  # window at 90 s: true 0.333 -> said 0.4 -> 102 s
+    assert abs(found["P2_start"]["time_s"] - 100.0) < coarse_error / 2
+
+
+def test_session_metrics_are_seconds_per_boundary_type() -> None:
+    m = session_metrics([{"P1_start": 2.0, "P2_start": 8.0}, {"P1_start": 4.0}])
+    assert m["mae_s"] == pytest.approx(14 / 3)
+    assert m["P1_start/mae_s"] == pytest.approx(3.0)
+    assert m["within_5s"] == pytest.approx(2 / 3)
+    assert session_metrics([]) == {}

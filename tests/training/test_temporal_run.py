@@ -1,0 +1,144 @@
+"""`audiolora train` with `task: temporal` on a tiny random Qwen2-Audio: run folder, head-only
+baseline, resume from an adapter+head checkpoint, eval and session-level predict."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from audiolora.cli import app
+from audiolora.config import load_config
+from audiolora.data.manifest import BadInputError
+from audiolora.training.run import run_training
+
+
+def overrides(model: Path, sessions: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "task=temporal",
+        f"output_dir={out}",
+        f"model.name={model}",
+        f"data.train={sessions / 'train.jsonl'}",
+        f"data.eval={sessions / 'eval.jsonl'}",
+        "data.spec_augment.enabled=false",
+        "temporal.window_s=20",
+        "temporal.windows_per_boundary=1",
+        "training.batch_size=4",
+        "training.eval_batch_size=8",
+        "training.max_steps=4",
+        "training.save_steps=2",
+        "training.eval_steps=100",
+        "training.logging_steps=1",
+        "training.learning_rate=0.01",
+        *extra,
+    ]
+
+
+def test_temporal_run_writes_mae_per_boundary_and_a_reloadable_adapter_with_head(
+    tiny_qwen2_audio_dir: Path, tiny_sessions: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    metrics = run_training(load_config(None, overrides(tiny_qwen2_audio_dir, tiny_sessions, out)))
+    assert metrics["task"] == "temporal"
+    assert metrics["base_reference"].startswith("constant 0.5")
+    assert set(metrics["final"]) >= {"mae_s", "within_5s", "within_10s"}
+    per_type = {k for k in metrics["final_details"] if k.endswith("/mae_s")}
+    assert per_type == {f"{p}_{e}/mae_s" for p in ("P1", "P2", "P3") for e in ("start", "end")}
+    # 2 train sessions x 6 boundaries + a third as many outside windows
+    assert metrics["data"]["train"]["examples"] == 16
+    assert metrics["data"]["eval"]["examples"] == 6
+    losses = [h["loss"] for h in metrics["history"] if "loss" in h]
+    assert len(losses) == 4 and all(loss == loss for loss in losses)
+
+    adapter = out / "adapter"
+    assert (adapter / "adapter_config.json").exists()
+    head = load_file(str(adapter / "regression_head.safetensors"))
+    assert head["weight"].abs().sum() > 0, "the head trained away from its zero start"
+    lora = load_file(str(adapter / "adapter_model.safetensors"))
+    assert lora and all(".language_model." in k for k in lora)
+    checkpoint = out / "checkpoints" / "checkpoint-4"
+    assert (checkpoint / "trainable.safetensors").exists()
+    assert not (checkpoint / "model.safetensors").exists(), "no copy of the frozen base"
+    report = (out / "report.html").read_text()
+    assert "Per boundary type" in report and "MAE (s)" in report
+
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["eval", str(out), "--json", "--data", str(tiny_sessions / "eval.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["mae_s"] == pytest.approx(metrics["final"]["mae_s"], rel=1e-4)
+
+    result = runner.invoke(
+        app, ["predict", str(out), "--sessions", str(tiny_sessions / "eval.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "session-level MAE" in result.output
+    located = json.loads((out / "sessions-eval.json").read_text())
+    session = located["sessions"][0]
+    assert (
+        set(session["boundaries"]) == set(session["abs_error_s"])
+        and len(session["boundaries"]) == 6
+    )
+    assert located["metrics"]["count"] == 6
+
+
+def test_head_only_trains_only_the_head(
+    tiny_qwen2_audio_dir: Path, tiny_sessions: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "head-only"
+    config = load_config(
+        None,
+        overrides(
+            tiny_qwen2_audio_dir,
+            tiny_sessions,
+            out,
+            "temporal.head_only=true",
+            "training.max_steps=2",
+        ),
+    )
+    metrics = run_training(config)
+    assert metrics["efficiency"]["trainable_params"] == 64 + 1
+    assert not (out / "adapter" / "adapter_config.json").exists()
+    assert (out / "adapter" / "regression_head.safetensors").exists()
+
+
+def test_resume_restores_adapter_and_head_from_the_checkpoint(
+    tiny_qwen2_audio_dir: Path, tiny_sessions: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "resumed"
+    args = overrides(tiny_qwen2_audio_dir, tiny_sessions, out, "data.eval=null")
+    run_training(load_config(None, args))
+    finished = {
+        **load_file(str(out / "adapter" / "adapter_model.safetensors")),
+        **load_file(str(out / "adapter" / "regression_head.safetensors")),
+    }
+    # Pretend the run was killed after checkpoint-2: resuming must redo steps 3-4 exactly.
+    shutil.rmtree(out / "checkpoints" / "checkpoint-4")
+    shutil.rmtree(out / "adapter")
+    (out / "metrics.json").unlink()
+    metrics = run_training(load_config(None, args), resume=True)
+    assert metrics["resumed_from"].endswith("checkpoint-2")
+    again = {
+        **load_file(str(out / "adapter" / "adapter_model.safetensors")),
+        **load_file(str(out / "adapter" / "regression_head.safetensors")),
+    }
+    assert finished.keys() == again.keys()
+    for key, tensor in finished.items():
+        torch.testing.assert_close(again[key], tensor, rtol=1e-4, atol=1e-6)
+
+
+def test_sessions_shorter_than_the_window_are_refused_before_training(
+    tiny_qwen2_audio_dir: Path, tiny_sessions: Path, tmp_path: Path
+) -> None:
+    config = load_config(
+        None,
+        overrides(tiny_qwen2_audio_dir, tiny_sessions, tmp_path / "r", "temporal.window_s=120"),
+    )
+    with pytest.raises(BadInputError, match="shorter than the 120 s window"):
+        run_training(config)
