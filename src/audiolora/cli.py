@@ -322,6 +322,58 @@ def synth_speech(
     console.print_json(json.dumps(summary, default=str))
 
 
+@synth_app.command("slu")
+def synth_slu(
+    out_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="New folder, or an earlier SLU dataset to replace: text and speech manifests, "
+            "WAVs, summary.json."
+        ),
+    ],
+    n_train: Annotated[
+        int,
+        typer.Option(
+            "--train", "--n-train", help="Training utterances in all, shared among languages."
+        ),
+    ] = 240,
+    n_eval: Annotated[
+        int,
+        typer.Option(
+            "--eval",
+            "--n-eval",
+            help="Held-out utterances: unseen phrasings, some unseen entity values, unseen voices.",
+        ),
+    ] = 60,
+    voices_per_utterance: Annotated[
+        int, typer.Option(help="Voices that speak each training utterance.")
+    ] = 1,
+    languages: Annotated[
+        str, typer.Option(help="Comma-separated: en, de (German covers every scenario).")
+    ] = "en",
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """SLURP-style spoken language understanding (scenario, action, entities): every utterance
+    as a text row and as TTS speech (espeak-ng, flite), 16 kHz WAV + JSONL."""
+    from audiolora.data.synth.slu import SUMMARY, synth_slu_dataset
+
+    try:
+        summary = synth_slu_dataset(
+            out_dir,
+            train_utterances=n_train,
+            eval_utterances=n_eval,
+            voices_per_utterance=voices_per_utterance,
+            languages=tuple(lang.strip() for lang in languages.split(",") if lang.strip()),
+            seed=seed,
+        )
+    except (RuntimeError, ValueError) as e:
+        fail(str(e))
+        return
+    brief = {k: v for k, v in summary.items() if k != "counts"}
+    console.print_json(json.dumps(brief, default=str))
+    console.print(f"counts per language, scenario, intent, entity type, voice: {out_dir / SUMMARY}")
+
+
 @synth_app.command("sessions")
 def synth_sessions(
     out_dir: Annotated[

@@ -127,7 +127,7 @@ def run_engine(cmd: list[str], timeout_s: float) -> subprocess.CompletedProcess[
     return proc
 
 
-def _espeak_voices(timeout_s: float) -> list[Voice]:
+def _espeak_voices(timeout_s: float, bases: tuple[str, ...] = ESPEAK_BASES) -> list[Voice]:
     """Every installed accent x variant pair; accents are probed because packages differ."""
     try:
         listing = subprocess.run(
@@ -139,16 +139,16 @@ def _espeak_voices(timeout_s: float) -> list[Voice]:
     installed = set(re.findall(r"!v/(\S+)", listing))
     # An unknown variant is silently ignored by espeak-ng, which would mislabel the speaker.
     variants = [v for v in ESPEAK_VARIANTS if v in installed]
-    bases = []
-    for base in ESPEAK_BASES:
+    found = []
+    for base in bases:
         try:  # -q: synthesize without playing or writing anything; unknown voices exit 1
             run_engine(["espeak-ng", "-q", "-v", base, "a"], timeout_s)
-            bases.append(base)
+            found.append(base)
         except SynthesisError:
             continue
     if not variants:
-        return [Voice("espeak-ng", base) for base in bases]
-    return [Voice("espeak-ng", f"{base}+{var}") for base in bases for var in variants]
+        return [Voice("espeak-ng", base) for base in found]
+    return [Voice("espeak-ng", f"{base}+{var}") for base in found for var in variants]
 
 
 def _flite_voices(timeout_s: float) -> list[Voice]:
@@ -184,13 +184,25 @@ def _hold_out_espeak(voices: list[Voice], rng: random.Random) -> set[Voice]:
 
 
 def split_voices(
-    engines: list[str], timeout_s: float, rng: random.Random
+    engines: list[str],
+    timeout_s: float,
+    rng: random.Random,
+    espeak_bases: tuple[str, ...] = ESPEAK_BASES,
 ) -> tuple[dict[str, list[Voice]], dict[str, list[Voice]]]:
-    """Per-engine voice pools for train and eval, eval-only voices held out of train."""
+    """Per-engine voice pools for train and eval, eval-only voices held out of train.
+
+    ``espeak_bases`` are the espeak-ng languages/accents to use (English by default); one call
+    with several languages holds the same variants out of all of them, so an eval speaker is
+    heard in no language in training.
+    """
     train: dict[str, list[Voice]] = {}
     evals: dict[str, list[Voice]] = {}
     for engine in engines:
-        voices = _espeak_voices(timeout_s) if engine == "espeak-ng" else _flite_voices(timeout_s)
+        voices = (
+            _espeak_voices(timeout_s, espeak_bases)
+            if engine == "espeak-ng"
+            else _flite_voices(timeout_s)
+        )
         if not voices:
             continue
         if engine == "espeak-ng":
@@ -212,21 +224,34 @@ def _draw_attempt(voice: Voice, rng: random.Random) -> Attempt:
     return Attempt(voice, pitch=None, rate=round(rng.uniform(0.85, 1.2), 2))
 
 
+def plan_attempts(
+    pools: dict[str, list[Voice]], rng: random.Random, avoid: frozenset[Voice] = frozenset()
+) -> list[Attempt]:
+    """A first voice (not one in ``avoid``, while others are left) and fallbacks, with prosody.
+
+    Drawn before any work runs, so a dataset depends on its seed, not on thread timing.
+    """
+    engines = [e for e in pools if pools[e]]
+    weights = [ESPEAK_SHARE if e == "espeak-ng" else 1 - ESPEAK_SHARE for e in engines]
+    everyone = [v for e in engines for v in pools[e]]
+    engine = rng.choices(engines, weights)[0]
+    first = rng.choice(
+        [v for v in pools[engine] if v not in avoid]
+        or [v for v in everyone if v not in avoid]
+        or pools[engine]
+    )
+    others = [v for v in everyone if v != first]
+    fallbacks = rng.sample(others, min(MAX_ATTEMPTS - 1, len(others)))
+    return [_draw_attempt(v, rng) for v in [first, *fallbacks]]
+
+
 def _plan_split(
     split: str, texts: list[str], pools: dict[str, list[Voice]], rng: random.Random
 ) -> list[Utterance]:
     """Give every sentence a first voice and fallbacks, all drawn here, before any work runs."""
-    engines = [e for e in pools if pools[e]]
-    weights = [ESPEAK_SHARE if e == "espeak-ng" else 1 - ESPEAK_SHARE for e in engines]
-    everyone = [v for e in engines for v in pools[e]]
-    plan = []
-    for index, text in enumerate(texts):
-        first = rng.choice(pools[rng.choices(engines, weights)[0]])
-        others = [v for v in everyone if v != first]
-        fallbacks = rng.sample(others, min(MAX_ATTEMPTS - 1, len(others)))
-        attempts = [_draw_attempt(v, rng) for v in [first, *fallbacks]]
-        plan.append(Utterance(split, index, text, attempts))
-    return plan
+    return [
+        Utterance(split, index, text, plan_attempts(pools, rng)) for index, text in enumerate(texts)
+    ]
 
 
 def engine_command(attempt: Attempt, text: str, wav_path: Path) -> list[str]:
@@ -263,13 +288,18 @@ def trim_silence(audio: np.ndarray, sr: int, pad_s: float = 0.08) -> np.ndarray:
     return audio[start:end]
 
 
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """One JSON object per line, UTF-8 kept readable (German umlauts stay letters)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
 def write_manifests(out_dir: Path, rows: dict[str, list[dict]]) -> None:
     """One JSONL manifest per split (`train.jsonl`, `eval.jsonl`), rows in file order."""
     for split, split_rows in rows.items():
         split_rows.sort(key=lambda r: r["audio"])
-        with open(out_dir / f"{split}.jsonl", "w", encoding="utf-8") as f:
-            for r in split_rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        write_jsonl(out_dir / f"{split}.jsonl", split_rows)
 
 
 def load_engine_clip(raw: Path) -> np.ndarray:
@@ -294,32 +324,47 @@ def _to_16k_wav(src: Path, dst: Path) -> float:
     return len(audio) / SAMPLE_RATE
 
 
+def speak_with_fallbacks(
+    attempts: list[Attempt], text: str, dst: Path, tmp_dir: Path, timeout_s: float
+) -> tuple[Attempt | None, float, list[tuple[Attempt, str]]]:
+    """Try the planned voices in order until one writes a usable 16 kHz clip to ``dst``.
+
+    Returns the attempt that worked (None if all failed), the clip's seconds, and each failed
+    attempt with its error. Engine output goes to ``tmp_dir`` under a name unique to ``dst``.
+    """
+    failed: list[tuple[Attempt, str]] = []
+    for k, attempt in enumerate(attempts):
+        raw = tmp_dir / f"{dst.parent.name}-{dst.stem}-{k}.wav"
+        try:
+            run_engine(_engine_command(attempt, text, raw), timeout_s)
+            return attempt, _to_16k_wav(raw, dst), failed
+        except SynthesisError as exc:
+            failed.append((attempt, str(exc)))
+        finally:
+            raw.unlink(missing_ok=True)
+    return None, 0.0, failed
+
+
 def _synthesize(
     utt: Utterance, out_dir: Path, tmp_dir: Path, timeout_s: float
 ) -> tuple[dict | None, list[dict]]:
     """Try the planned voices in order; return the manifest row (or None) and the failures."""
-    failures = []
-    for k, attempt in enumerate(utt.attempts):
-        raw = tmp_dir / f"{utt.split}-{utt.index:05d}-{k}.wav"
-        try:
-            run_engine(_engine_command(attempt, utt.text, raw), timeout_s)
-            duration = _to_16k_wav(raw, out_dir / utt.audio)
-        except SynthesisError as exc:
-            failures.append(
-                {"split": utt.split, "index": utt.index, "voice": attempt.voice.id,
-                 "error": str(exc)}
-            )  # fmt: skip
-            continue
-        finally:
-            raw.unlink(missing_ok=True)
-        voice = attempt.voice
-        row = {
-            "audio": utt.audio, "text": utt.text, "duration": round(duration, 3),
-            "voice": voice.id, "engine": voice.engine, "speaker": voice.speaker,
-            "pitch": attempt.pitch, "rate": attempt.rate,
-        }  # fmt: skip
-        return row, failures
-    return None, failures
+    attempt, duration, failed = speak_with_fallbacks(
+        utt.attempts, utt.text, out_dir / utt.audio, tmp_dir, timeout_s
+    )
+    failures = [
+        {"split": utt.split, "index": utt.index, "voice": a.voice.id, "error": error}
+        for a, error in failed
+    ]
+    if attempt is None:
+        return None, failures
+    voice = attempt.voice
+    row = {
+        "audio": utt.audio, "text": utt.text, "duration": round(duration, 3),
+        "voice": voice.id, "engine": voice.engine, "speaker": voice.speaker,
+        "pitch": attempt.pitch, "rate": attempt.rate,
+    }  # fmt: skip
+    return row, failures
 
 
 def _split_summary(rows: list[dict], requested: int) -> dict:
