@@ -174,6 +174,36 @@ class TemporalConfig(Section):
         return value
 
 
+STAGE_FIXED_KEYS = ("task", "output_dir", "model", "adapter", "stages")
+"""What a stage may not change: the model it trains is built once, before the first stage."""
+
+
+class StageConfig(Section):
+    """One stage of a schedule: its own data mixture, learning rate, epochs, trainable parts.
+
+    A stage starts from the weights the previous stage ended with (a fresh optimizer and LR
+    schedule). `set` holds dotted overrides of the run's recipe for this stage only, e.g.
+    `{"training.epochs": 1, "training.learning_rate": 3e-6, "slu.speech_fraction": 0.05}`.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    set: dict[str, Any] = {}
+    trainable: list[str] | None = None
+    """Regexes (searched in parameter names) selecting which of the run's trainable parameters
+    train in this stage, e.g. `["lora_"]` keeps a trainable projector frozen; None: all."""
+
+    @field_validator("set")
+    @classmethod
+    def _only_run_time_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        fixed = [k for k in value if k.split(".")[0] in STAGE_FIXED_KEYS]
+        if fixed:
+            raise ValueError(
+                f"{fixed}: a stage cannot change {', '.join(STAGE_FIXED_KEYS)} (the model is "
+                "built once for all stages); stages may set training.*, data.* and task sections"
+            )
+        return value
+
+
 class RunConfig(Section):
     task: Literal["stt", "temporal"] = "stt"
     output_dir: str = "runs/default"
@@ -182,6 +212,8 @@ class RunConfig(Section):
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
     temporal: TemporalConfig = TemporalConfig()
+    stages: list[StageConfig] = []
+    """A schedule of training stages run in order (empty: one stage, the recipe as it is)."""
 
     @model_validator(mode="after")
     def _check_combinations(self) -> RunConfig:
@@ -266,9 +298,32 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if overrides:
         source += " + --set " + " ".join(overrides)
     try:
-        return RunConfig.model_validate(tree)
+        config = RunConfig.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, source)) from e
+    stage_configs(config)  # every stage must be valid before anything runs
+    return config
+
+
+def stage_configs(config: RunConfig) -> list[tuple[str, RunConfig]]:
+    """(name, resolved config) of every stage; a run without stages is one stage, "main"."""
+    if not config.stages:
+        return [("main", config)]
+    resolved = []
+    base = config.model_dump(mode="json")
+    base["stages"] = []
+    for index, stage in enumerate(config.stages):
+        tree = yaml.safe_load(yaml.safe_dump(base))
+        for key, value in stage.set.items():
+            apply_override(tree, f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}")
+        try:
+            resolved.append((stage.name, RunConfig.model_validate(tree)))
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(e, f"stages[{index}] ({stage.name})")) from e
+    names = [name for name, _ in resolved]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"stage names must be unique, got {names}")
+    return resolved
 
 
 def save_config(config: RunConfig, path: Path) -> None:

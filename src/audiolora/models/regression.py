@@ -27,9 +27,10 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from audiolora.models.trainable import load_tensors, save_tensors, trainable_names
+
 HEAD_WEIGHTS = "regression_head.safetensors"
 HEAD_CONFIG = "regression_head.json"
-TRAINABLE_WEIGHTS = "trainable.safetensors"
 
 LOSSES = {
     "l1": nn.functional.l1_loss,
@@ -138,26 +139,11 @@ class OffsetRegressor(nn.Module):
 
     def save_trainable(self, out_dir: Path) -> None:
         """Every trainable tensor (LoRA, head, modules PEFT trains) in one checkpoint file."""
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        save_file(self.trainable_state_dict(), str(Path(out_dir) / TRAINABLE_WEIGHTS))
+        save_tensors(self, trainable_names(self), out_dir)
 
     def load_trainable(self, checkpoint_dir: Path) -> None:
         """Restore `save_trainable`'s tensors; every trainable tensor must be in the file."""
-        path = Path(checkpoint_dir) / TRAINABLE_WEIGHTS
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: checkpoint has no trainable weights file")
-        saved = load_file(str(path))
-        expected = set(self.trainable_state_dict())
-        missing, unexpected = expected - set(saved), set(saved) - expected
-        if missing or unexpected:
-            raise ValueError(
-                f"{path} does not match this model: missing {sorted(missing)[:5]}, "
-                f"unexpected {sorted(unexpected)[:5]} (was it written by another recipe?)"
-            )
-        params = dict(self.named_parameters())
-        with torch.no_grad():
-            for name, tensor in saved.items():
-                params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+        load_tensors(self, checkpoint_dir, trainable_names(self))
 
 
 def hidden_size_of(model: nn.Module) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 import time
 from pathlib import Path
@@ -22,16 +23,35 @@ import torch
 from transformers import TrainingArguments, set_seed
 
 from audiolora.atomic import atomic_write_json, replace_dir
-from audiolora.config import RunConfig, save_config
+from audiolora.config import RunConfig, save_config, stage_configs
 from audiolora.evaluation.efficiency import EfficiencyMeter, folder_bytes, size_figures
 from audiolora.models.adapters import count_parameters
 from audiolora.models.loading import load_model
+from audiolora.models.trainable import load_tensors, save_tensors, trainable_names
 from audiolora.reporting.html import write_report
 from audiolora.tasks.base import Task, get_task
 from audiolora.training.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
 from audiolora.training.trainer import AdaLoraAllocator, AudioTrainer, SkipFinalStepEvaluation
 
 log = logging.getLogger(__name__)
+
+
+STAGE_DONE = "STAGE_DONE.json"
+"""Written (atomically) after a stage's weights: a resumed run skips such stages."""
+
+
+def select_trainable(model: Any, names: list[str], patterns: list[str] | None) -> list[str]:
+    """Let only the run's trainable parameters matching `patterns` train (None: all of them)."""
+    chosen = [n for n in names if patterns is None or any(re.search(p, n) for p in patterns)]
+    if not chosen:
+        raise RunError(
+            f"stage trainable patterns {patterns} match none of the trainable parameters"
+        )
+    wanted = set(chosen)
+    params = dict(model.named_parameters())
+    for name in names:
+        params[name].requires_grad_(name in wanted)
+    return chosen
 
 
 class RunError(RuntimeError):
@@ -59,13 +79,15 @@ def total_optimizer_steps(config: RunConfig, n_train: int) -> int:
     return max(1, math.ceil(per_epoch * t.epochs))
 
 
-def training_arguments(config: RunConfig, run_dir: Path, has_eval: bool) -> TrainingArguments:
+def training_arguments(
+    config: RunConfig, checkpoint_dir: Path, has_eval: bool
+) -> TrainingArguments:
     t = config.training
     cuda = torch.cuda.is_available()
     eval_strategy = ("steps" if t.eval_steps else "epoch") if has_eval else "no"
     save_strategy = "steps" if t.save_steps else "epoch"
     return TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(checkpoint_dir),
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.eval_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
@@ -143,14 +165,27 @@ def measure_base(
     return base
 
 
+def check_stage_data(
+    task: Task, plan: list[tuple[str, RunConfig]], run_dir: Path
+) -> list[dict[str, Any]]:
+    """Every stage's data checked before any model loads; rejected rows per stage."""
+    reports = []
+    for name, stage_config in plan:
+        where = run_dir if len(plan) == 1 else run_dir / "stages" / name
+        where.mkdir(parents=True, exist_ok=True)
+        try:
+            reports.append(task.check_data(stage_config, where))
+        except ValueError as e:
+            raise RunError(f"stage {name}: {e}" if len(plan) > 1 else str(e)) from e
+    return reports
+
+
 def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
-    """Validate data, measure the base model, train adapters, measure again, write the report."""
+    """Validate data, measure the base model, train adapters (stage by stage when the recipe
+    has a schedule), measure again, write the report."""
     wall_start = time.perf_counter()
     run_dir = Path(config.output_dir)
     checkpoint_dir = run_dir / "checkpoints"
-    resume_from = latest_complete_checkpoint(checkpoint_dir) if resume else None
-    if resume and resume_from is None:
-        log.warning("--resume: no complete checkpoint in %s, starting from scratch", checkpoint_dir)
     if not resume and checkpoint_dir.exists() and any(checkpoint_dir.iterdir()):
         raise RunError(
             f"{run_dir} already holds checkpoints: pass --resume to continue that run, or choose "
@@ -160,16 +195,18 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     save_config(config, run_dir / "config.yaml")
 
     task = get_task(config.task)
-    try:
-        reports = task.check_data(config, run_dir)
-    except ValueError as e:
-        raise RunError(str(e)) from e
+    plan = stage_configs(config)
+    stage_reports = check_stage_data(task, plan, run_dir)
     set_seed(config.training.seed)
     model, processor, family, model_path = load_model(config.model)
     try:
-        datasets = task.build_datasets(config, reports, processor, family)
+        stage_datasets = [
+            task.build_datasets(stage_config, reports, processor, family)
+            for (_, stage_config), reports in zip(plan, stage_reports, strict=True)
+        ]
     except ValueError as e:
         raise RunError(str(e)) from e
+    reports, datasets = stage_reports[0], stage_datasets[0]
     t = config.training
     eval_options = {
         "batch_size": t.eval_batch_size,
@@ -183,33 +220,93 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         else None
     )
 
-    total_steps = total_optimizer_steps(config, len(datasets["train"]))
+    total_steps = sum(
+        total_optimizer_steps(stage_config, len(ds["train"]))
+        for (_, stage_config), ds in zip(plan, stage_datasets, strict=True)
+    )
     peft_model = task.prepare_model(model, config, family, total_steps)
     trainable, total = count_parameters(peft_model)
+    run_trainable = trainable_names(peft_model)
 
     meter = EfficiencyMeter(samples_per_step=t.batch_size * t.gradient_accumulation_steps)
-    callbacks: list[Any] = [CompleteMarkerCallback(), meter, SkipFinalStepEvaluation()]
-    if config.adapter.method == "adalora":
-        callbacks.append(AdaLoraAllocator(peft_model))
-    trainer = AudioTrainer(
-        model=peft_model,
-        args=training_arguments(config, run_dir, has_eval),
-        train_dataset=datasets["train"],
-        eval_dataset=datasets.get("eval"),
-        data_collator=task.collator(model, processor, family),
-        processor=processor,
-        task=task,
-        callbacks=callbacks,
-        group_by_length=config.data.group_by_length,
-        eval_options={**eval_options, "progress": False},
-        head_learning_rate=config.temporal.head_learning_rate
-        if config.task == "temporal"
-        else None,
-    )
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    history: list[dict[str, Any]] = []
+    stages_summary: list[dict[str, Any]] = []
+    resumed_from = None
+    step_offset = 0
+    for index, ((name, stage_config), stage_data) in enumerate(
+        zip(plan, stage_datasets, strict=True)
+    ):
+        staged = len(plan) > 1
+        stage_ckpts = checkpoint_dir / f"stage-{index}-{name}" if staged else checkpoint_dir
+        stage_out = run_dir / "stages" / f"{index}-{name}"
+        if resume and staged and (stage_out / STAGE_DONE).exists():
+            load_tensors(peft_model, stage_out, run_trainable)
+            done = json.loads((stage_out / STAGE_DONE).read_text())
+            history += done["history"]
+            stages_summary.append(done["summary"])
+            step_offset += done["summary"]["steps"]
+            continue
+        stage = config.stages[index] if staged else None
+        training_now = select_trainable(
+            peft_model, run_trainable, stage.trainable if stage else None
+        )
+        resume_from = latest_complete_checkpoint(stage_ckpts) if resume else None
+        if resume and resume_from is None and not staged:
+            log.warning(
+                "--resume: no complete checkpoint in %s, starting from scratch", stage_ckpts
+            )
+        resumed_from = resumed_from or resume_from
+        st = stage_config.training
+        callbacks: list[Any] = [CompleteMarkerCallback(), meter, SkipFinalStepEvaluation()]
+        if config.adapter.method == "adalora":
+            callbacks.append(AdaLoraAllocator(peft_model))
+        trainer = AudioTrainer(
+            model=peft_model,
+            args=training_arguments(stage_config, stage_ckpts, "eval" in stage_data),
+            train_dataset=stage_data["train"],
+            eval_dataset=stage_data.get("eval"),
+            data_collator=task.collator(model, processor, family),
+            processor=processor,
+            task=task,
+            callbacks=callbacks,
+            group_by_length=stage_config.data.group_by_length,
+            eval_options={**eval_options, "batch_size": st.eval_batch_size, "progress": False},
+            head_learning_rate=stage_config.temporal.head_learning_rate
+            if config.task == "temporal"
+            else None,
+        )
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        stage_history = [
+            {**h, "step": h.get("step", 0) + step_offset, **({"stage": name} if staged else {})}
+            for h in trainer.state.log_history
+        ]
+        steps = trainer.state.global_step
+        summary: dict[str, Any] = {
+            "name": name,
+            "steps": steps,
+            "train_examples": len(stage_data["train"]),
+            "learning_rate": st.learning_rate,
+            "trainable_params": sum(
+                p.numel() for n, p in peft_model.named_parameters() if n in set(training_now)
+            ),
+        }
+        if staged and has_eval and index < len(plan) - 1:
+            result = task.evaluate(
+                peft_model, processor, datasets["eval"], desc=f"after stage {name}", **eval_options
+            )
+            summary["eval"] = headline(task, result)
+            stage_history.append(eval_log_entry(task, step_offset + steps, result))
+        history += stage_history
+        stages_summary.append(summary)
+        step_offset += steps
+        if staged:
+            save_tensors(peft_model, run_trainable, stage_out)
+            atomic_write_json(
+                stage_out / STAGE_DONE, {"summary": summary, "history": stage_history}
+            )
+    select_trainable(peft_model, run_trainable, None)
 
     adapter_dir = save_adapter(task, peft_model, processor, run_dir)
-    history = list(trainer.state.log_history)
     final = None
     if has_eval:
         final = task.evaluate(
@@ -218,7 +315,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         history = [
             eval_log_entry(task, 0, base),
             *history,
-            eval_log_entry(task, trainer.state.global_step, final),
+            eval_log_entry(task, step_offset, final),
         ]
     efficiency = meter.summary()
     efficiency.update(
@@ -248,7 +345,8 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         "base_details": detailed(task, base) if base else None,
         "final_details": detailed(task, final) if final else None,
         "efficiency": efficiency,
-        "resumed_from": str(resume_from) if resume_from else None,
+        "resumed_from": str(resumed_from) if resumed_from else None,
+        "stages": stages_summary if len(plan) > 1 else None,
         "history": history,
         "examples": (final or {}).get("examples", [])[:10],
         "base_examples": (base or {}).get("examples", [])[:10],
