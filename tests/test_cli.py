@@ -178,3 +178,28 @@ def test_data_check_sessions_reports_bad_boundaries(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "check", "--sessions", str(bad)])
     assert result.exit_code == 1
     assert "bad.jsonl:1: field 'boundaries" in result.output
+
+
+def test_data_convert_slurp_then_check_slu(tmp_path: Path) -> None:
+    row = {
+        "slurp_id": 7,
+        "sentence": "wake me up at five am",
+        "sentence_annotation": "wake me up at [time : five am]",
+        "intent": "alarm_set",
+        "action": "set",
+        "scenario": "alarm",
+        "recordings": [{"file": "audio-1.flac"}],
+    }
+    source = tmp_path / "train.jsonl"
+    source.write_text(json.dumps(row) + "\n")
+    out = tmp_path / "slu.jsonl"
+    runner = CliRunner()
+    result = runner.invoke(app, ["data", "convert", "slurp", str(source), str(out)])
+    assert result.exit_code == 0, result.output
+    converted = json.loads(out.read_text())
+    assert converted["entities"] == [{"type": "time", "value": "five am"}]
+    assert "audio" not in converted or converted["audio"] is None
+    result = runner.invoke(app, ["data", "check", "--slu", str(out)])
+    assert result.exit_code == 0, result.output
+    bad = runner.invoke(app, ["data", "convert", "timit", str(source), str(out)])
+    assert bad.exit_code == 2 and "slurp or speech-massive" in bad.output

@@ -404,6 +404,31 @@ def synth_sessions(
     console.print_json(json.dumps(summary, default=str))
 
 
+@data_app.command("convert")
+def data_convert(
+    kind: Annotated[str, typer.Argument(help="slurp | speech-massive")],
+    source: Annotated[Path, typer.Argument(help="The corpus's JSONL annotation file.")],
+    out: Annotated[Path, typer.Argument(help="Manifest to write (JSONL).")],
+    audio_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the recordings; without it the rows are text-only."),
+    ] = None,
+) -> None:
+    """Turn SLURP (`dataset/slurp/train.jsonl`) or Speech-MASSIVE / MASSIVE annotations
+    (bracketed spans such as `[time : five am]`) into an audiolora SLU manifest."""
+    from audiolora.data.slu import convert_to_manifest
+
+    if kind not in ("slurp", "speech-massive"):
+        fail(f"unknown corpus kind {kind!r}: use slurp or speech-massive")
+        return
+    try:
+        n = convert_to_manifest(kind, source, out, audio_dir)  # type: ignore[arg-type]
+    except (OSError, ValueError) as e:
+        fail(f"{source}: {e}")
+        return
+    console.print(f"{n} rows written to {out} (check them with `audiolora data check --slu {out}`)")
+
+
 @data_app.command("check")
 def data_check(
     manifests: Annotated[list[Path], typer.Argument(help="JSONL manifests to validate.")],
@@ -412,14 +437,21 @@ def data_check(
         bool, typer.Option("--sessions", help="Session manifests (phase boundaries, transcripts).")
     ] = False,
     window_s: Annotated[float, typer.Option(help="With --sessions: the window length.")] = 30.0,
+    slu: Annotated[
+        bool, typer.Option("--slu", help="SLU manifests (labels, entities; audio optional).")
+    ] = False,
 ) -> None:
     """Validate manifests and every audio file; lists every bad row (exit 1 if any)."""
     from audiolora.data.manifest import read_manifest, summarize_problems
+    from audiolora.data.slu import read_slu_manifest
     from audiolora.data.windows import BOUNDARIES, read_sessions
 
     bad = 0
     for path in manifests:
-        if sessions:
+        if slu:
+            examples, problems = read_slu_manifest(path, max_duration_s=max_duration_s)
+            ok_rows = len(examples)
+        elif sessions:
             good, problems = read_sessions(path, window_s=window_s, boundaries=BOUNDARIES)
             ok_rows = len(good)
         else:
