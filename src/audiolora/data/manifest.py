@@ -249,6 +249,41 @@ def _check_audio(
     return count / rate
 
 
+def json_objects(data: bytes, name: str) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    """(line number, object) for each non-blank JSONL line, or (line number, Problem) for a
+    line that is not UTF-8, not JSON or not an object; a leading byte-order mark is dropped.
+
+    For manifest readers that need no more than the objects (sessions, SLU rows). A file with
+    no row at all yields one file-level problem.
+    """
+    seen_rows = 0
+    for lineno, raw_line in enumerate(split_lines(data), start=1):
+        if lineno == 1 and raw_line.startswith(b"\xef\xbb\xbf"):
+            raw_line = raw_line[3:]  # UTF-8 byte-order mark written by some Windows editors
+        if not raw_line.strip():
+            continue
+        seen_rows += 1
+        try:
+            obj = json.loads(raw_line.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            reason = f"not valid UTF-8 (byte 0x{raw_line[e.start]:02x} at byte {e.start + 1})"
+            yield lineno, Problem(name, lineno, LINE_FIELD, reason)
+            continue
+        except json.JSONDecodeError as e:
+            yield (
+                lineno,
+                Problem(name, lineno, LINE_FIELD, f"bad JSON: {e.msg} at column {e.colno}"),
+            )
+            continue
+        if not isinstance(obj, dict):
+            reason = f"expected a JSON object, got {type_name(obj)}"
+            yield lineno, Problem(name, lineno, LINE_FIELD, reason)
+            continue
+        yield lineno, obj
+    if seen_rows == 0:
+        yield 0, Problem(name, 0, FILE_FIELD, "no rows (empty manifest)")
+
+
 def split_lines(data: bytes) -> list[bytes]:
     """Lines as an editor numbers them (\\n or \\r\\n); a final newline adds no line."""
     lines = data.split(b"\n")

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from audiolora.atomic import atomic_write_text
 from audiolora.data.audio import AudioError, audio_info, slice_frames
-from audiolora.data.manifest import FILE_FIELD, LINE_FIELD, Problem, split_lines, type_name
+from audiolora.data.manifest import FILE_FIELD, Problem, json_objects, split_lines, type_name
 
 Entity = tuple[str, str]
 """(type, value), e.g. ("time", "five am"); the value is a span of the utterance's text."""
@@ -221,31 +221,10 @@ def read_slu_manifest(
 
     manifest_dir = path.resolve().parent
     first_line_of_id: dict[str, int] = {}
-    seen_rows = 0
-    for lineno, raw_line in enumerate(split_lines(data), start=1):
-        if lineno == 1 and raw_line.startswith(b"\xef\xbb\xbf"):
-            raw_line = raw_line[3:]  # UTF-8 byte-order mark written by some Windows editors
-        if not raw_line.strip():
+    for lineno, obj in json_objects(data, name):
+        if isinstance(obj, Problem):
+            problems.append(obj)
             continue
-        seen_rows += 1
-        try:
-            text_line = raw_line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            reason = f"not valid UTF-8 (byte 0x{raw_line[e.start]:02x} at byte {e.start + 1})"
-            problems.append(Problem(name, lineno, LINE_FIELD, reason))
-            continue
-        try:
-            obj = json.loads(text_line)
-        except json.JSONDecodeError as e:
-            problems.append(
-                Problem(name, lineno, LINE_FIELD, f"bad JSON: {e.msg} at column {e.colno}")
-            )
-            continue
-        if not isinstance(obj, dict):
-            reason = f"expected a JSON object, got {type_name(obj)}"
-            problems.append(Problem(name, lineno, LINE_FIELD, reason))
-            continue
-
         example, row_problems = _check_row(obj, lineno, manifest_dir, max_duration_s, check_audio)
         row_id = obj.get("id")
         if isinstance(row_id, str):
@@ -258,9 +237,6 @@ def read_slu_manifest(
         problems += [Problem(name, lineno, f, reason) for f, reason in row_problems]
         if example is not None:
             examples.append(example)
-
-    if seen_rows == 0:
-        problems.append(Problem(name, 0, FILE_FIELD, "no rows (empty manifest)"))
     return examples, problems
 
 

@@ -32,11 +32,10 @@ from typing import Any, Literal
 from audiolora.data.audio import SLICE_END_TOLERANCE_S, AudioError, audio_duration
 from audiolora.data.manifest import (
     FILE_FIELD,
-    LINE_FIELD,
     Problem,
     apply_bad_input_policy,
     is_number,
-    split_lines,
+    json_objects,
     summarize_problems,
     type_name,
 )
@@ -251,33 +250,14 @@ def read_sessions(
     root = manifest.resolve().parent
     sessions: list[SessionRecord] = []
     problems: list[Problem] = []
-    seen_rows = 0
-    for lineno, raw_line in enumerate(split_lines(data), start=1):
-        if lineno == 1 and raw_line.startswith(b"\xef\xbb\xbf"):
-            raw_line = raw_line[3:]  # UTF-8 byte-order mark written by some Windows editors
-        if not raw_line.strip():
-            continue
-        seen_rows += 1
-        try:
-            obj = json.loads(raw_line.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            problems.append(Problem(name, lineno, LINE_FIELD, f"not valid UTF-8 ({e.reason})"))
-            continue
-        except json.JSONDecodeError as e:
-            problems.append(
-                Problem(name, lineno, LINE_FIELD, f"bad JSON: {e.msg} at column {e.colno}")
-            )
-            continue
-        if not isinstance(obj, dict):
-            reason = f"expected a JSON object, got {type_name(obj)}"
-            problems.append(Problem(name, lineno, LINE_FIELD, reason))
+    for lineno, obj in json_objects(data, name):
+        if isinstance(obj, Problem):
+            problems.append(obj)
             continue
         session, row_problems = _check_session(obj, root, lineno, window_s, boundaries)
         problems += [Problem(name, lineno, f, reason) for f, reason in row_problems]
         if session is not None:
             sessions.append(session)
-    if seen_rows == 0:
-        problems.append(Problem(name, 0, FILE_FIELD, "no rows (empty manifest)"))
     return sessions, problems
 
 
