@@ -204,14 +204,38 @@ class StageConfig(Section):
         return value
 
 
+SLU_INSTRUCTION = "Extract the scenario, action and entities of the request as JSON."
+
+
+class SluConfig(Section):
+    """Spoken language understanding (seed 003): the LALM answers with one line of JSON."""
+
+    text_train: str | None = None
+    """Text-only training manifest (rows without audio, e.g. `train_text.jsonl`); None with
+    `data.train: builtin:slu` uses the builtin text rows, otherwise no text rows."""
+    use_text: bool = True
+    """Train on the text rows too (False: speech rows only)."""
+    speech_fraction: float = Field(1.0, ge=0, le=1)
+    """Share of the speech pool (`data.train`) used for training; 0 trains on text only."""
+    fraction_seed: int = 0
+    """Seed of the speech subset: fixed, so every scheme with the same fraction uses the same
+    rows, and a smaller fraction's rows are a subset of a larger one's."""
+    eval_input: Literal["speech", "text"] = "speech"
+    """Held-out prompts from the audio, or from the transcript (the text-only upper bound)."""
+    instruction: str = SLU_INSTRUCTION
+    languages: list[str] | None = None
+    """Keep only rows of these languages (every split); None keeps all."""
+
+
 class RunConfig(Section):
-    task: Literal["stt", "temporal"] = "stt"
+    task: Literal["stt", "temporal", "slu"] = "stt"
     output_dir: str = "runs/default"
     model: ModelConfig = ModelConfig()
     adapter: AdapterConfig = AdapterConfig()
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
     temporal: TemporalConfig = TemporalConfig()
+    slu: SluConfig = SluConfig()
     stages: list[StageConfig] = []
     """A schedule of training stages run in order (empty: one stage, the recipe as it is)."""
 

@@ -150,7 +150,13 @@ def evaluate_task_run(
     family = family_for(hf_config, config.model.family)
     # Held-out windows are drawn the way the run drew its eval windows (fixed eval seed).
     datasets = task.build_datasets(config, {"eval": reports["train"]}, processor, family)
-    options = {"batch_size": config.training.eval_batch_size, "desc": "eval"}
+    # Decoding as in the run, so a generative task's scores reproduce the run's.
+    options = {
+        "batch_size": config.training.eval_batch_size,
+        "num_beams": config.training.num_beams,
+        "max_new_tokens": config.training.max_new_tokens,
+        "desc": "eval",
+    }
     if use_adapter:
         metrics = task.evaluate(model, processor, datasets["eval"], **options)
     else:

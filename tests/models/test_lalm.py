@@ -189,6 +189,56 @@ def test_collator_pads_right_for_training_and_left_for_generation(loaded) -> Non
         generate_text(model, processor, right, max_new_tokens=1)
 
 
+def test_text_only_example_has_no_audio_and_no_segments(loaded) -> None:
+    _, processor, _ = loaded
+    ex = encode_example(processor, [], "Extract.\nUtterance: wake me up", ANSWER)
+    assert ex["input_features"].shape == (0, 80, 3000)
+    assert ex["feature_attention_mask"].shape == (0, 3000)
+    assert placeholder_count(ex["input_ids"], processor) == 0
+    text = processor.tokenizer.decode(ex["input_ids"])
+    assert "Audio 1" not in text and AUDIO_TOKEN not in text and "Utterance: wake me up" in text
+    answer = ex["labels"][ex["labels"] != IGNORE_INDEX]
+    assert processor.tokenizer.decode(answer[:-1]) == ANSWER
+
+
+def test_text_only_batch_runs_as_a_plain_lm_and_generates(loaded) -> None:
+    model, processor, _ = loaded
+    pad = processor.tokenizer.pad_token_id
+    items = [
+        encode_example(processor, [], "Say hi.", "hi"),
+        encode_example(processor, [], "Say something longer.", "something"),
+    ]
+    batch = LalmCollator(processor, pad, encoder=model.model.audio_tower)(items)
+    assert "input_features" not in batch and "feature_attention_mask" not in batch
+    loss = model(**batch).loss
+    assert torch.isfinite(loss)
+    loss.backward()
+    prompts = [encode_example(processor, [], "Say hi.", None)]
+    left = LalmCollator(processor, pad, padding_side="left")(prompts)
+    assert "input_features" not in left
+    assert len(generate_text(model.eval(), processor, left, max_new_tokens=3)) == 1
+
+
+def test_mixed_batch_keeps_only_the_segments_that_exist(loaded) -> None:
+    model, processor, _ = loaded
+    pad = processor.tokenizer.pad_token_id
+    text_row = encode_example(processor, [], "Say hi.", "hi")
+    speech = encode_example(processor, split_audio(tone(45.0), SR), INSTRUCTION, ANSWER)
+    batch = LalmCollator(processor, pad, encoder=model.model.audio_tower)(
+        [text_row, speech, text_row]
+    )
+    assert batch["input_features"].shape == (2, 80, 3000)
+    assert batch["feature_attention_mask"].sum(-1).tolist() == [3000, 1500]
+    assert torch.isfinite(model(**batch).loss)
+    # The speech example scores the same alone and next to text-only rows (right padding).
+    model.eval()
+    alone = LalmCollator(processor, pad)([speech])
+    with torch.no_grad():
+        mixed_logits = model(**batch).logits[1, : speech["input_ids"].numel()]
+        alone_logits = model(**alone).logits[0]
+    torch.testing.assert_close(mixed_logits, alone_logits, rtol=1e-4, atol=1e-4)
+
+
 def test_lora_lands_in_the_language_model_only(loaded) -> None:
     model, _, family = loaded
     # train_audio_encoder is True by default (for Whisper); it does not reach an LALM's tower.

@@ -15,6 +15,7 @@ from audiolora.cache import cache_dir
 
 BUILTIN_SPEECH = "builtin:speech"
 BUILTIN_SESSIONS = "builtin:sessions"
+BUILTIN_SLU = "builtin:slu"
 
 
 def builtin_speech_dir() -> Path:
@@ -34,6 +35,38 @@ def builtin_sessions_dir() -> Path:
         from audiolora.data.synth.sessions import synth_sessions_dataset
 
         synth_sessions_dataset(out, n_sessions=12, n_eval=4)
+    return out
+
+
+def builtin_slu_dir() -> Path:
+    """Synthesize the builtin SLU set (text and TTS speech, English) on first use."""
+    out = cache_dir() / "data" / "slu-v1"
+    if not (out / "summary.json").exists():
+        from audiolora.data.synth.slu import synth_slu_dataset
+
+        synth_slu_dataset(out)
+    return out
+
+
+def resolve_slu_manifests(
+    train: str | None, eval_: str | None, text_train: str | None
+) -> dict[str, Path]:
+    """SLU manifests: "train" (speech pool), "train_text" (text rows) and "eval".
+
+    `builtin:slu` as `data.train` gives all three from the builtin set unless the recipe names
+    its own text or eval manifest.
+    """
+    out: dict[str, Path] = {}
+    builtin = train == BUILTIN_SLU
+    for name, entry, builtin_file in (
+        ("train", train, "train_speech.jsonl"),
+        ("train_text", text_train, "train_text.jsonl"),
+        ("eval", eval_, "eval.jsonl"),
+    ):
+        if entry == BUILTIN_SLU or (entry is None and builtin):
+            out[name] = builtin_slu_dir() / builtin_file
+        elif entry is not None:
+            out[name] = Path(entry).expanduser()
     return out
 
 

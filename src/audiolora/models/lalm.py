@@ -12,6 +12,11 @@ A batch is what `Qwen2AudioForConditionalGeneration` takes: `input_ids`, `attent
 optional `labels`, and `input_features` / `feature_attention_mask` holding every segment of every
 example as one flat batch of 3000-frame spectrograms, in prompt order (example 0's segments
 first). The model fills the placeholder runs of the flattened `input_ids` with them in that order.
+
+Text-only examples (no segments) are allowed, so text rows can train next to speech rows: their
+prompt has no placeholder, they add no segment to the flat batch, and a batch with no segment at
+all carries no `input_features`, which makes Qwen2-Audio's forward skip the audio tower and run
+as a plain causal LM.
 """
 
 from __future__ import annotations
@@ -58,10 +63,10 @@ def build_conversation(segments: int, instruction: str, answer: str | None) -> l
     """A one-turn chat: "Audio 1: <audio>" ... "Audio N: <audio>", the instruction, the answer.
 
     Numbering every segment, even a single one, follows Qwen2-Audio's own template, so prompts
-    look like what the model was instruction-tuned on.
+    look like what the model was instruction-tuned on. `segments=0` gives a text-only turn.
     """
-    if segments < 1:
-        raise ValueError(f"an LALM example needs at least one audio segment, got {segments}")
+    if segments < 0:
+        raise ValueError(f"the number of audio segments must be >= 0, got {segments}")
     content: list[dict[str, str]] = []
     for i in range(1, segments + 1):
         content.append({"type": "text", "text": f"Audio {i}: "})
@@ -101,17 +106,16 @@ def encode_example(
 ) -> Batch:
     """One example as tensors: prompt tokens (+ answer tokens and labels when `answer` is given).
 
-    `audios` are the segments (at most 30 s each: see `split_audio`). Returns 1-D `input_ids`,
-    `attention_mask` (and `labels`: -100 except the answer tokens and the end-of-turn token),
-    `input_features` of shape (segments, mel bins, 3000) and `feature_attention_mask` (segments,
-    3000) marking the real frames. The answer is tokenized on its own after the prompt, exactly
-    the tokens generation would have to produce.
+    `audios` are the segments (at most 30 s each: see `split_audio`); none gives a text-only
+    prompt. Returns 1-D `input_ids`, `attention_mask` (and `labels`: -100 except the answer
+    tokens and the end-of-turn token), `input_features` of shape (segments, mel bins, 3000) and
+    `feature_attention_mask` (segments, 3000) marking the real frames (0 segments for a text-only
+    prompt). The answer is tokenized on its own after the prompt, exactly the tokens generation
+    would have to produce.
     """
     fe = processor.feature_extractor
     if sr != fe.sampling_rate:
         raise ValueError(f"audio at {sr} Hz; the feature extractor wants {fe.sampling_rate} Hz")
-    if not audios:
-        raise ValueError("encode_example needs at least one audio segment")
     audios = [np.asarray(a, dtype=np.float32) for a in audios]
     for i, a in enumerate(audios):
         if a.ndim != 1:
@@ -130,14 +134,18 @@ def encode_example(
         tokenize=False,
         add_generation_prompt=True,
     )
-    # The processor pads every segment to 30 s (padding="max_length"), returns the real-frame
-    # mask as feature_attention_mask and expands each <|AUDIO|> to the encoder's output count.
-    encoded = processor(text=[prompt], audio=audios, sampling_rate=sr, return_tensors="pt")
+    if audios:
+        # The processor pads every segment to 30 s (padding="max_length"), returns the real-frame
+        # mask as feature_attention_mask and expands each <|AUDIO|> to the encoder's output count.
+        encoded = processor(text=[prompt], audio=audios, sampling_rate=sr, return_tensors="pt")
+        features = encoded["input_features"]
+        feature_mask = encoded["feature_attention_mask"].long()
+    else:
+        encoded = processor.tokenizer([prompt], return_tensors="pt")
+        features = torch.zeros((0, fe.feature_size, fe.nb_max_frames), dtype=torch.float32)
+        feature_mask = torch.zeros((0, fe.nb_max_frames), dtype=torch.long)
     input_ids = encoded["input_ids"][0]
-    example: Batch = {
-        "input_features": encoded["input_features"],
-        "feature_attention_mask": encoded["feature_attention_mask"].long(),
-    }
+    example: Batch = {"input_features": features, "feature_attention_mask": feature_mask}
     if answer is not None:
         answer_ids = processor.tokenizer(answer, add_special_tokens=False).input_ids
         target = torch.tensor([*answer_ids, end_of_turn_id(processor)], dtype=input_ids.dtype)
@@ -194,8 +202,10 @@ def placeholder_guard(
 class LalmCollator:
     """Pad `encode_example` outputs into one batch; segments of all examples become one flat batch.
 
-    Right padding for training, left padding for batched generation (new tokens then follow
-    every prompt directly). With `encoder` given, every batch passes `placeholder_guard`.
+    Text-only examples add no segment; a batch without any segment has no `input_features` /
+    `feature_attention_mask`, so the model runs as a plain LM. Right padding for training, left
+    padding for batched generation (new tokens then follow every prompt directly). With `encoder`
+    given, every batch passes `placeholder_guard`.
     """
 
     def __init__(
@@ -230,12 +240,16 @@ class LalmCollator:
         batch: Batch = {
             "input_ids": self._pad([f["input_ids"] for f in features], self.pad_token_id, length),
             "attention_mask": self._pad([f["attention_mask"] for f in features], 0, length),
-            "input_features": torch.cat([f["input_features"] for f in features]),
-            "feature_attention_mask": torch.cat([f["feature_attention_mask"] for f in features]),
         }
+        with_audio = [f for f in features if len(f.get("input_features", ())) > 0]
+        if with_audio:
+            batch["input_features"] = torch.cat([f["input_features"] for f in with_audio])
+            batch["feature_attention_mask"] = torch.cat(
+                [f["feature_attention_mask"] for f in with_audio]
+            )
         if all(with_labels):
             batch["labels"] = self._pad([f["labels"] for f in features], IGNORE_INDEX, length)
-        if self.encoder is not None:
+        if self.encoder is not None and with_audio:
             placeholder_guard(
                 batch["input_ids"],
                 batch["feature_attention_mask"],

@@ -64,10 +64,15 @@ class Task(Protocol):
 
 def get_task(name: str) -> Task:
     """The task a recipe names (`task: stt`)."""
+    from audiolora.tasks.slu import SpokenLanguageUnderstanding
     from audiolora.tasks.stt import SpeechToText
     from audiolora.tasks.temporal import TemporalLocalization
 
-    tasks: dict[str, Task] = {"stt": SpeechToText(), "temporal": TemporalLocalization()}
+    tasks: dict[str, Task] = {
+        "stt": SpeechToText(),
+        "temporal": TemporalLocalization(),
+        "slu": SpokenLanguageUnderstanding(),
+    }
     if name not in tasks:
         raise ValueError(f"unknown task {name!r}; choose from {sorted(tasks)}")
     return tasks[name]

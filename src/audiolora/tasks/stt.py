@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -76,6 +76,17 @@ class SpeechTextDataset(Dataset):
 
 
 STT_INSTRUCTION = "Transcribe the audio."
+
+
+class PromptDataset(Protocol):
+    """What `lalm_transcribe` needs: `encode_example` items with answers, and the same prompts
+    without them (`prompts_only`) for generation."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    def prompts_only(self) -> Dataset: ...
 
 
 class LalmSpeechTextDataset(Dataset):
@@ -197,11 +208,18 @@ def transcribe_batches(
     return [t.strip() for t in texts], nll, tokens
 
 
+def cast_features(batch: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Audio features in the model's dtype; a text-only batch has none and passes unchanged."""
+    if "input_features" in batch:
+        batch["input_features"] = batch["input_features"].to(dtype)
+    return batch
+
+
 @torch.no_grad()
 def lalm_transcribe(
     model: torch.nn.Module,
     processor: ProcessorMixin,
-    dataset: LalmSpeechTextDataset,
+    dataset: LalmSpeechTextDataset | PromptDataset,
     *,
     batch_size: int,
     num_beams: int,
@@ -219,8 +237,7 @@ def lalm_transcribe(
         collate_fn=LalmCollator(processor, pad, padding_side="right"),
     )
     for batch in tqdm(scoring, desc=f"{desc} (score)", leave=False, disable=not progress):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        batch["input_features"] = batch["input_features"].to(dtype)
+        batch = cast_features({k: v.to(device) for k, v in batch.items()}, dtype)
         labels = batch.pop("labels")
         logits = model(**batch).logits.float()
         # Causal LM: the logit at position t predicts token t + 1.
@@ -236,7 +253,7 @@ def lalm_transcribe(
     )
     texts: list[str] = []
     for batch in tqdm(prompts, desc=f"{desc} (decode)", leave=False, disable=not progress):
-        batch["input_features"] = batch["input_features"].to(dtype)
+        batch = cast_features(batch, dtype)
         texts.extend(generate_text(model, processor, batch, max_new_tokens, num_beams))
     return texts, nll, tokens
 

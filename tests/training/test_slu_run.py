@@ -1,0 +1,73 @@
+"""`audiolora train` with `task: slu` on a tiny random Qwen2-Audio and a tiny synthesized SLU set:
+text and speech rows train together, SLURP scores land in metrics.json and `audiolora eval`
+reproduces them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import audiolora
+from audiolora.cli import app
+from audiolora.config import load_config
+from audiolora.training.run import run_training
+
+
+@pytest.fixture(scope="module")
+def slu_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from audiolora.data.synth.slu import synth_slu_dataset
+    from audiolora.data.synth.speech import available_engines
+
+    if not available_engines():
+        pytest.skip("no TTS engine installed (apt-get install espeak-ng flite)")
+    out = tmp_path_factory.mktemp("slu") / "set"
+    synth_slu_dataset(out, train_utterances=8, eval_utterances=4, progress=False)
+    return out
+
+
+def test_slu_run_scores_json_answers_and_eval_reproduces_them(
+    tiny_qwen2_audio_dir: Path, slu_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    config = load_config(
+        Path(audiolora.__file__).parent / "recipes" / "slu-qwen2-audio-smollm2.yaml",
+        [
+            f"output_dir={out}",
+            f"model.name={tiny_qwen2_audio_dir}",
+            f"data.train={slu_dataset / 'train_speech.jsonl'}",
+            f"data.eval={slu_dataset / 'eval.jsonl'}",
+            f"slu.text_train={slu_dataset / 'train_text.jsonl'}",
+            "slu.speech_fraction=0.5",
+            "adapter.layers=null",
+            "training.batch_size=4",
+            "training.eval_batch_size=4",
+            "training.max_steps=2",
+            "training.save_steps=2",
+            "training.eval_steps=100",
+            "training.logging_steps=1",
+            "training.max_new_tokens=12",
+        ],
+    )
+    metrics = run_training(config)
+    assert metrics["task"] == "slu"
+    # 8 text rows + half of the 8 speech rows
+    assert metrics["data"]["train"]["examples"] == 12
+    assert metrics["data"]["eval"]["examples"] == 4
+    for key in ("slu_f1", "intent_acc", "json_valid_rate", "latency_s_per_utterance"):
+        assert key in metrics["final"] and key in metrics["base"]
+    assert "scenario_acc" in metrics["final_details"]
+    losses = [h["loss"] for h in metrics["history"] if "loss" in h]
+    assert len(losses) == 2 and all(loss == loss for loss in losses)
+    assert (out / "adapter" / "adapter_config.json").exists()
+    assert metrics["examples"] and metrics["examples"][0]["reference"].startswith("{")
+
+    result = CliRunner().invoke(
+        app, ["eval", str(out), "--json", "--data", str(slu_dataset / "eval.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.stdout)
+    for key in ("slu_f1", "intent_acc", "json_valid_rate"):
+        assert again[key] == pytest.approx(metrics["final"][key])
