@@ -67,3 +67,29 @@ def test_inconsistent_combination_is_rejected() -> None:
 def test_save_total_limit_keeps_a_complete_checkpoint() -> None:
     with pytest.raises(ConfigError, match="save_total_limit"):
         load_config(None, ["training.save_total_limit=1"])
+
+
+def test_slu_schemes_expand_to_the_seeds_schedules() -> None:
+    from audiolora.config import schedule, stage_configs
+
+    def plan(scheme: str, *extra: str) -> list:
+        config = load_config(
+            None,
+            ["task=slu", f"slu.scheme={scheme}", "slu.speech_fraction=0.05", *extra],
+        )
+        return [
+            (n, c.slu.speech_fraction, c.training.epochs, c.training.learning_rate)
+            for n, c in stage_configs(config)
+        ], schedule(config)
+
+    stages, spec = plan("text_only", "training.epochs=3")
+    assert stages == [("text", 0.0, 3.0, 1e-3)] and spec[0].trainable == ["lora_"]
+    stages, _ = plan("mixing", "training.epochs=3")
+    assert stages == [("mixed", 0.05, 3.0, 1e-3)]
+    stages, _ = plan("curriculum", "training.epochs=3", "training.learning_rate=5e-6")
+    assert stages[0] == ("text", 0.0, 2.0, 5e-6)
+    assert stages[1][:3] == ("speech", 0.05, 1.0) and stages[1][3] == pytest.approx(3e-6)
+    with pytest.raises(ConfigError, match="epochs >= 2"):
+        plan("curriculum", "training.epochs=1")
+    custom, spec = plan("custom")
+    assert [n for n, *_ in custom] == ["main"] and spec == []

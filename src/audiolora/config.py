@@ -225,6 +225,14 @@ class SluConfig(Section):
     instruction: str = SLU_INSTRUCTION
     languages: list[str] | None = None
     """Keep only rows of these languages (every split); None keeps all."""
+    scheme: Literal["custom", "text_only", "mixing", "curriculum"] = "custom"
+    """The seed's schemes as ready-made schedules (used when the recipe has no `stages`):
+    `text_only` -- text rows only, only LoRA trains (audio tower and projector frozen);
+    `mixing` -- text rows + the speech fraction in every epoch;
+    `curriculum` -- text-only epochs, then a last epoch of text + speech at
+    `curriculum_lr_scale` x the learning rate. `custom`: the recipe as written."""
+    curriculum_lr_scale: float = Field(0.6, gt=0)
+    """Learning-rate factor of the curriculum's speech epoch (the seed: 3e-6 after 5e-6)."""
 
 
 class RunConfig(Section):
@@ -329,8 +337,45 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return config
 
 
+def scheme_stages(config: RunConfig) -> list[StageConfig]:
+    """The stages an SLU `slu.scheme` stands for (none for `custom`)."""
+    scheme = config.slu.scheme if config.task == "slu" else "custom"
+    epochs = config.training.epochs
+    if scheme == "text_only":
+        return [StageConfig(name="text", set={"slu.speech_fraction": 0.0}, trainable=["lora_"])]
+    if scheme == "mixing":
+        return [StageConfig(name="mixed")]
+    if scheme == "curriculum":
+        if epochs < 2:
+            raise ConfigError(
+                f"slu.scheme=curriculum needs training.epochs >= 2 (text epochs, then a speech "
+                f"epoch), got {epochs:g}"
+            )
+        return [
+            StageConfig(
+                name="text",
+                set={"slu.speech_fraction": 0.0, "training.epochs": epochs - 1},
+            ),
+            StageConfig(
+                name="speech",
+                set={
+                    "training.epochs": 1,
+                    "training.learning_rate": config.training.learning_rate
+                    * config.slu.curriculum_lr_scale,
+                },
+            ),
+        ]
+    return []
+
+
+def schedule(config: RunConfig) -> list[StageConfig]:
+    """The recipe's stages, else those its SLU scheme stands for (may be empty)."""
+    return list(config.stages) or scheme_stages(config)
+
+
 def stage_configs(config: RunConfig) -> list[tuple[str, RunConfig]]:
     """(name, resolved config) of every stage; a run without stages is one stage, "main"."""
+    config = config.model_copy(update={"stages": schedule(config)})
     if not config.stages:
         return [("main", config)]
     resolved = []

@@ -23,7 +23,7 @@ import torch
 from transformers import TrainingArguments, set_seed
 
 from audiolora.atomic import atomic_write_json, replace_dir
-from audiolora.config import RunConfig, save_config, stage_configs
+from audiolora.config import RunConfig, save_config, schedule, stage_configs
 from audiolora.evaluation.efficiency import EfficiencyMeter, folder_bytes, size_figures
 from audiolora.models.adapters import count_parameters
 from audiolora.models.loading import load_model
@@ -196,6 +196,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
 
     task = get_task(config.task)
     plan = stage_configs(config)
+    stages = schedule(config)
     stage_reports = check_stage_data(task, plan, run_dir)
     set_seed(config.training.seed)
     model, processor, family, model_path = load_model(config.model)
@@ -246,7 +247,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             stages_summary.append(done["summary"])
             step_offset += done["summary"]["steps"]
             continue
-        stage = config.stages[index] if staged else None
+        stage = stages[index] if stages else None
         training_now = select_trainable(
             peft_model, run_trainable, stage.trainable if stage else None
         )
