@@ -131,7 +131,7 @@ def test_bad_input_skip_trains_on_the_rest(
     metrics = run_training(config)
     rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
     assert sorted(r["line"] for r in rejected) == [2, 4, len(manifest.read_text().splitlines())]
-    assert metrics["data"]["train"] == {"rows": 12, "rejected": 3}
+    assert metrics["data"]["train"] == {"rows": 12, "rejected": 3, "examples": 12}
     assert (out / "adapter" / "adapter_model.safetensors").exists()
 
 
