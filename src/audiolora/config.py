@@ -225,6 +225,14 @@ class SluConfig(Section):
     instruction: str = SLU_INSTRUCTION
     languages: list[str] | None = None
     """Keep only rows of these languages (every split); None keeps all."""
+    text_languages: list[str] | None = None
+    """Languages of the text rows used for training (None: `languages`). Cross-lingual: the
+    target language's text."""
+    speech_fraction_by_language: dict[str, float] = {}
+    """Per-language share of the speech pool, overriding `speech_fraction` (cross-lingual:
+    `{en: 1.0, de: 0.05}` -- all source speech, a little target speech)."""
+    eval_languages: list[str] | None = None
+    """Languages of the held-out rows (None: `languages`)."""
     scheme: Literal["custom", "text_only", "mixing", "curriculum"] = "custom"
     """The seed's schemes as ready-made schedules (used when the recipe has no `stages`):
     `text_only` -- text rows only, only LoRA trains (audio tower and projector frozen);

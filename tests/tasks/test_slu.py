@@ -152,3 +152,22 @@ def test_check_data_keeps_train_and_eval_splits_and_applies_the_policy(
     )
     eval_rows = task.build_datasets(as_text, reports, processor, QWEN2_AUDIO)["eval"].rows
     assert not any(r.has_audio for r in eval_rows)
+
+
+def test_cross_lingual_mix_takes_source_speech_target_text_and_a_little_target_speech(
+    tmp_path: Path,
+) -> None:
+    wav = tmp_path / "a.wav"
+    speech = [example(i, "en", wav) for i in range(40)] + [example(i, "de", wav) for i in range(40)]
+    text = [example(i, "en") for i in range(40)] + [example(i, "de") for i in range(40)]
+    cfg = SluConfig(
+        text_languages=["de"],
+        speech_fraction=0.0,
+        speech_fraction_by_language={"en": 1.0, "de": 0.05},
+    )
+    rows = training_rows(speech, text, cfg)
+    text_rows = [r for r in rows if not r.has_audio]
+    speech_rows = [r for r in rows if r.has_audio]
+    assert {r.language for r in text_rows} == {"de"} and len(text_rows) == 40
+    assert sum(r.language == "en" for r in speech_rows) == 40
+    assert sum(r.language == "de" for r in speech_rows) == 2

@@ -38,13 +38,22 @@ def builtin_sessions_dir() -> Path:
     return out
 
 
-def builtin_slu_dir() -> Path:
-    """Synthesize the builtin SLU set (text and TTS speech, English) on first use."""
-    out = cache_dir() / "data" / "slu-v1"
+BUILTIN_SLU_SETS = {"builtin:slu": ("en",), "builtin:slu-en-de": ("en", "de")}
+"""Builtin SLU sets: English; English + German (240 training utterances per language)."""
+
+
+def builtin_slu_dir(name: str = BUILTIN_SLU) -> Path:
+    """Synthesize a builtin SLU set (text and TTS speech) on first use."""
+    languages = BUILTIN_SLU_SETS[name]
+    folder = "slu-v1" if languages == ("en",) else f"slu-{'-'.join(languages)}-v1"
+    out = cache_dir() / "data" / folder
     if not (out / "summary.json").exists():
         from audiolora.data.synth.slu import synth_slu_dataset
 
-        synth_slu_dataset(out)
+        n = len(languages)
+        synth_slu_dataset(
+            out, train_utterances=240 * n, eval_utterances=60 * n, languages=languages
+        )
     return out
 
 
@@ -57,14 +66,16 @@ def resolve_slu_manifests(
     its own text or eval manifest.
     """
     out: dict[str, Path] = {}
-    builtin = train == BUILTIN_SLU
+    builtin = train if train in BUILTIN_SLU_SETS else None
     for name, entry, builtin_file in (
         ("train", train, "train_speech.jsonl"),
         ("train_text", text_train, "train_text.jsonl"),
         ("eval", eval_, "eval.jsonl"),
     ):
-        if entry == BUILTIN_SLU or (entry is None and builtin):
-            out[name] = builtin_slu_dir() / builtin_file
+        if entry in BUILTIN_SLU_SETS:
+            out[name] = builtin_slu_dir(entry) / builtin_file
+        elif entry is None and builtin:
+            out[name] = builtin_slu_dir(builtin) / builtin_file
         elif entry is not None:
             out[name] = Path(entry).expanduser()
     return out

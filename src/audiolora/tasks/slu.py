@@ -148,10 +148,16 @@ def as_text(rows: Sequence[SluExample]) -> list[SluExample]:
 def training_rows(
     speech: Sequence[SluExample], text: Sequence[SluExample], cfg: SluConfig
 ) -> list[SluExample]:
-    """Text rows (when used) plus the recipe's share of the speech pool, language-filtered."""
-    rows = as_text(select_languages(text, cfg.languages)) if cfg.use_text else []
+    """Text rows (when used) plus the recipe's share of the speech pool, language-filtered;
+    each language's share is drawn from that language's rows (nested across fractions)."""
+    text_languages = cfg.text_languages or cfg.languages
+    rows = as_text(select_languages(text, text_languages)) if cfg.use_text else []
     pool = select_languages(speech, cfg.languages)
-    return rows + speech_subset(pool, cfg.speech_fraction, cfg.fraction_seed)
+    for language in sorted({row.language or "" for row in pool}):
+        fraction = cfg.speech_fraction_by_language.get(language, cfg.speech_fraction)
+        own = [row for row in pool if (row.language or "") == language]
+        rows += speech_subset(own, fraction, cfg.fraction_seed)
+    return rows
 
 
 def evaluate_slu(
@@ -252,7 +258,7 @@ class SpokenLanguageUnderstanding:
             if split == "train":
                 rows = training_rows(report.rows, report.text_rows, cfg)
             else:
-                rows = select_languages(report.rows, cfg.languages)
+                rows = select_languages(report.rows, cfg.eval_languages or cfg.languages)
                 if cfg.eval_input == "text":
                     rows = as_text(rows)
                 if config.data.max_eval_samples:
