@@ -16,6 +16,7 @@ from audiolora.models.lalm import LalmCollator, generate_text, split_audio
 from audiolora.models.loading import disable_cpu_repacking, load_model
 from audiolora.tasks.base import get_task
 from audiolora.tasks.stt import (
+    STT_INSTRUCTION,
     LalmSpeechTextDataset,
     build_stt_dataset,
     evaluate_stt,
@@ -122,7 +123,11 @@ def lalm_transcribe_files(
         )
         for i, p in enumerate(audio_paths)
     ]
-    dataset = LalmSpeechTextDataset(rows, processor, config.data.sampling_rate, with_answer=False)
+    # An SLU run answers its own instruction (one line of JSON); others transcribe.
+    instruction = config.slu.instruction if config.task == "slu" else STT_INSTRUCTION
+    dataset = LalmSpeechTextDataset(
+        rows, processor, config.data.sampling_rate, instruction, with_answer=False
+    )
     collator = LalmCollator(processor, pad_token_id(processor), padding_side="left")
     texts: list[str] = []
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):

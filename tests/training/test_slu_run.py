@@ -71,3 +71,41 @@ def test_slu_run_scores_json_answers_and_eval_reproduces_them(
     again = json.loads(result.stdout)
     for key in ("slu_f1", "intent_acc", "json_valid_rate"):
         assert again[key] == pytest.approx(metrics["final"][key])
+
+    wav = sorted((slu_dataset / "audio" / "eval").glob("*.wav"))[0]
+    result = CliRunner().invoke(app, ["predict", str(out), str(wav)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(str(wav))
+
+
+def test_curriculum_scheme_trains_text_first_then_text_and_speech(
+    tiny_qwen2_audio_dir: Path, slu_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "curriculum"
+    config = load_config(
+        Path(audiolora.__file__).parent / "recipes" / "slu-qwen2-audio-smollm2.yaml",
+        [
+            f"output_dir={out}",
+            f"model.name={tiny_qwen2_audio_dir}",
+            f"data.train={slu_dataset / 'train_speech.jsonl'}",
+            f"data.eval={slu_dataset / 'eval.jsonl'}",
+            f"slu.text_train={slu_dataset / 'train_text.jsonl'}",
+            "slu.scheme=curriculum",
+            "slu.speech_fraction=0.5",
+            "adapter.layers=null",
+            "data.max_eval_samples=2",
+            "training.batch_size=4",
+            "training.eval_batch_size=4",
+            "training.max_steps=1",
+            "training.eval_steps=100",
+            "training.max_new_tokens=4",
+            "training.num_beams=1",
+            "training.learning_rate=0.01",
+        ],
+    )
+    metrics = run_training(config)
+    text, speech = metrics["stages"]
+    assert (text["name"], text["train_examples"]) == ("text", 8)
+    assert (speech["name"], speech["train_examples"]) == ("speech", 12)
+    assert speech["learning_rate"] == pytest.approx(0.006)
+    assert "slu_f1" in text["eval"]
