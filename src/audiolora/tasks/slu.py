@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from audiolora.evaluation.metrics import perplexity
 from audiolora.evaluation.slu_metrics import format_slu_json, slu_metrics
 from audiolora.models.families import Family
 from audiolora.models.lalm import encode_example, split_audio
-from audiolora.tasks.stt import SpeechToText, lalm_transcribe
+from audiolora.tasks.stt import SpeechToText, timed_lalm_answers
 
 HEADLINE = ("slu_f1", "intent_acc", "entity_f1", "json_valid_rate", "latency_s_per_utterance")
 
@@ -172,10 +171,7 @@ def evaluate_slu(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate an answer per utterance and score it; perplexity of the reference answers."""
-    was_training = model.training
-    model.eval()
-    start = time.perf_counter()
-    hyps, nll, tokens = lalm_transcribe(
+    hyps, nll, tokens, elapsed = timed_lalm_answers(
         model,
         processor,
         dataset,
@@ -185,9 +181,6 @@ def evaluate_slu(
         desc=desc,
         progress=progress,
     )
-    elapsed = time.perf_counter() - start
-    if was_training:
-        model.train()
     metrics: dict[str, Any] = slu_metrics(hyps, list(dataset.rows))
     metrics["perplexity"] = perplexity(nll, tokens)
     metrics["n"] = len(dataset)

@@ -258,6 +258,20 @@ def lalm_transcribe(
     return texts, nll, tokens
 
 
+def timed_lalm_answers(
+    model: torch.nn.Module, processor: ProcessorMixin, dataset: PromptDataset, **options: Any
+) -> tuple[list[str], float, int, float]:
+    """`lalm_transcribe` in eval mode (restored after), plus the seconds it took."""
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    hyps, nll, tokens = lalm_transcribe(model, processor, dataset, **options)
+    elapsed = time.perf_counter() - start
+    if was_training:
+        model.train()
+    return hyps, nll, tokens, elapsed
+
+
 def evaluate_stt(
     model: torch.nn.Module,
     processor: ProcessorMixin,
