@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from audiolora.cli import app
 from audiolora.config import ConfigError, RunConfig
-from audiolora.sweep import parse_grid, run_sweep
+from audiolora.sweep import parse_grid, run_sweep, sweep_rows
 
 
 def test_grid_is_the_cartesian_product() -> None:
@@ -47,8 +47,20 @@ def test_sweep_runs_each_point_and_seed_once(tmp_path: Path) -> None:
     assert "10.50 ± 0.71" in (tmp_path / "sweep.md").read_text()
 
     calls.clear()
-    run_sweep(None, ["adapter.r=1,2"], seeds=2, out_dir=tmp_path, train=fake_train)
+    again = run_sweep(
+        None,
+        ["adapter.r=1,2"],
+        seeds=2,
+        out_dir=tmp_path,
+        train=fake_train,
+        relative_to="adapter.r=2",
+    )
     assert calls == [], "finished runs are not trained again"
+    header, rows = sweep_rows(again)
+    assert header[-1] == "wer / reference"
+    assert [r[-1] for r in rows] == ["51%", "100%"]  # 0.105 / 0.205
+    with pytest.raises(ConfigError, match="not a grid point"):
+        run_sweep(None, ["adapter.r=1,2"], 1, tmp_path, train=fake_train, relative_to="r=3")
 
 
 def test_sweep_cli_on_tiny_whisper(

@@ -168,6 +168,13 @@ def sweep(
     output_dir: Annotated[
         Path, typer.Option(help="Sweep folder (one run folder per point and seed).")
     ] = Path("runs/sweep"),
+    relative_to: Annotated[
+        str | None,
+        typer.Option(
+            help="A grid point (as named in the table) that the first metric of every point "
+            "is also shown as a share of, e.g. the 100 %-speech oracle."
+        ),
+    ] = None,
 ) -> None:
     """Train a grid of recipe variants over several seeds; one table (mean ± std) and a plot.
     Rerunning the same command continues an interrupted sweep."""
@@ -178,7 +185,14 @@ def sweep(
     from audiolora.training.run import RunError
 
     try:
-        summary = run_sweep(resolve_recipe(recipe), grid, seeds, output_dir, list(set_ or []))
+        summary = run_sweep(
+            resolve_recipe(recipe),
+            grid,
+            seeds,
+            output_dir,
+            list(set_ or []),
+            relative_to=relative_to,
+        )
     except (ConfigError, BadInputError, RunError) as e:
         fail(str(e))
         return

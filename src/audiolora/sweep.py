@@ -66,9 +66,17 @@ def run_sweep(
     out_dir: Path,
     overrides: list[str] | None = None,
     train: Callable[..., dict[str, Any]] = run_training,
+    relative_to: str | None = None,
 ) -> dict[str, Any]:
-    """Train every grid point once per seed (skipping finished runs) and summarise."""
+    """Train every grid point once per seed (skipping finished runs) and summarise.
+
+    `relative_to` names a grid point (`slu.scheme=mixing,slu.speech_fraction=1.0`, the oracle)
+    that every point's first metric is also given as a share of (mean over mean).
+    """
     points = parse_grid(grid)
+    if relative_to is not None and relative_to not in {p.name for p in points}:
+        names = ", ".join(p.name for p in points)
+        raise ConfigError(f"--relative-to {relative_to!r} is not a grid point; points: {names}")
     base = load_config(recipe, overrides)
     # Validate every combination before the first run starts.
     configs = {
@@ -98,6 +106,7 @@ def run_sweep(
         "recipe": str(recipe),
         "task": task.name,
         "columns": [k for k in task.headline if not k.startswith("latency")],
+        "relative_to": relative_to,
         "grid": grid,
         "seeds": seeds,
         "points": [
@@ -145,6 +154,15 @@ def sweep_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         [p["name"], *[mean_std(p["summary"].get(k), k in PERCENT_KEYS) for k in keys]]
         for p in summary["points"]
     ]
+    reference = summary.get("relative_to")
+    if reference:
+        first = keys[0]
+        means = {p["name"]: (p["summary"].get(first) or {}).get("mean") for p in summary["points"]}
+        header.append(f"{first} / reference")
+        for row, p in zip(rows, summary["points"], strict=True):
+            ref, mine = means.get(reference), means[p["name"]]
+            share = f"{mine / ref:.0%}" if ref and mine is not None else "—"
+            row.append(share)
     return header, rows
 
 
