@@ -255,6 +255,10 @@ def predict(
         ),
     ] = None,
     base: Annotated[bool, typer.Option("--base", help="Use the bare base model.")] = False,
+    hop_s: Annotated[
+        float | None,
+        typer.Option(help="With --sessions: hop of the coarse pass (default: the run's)."),
+    ] = None,
 ) -> None:
     """Transcribe audio files (one line per file: path<TAB>text), or with --sessions locate
     phase boundaries in whole recordings (coarse pass + refinement) and score them against
@@ -267,7 +271,7 @@ def predict(
 
     if sessions is not None:
         try:
-            result = locate_in_sessions(run_dir, sessions)
+            result = locate_in_sessions(run_dir, sessions, hop_s=hop_s)
         except (ConfigError, BadInputError) as e:
             fail(str(e))
             return

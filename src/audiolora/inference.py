@@ -172,7 +172,12 @@ def evaluate_task_run(
 
 
 def locate_in_sessions(
-    run_dir: Path, manifest: Path, *, on_bad_input: str = "stop", progress: bool = True
+    run_dir: Path,
+    manifest: Path,
+    *,
+    on_bad_input: str = "stop",
+    progress: bool = True,
+    hop_s: float | None = None,
 ) -> dict[str, Any]:
     """Session-level inference for a temporal run: every boundary of every recording.
 
@@ -203,7 +208,7 @@ def locate_in_sessions(
             session,
             cfg.boundaries,
             window_s=cfg.window_s,
-            hop_s=cfg.hop_s or cfg.window_s / 2,
+            hop_s=hop_s or cfg.hop_s or cfg.window_s / 2,
             sampling_rate=config.data.sampling_rate,
             transcript=cfg.transcript,
             batch_size=config.training.eval_batch_size,
