@@ -62,6 +62,15 @@ class Task(Protocol):
     def load(self, base: nn.Module, adapter_dir: Path) -> nn.Module: ...
 
 
+def require_audio_lm(task: str, config: RunConfig, family: Family) -> None:
+    """Tasks that prompt with audio + text need an audio LM, not an encoder-decoder."""
+    if family.kind != "lalm":
+        raise ValueError(
+            f"task {task} needs an audio LM (Qwen2-Audio class); '{config.model.name}' is a "
+            f"{family.name} model"
+        )
+
+
 def get_task(name: str) -> Task:
     """The task a recipe names (`task: stt`)."""
     from audiolora.tasks.slu import SpokenLanguageUnderstanding

@@ -31,7 +31,8 @@ from audiolora.evaluation.metrics import perplexity
 from audiolora.evaluation.slu_metrics import format_slu_json, slu_metrics
 from audiolora.models.families import Family
 from audiolora.models.lalm import encode_example, split_audio
-from audiolora.tasks.stt import SpeechToText, timed_lalm_answers
+from audiolora.tasks.base import require_audio_lm
+from audiolora.tasks.stt import PromptDataset, SpeechToText, timed_lalm_answers
 
 HEADLINE = ("slu_f1", "intent_acc", "entity_f1", "json_valid_rate", "latency_s_per_utterance")
 
@@ -96,7 +97,7 @@ def slu_answer(row: SluExample) -> str:
     return format_slu_json(row.scenario, row.action, row.entities)
 
 
-class SluDataset(Dataset):
+class SluDataset(PromptDataset):
     """SLU rows as LALM examples: speech rows give audio segments, text rows a text-only prompt.
 
     `with_answer=False` gives prompts only, for generation.
@@ -115,14 +116,6 @@ class SluDataset(Dataset):
         self.instruction = instruction
         self.sampling_rate = sampling_rate
         self.with_answer = with_answer
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def prompts_only(self) -> SluDataset:
-        return SluDataset(
-            self.rows, self.processor, self.instruction, self.sampling_rate, with_answer=False
-        )
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.rows[index]
@@ -240,11 +233,7 @@ class SpokenLanguageUnderstanding:
         processor: ProcessorMixin,
         family: Family,
     ) -> dict[str, Dataset]:
-        if family.kind != "lalm":
-            raise ValueError(
-                f"task slu needs an audio LM (Qwen2-Audio class); '{config.model.name}' is a "
-                f"{family.name} model"
-            )
+        require_audio_lm(self.name, config, family)
         cfg = config.slu
         datasets: dict[str, Dataset] = {}
         for split, report in reports.items():

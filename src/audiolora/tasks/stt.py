@@ -8,11 +8,12 @@ encoder needs exactly 30 s of frames, so audio is padded to that by the extracto
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,18 +79,25 @@ class SpeechTextDataset(Dataset):
 STT_INSTRUCTION = "Transcribe the audio."
 
 
-class PromptDataset(Protocol):
-    """What `lalm_transcribe` needs: `encode_example` items with answers, and the same prompts
-    without them (`prompts_only`) for generation."""
+class PromptDataset(Dataset):
+    """Rows as `encode_example` items for an audio LM: with their answers for training and
+    scoring, or (`prompts_only`) without them for generation. Subclasses set `rows` and
+    `with_answer` and build one item per row."""
 
-    def __len__(self) -> int: ...
+    rows: list[Any]
+    with_answer: bool
 
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    def __len__(self) -> int:
+        return len(self.rows)
 
-    def prompts_only(self) -> Dataset: ...
+    def prompts_only(self) -> PromptDataset:
+        """The same dataset giving prompts only (what `lalm_transcribe` decodes from)."""
+        prompts = copy.copy(self)
+        prompts.with_answer = False
+        return prompts
 
 
-class LalmSpeechTextDataset(Dataset):
+class LalmSpeechTextDataset(PromptDataset):
     """Speech-to-text for an audio LM: the clip (split into <= 30 s segments) plus an
     instruction in the chat template; the transcript is the assistant's answer.
 
@@ -110,14 +118,6 @@ class LalmSpeechTextDataset(Dataset):
         self.instruction = instruction
         self.with_answer = with_answer
         self.lengths = [row.audio_seconds for row in rows]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def prompts_only(self) -> LalmSpeechTextDataset:
-        return LalmSpeechTextDataset(
-            self.rows, self.processor, self.sampling_rate, self.instruction, with_answer=False
-        )
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.rows[index]
@@ -219,7 +219,7 @@ def cast_features(batch: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[st
 def lalm_transcribe(
     model: torch.nn.Module,
     processor: ProcessorMixin,
-    dataset: LalmSpeechTextDataset | PromptDataset,
+    dataset: PromptDataset,
     *,
     batch_size: int,
     num_beams: int,

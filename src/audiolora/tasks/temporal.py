@@ -49,6 +49,7 @@ from audiolora.models.adapters import attach_adapters, lalm_trainable_extras
 from audiolora.models.families import Family
 from audiolora.models.lalm import LalmCollator, encode_example, split_audio
 from audiolora.models.regression import OffsetRegressor, hidden_size_of
+from audiolora.tasks.base import require_audio_lm
 
 HEADLINE = ("mae_s", "median_ae_s", "within_5s", "within_10s", "latency_s_per_window")
 
@@ -310,11 +311,7 @@ class TemporalLocalization:
         processor: ProcessorMixin,
         family: Family,
     ) -> dict[str, Dataset]:
-        if family.kind != "lalm":
-            raise ValueError(
-                f"task temporal needs an audio LM (Qwen2-Audio class); '{config.model.name}' "
-                f"is a {family.name} model"
-            )
+        require_audio_lm(self.name, config, family)
         cfg = config.temporal
         datasets: dict[str, Dataset] = {}
         for split, report in reports.items():
