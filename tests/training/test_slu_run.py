@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import audiolora
 from audiolora.cli import app
-from audiolora.config import load_config
+from audiolora.config import RunConfig, load_config
 from audiolora.training.run import run_training
 
 
@@ -28,18 +28,30 @@ def slu_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def slu_config(model: Path, data: Path, out: Path, extra: list[str]) -> RunConfig:
+    """The SLU recipe on the tiny model and the tiny synthesized set, plus `extra`."""
+    return load_config(
+        Path(audiolora.__file__).parent / "recipes" / "slu-qwen2-audio-smollm2.yaml",
+        [
+            f"output_dir={out}",
+            f"model.name={model}",
+            f"data.train={data / 'train_speech.jsonl'}",
+            f"data.eval={data / 'eval.jsonl'}",
+            f"slu.text_train={data / 'train_text.jsonl'}",
+            *extra,
+        ],
+    )
+
+
 def test_slu_run_scores_json_answers_and_eval_reproduces_them(
     tiny_qwen2_audio_dir: Path, slu_dataset: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    config = load_config(
-        Path(audiolora.__file__).parent / "recipes" / "slu-qwen2-audio-smollm2.yaml",
+    config = slu_config(
+        tiny_qwen2_audio_dir,
+        slu_dataset,
+        out,
         [
-            f"output_dir={out}",
-            f"model.name={tiny_qwen2_audio_dir}",
-            f"data.train={slu_dataset / 'train_speech.jsonl'}",
-            f"data.eval={slu_dataset / 'eval.jsonl'}",
-            f"slu.text_train={slu_dataset / 'train_text.jsonl'}",
             "slu.speech_fraction=0.5",
             "adapter.layers=null",
             "training.batch_size=4",
@@ -82,14 +94,11 @@ def test_curriculum_scheme_trains_text_first_then_text_and_speech(
     tiny_qwen2_audio_dir: Path, slu_dataset: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "curriculum"
-    config = load_config(
-        Path(audiolora.__file__).parent / "recipes" / "slu-qwen2-audio-smollm2.yaml",
+    config = slu_config(
+        tiny_qwen2_audio_dir,
+        slu_dataset,
+        out,
         [
-            f"output_dir={out}",
-            f"model.name={tiny_qwen2_audio_dir}",
-            f"data.train={slu_dataset / 'train_speech.jsonl'}",
-            f"data.eval={slu_dataset / 'eval.jsonl'}",
-            f"slu.text_train={slu_dataset / 'train_text.jsonl'}",
             "slu.scheme=curriculum",
             "slu.speech_fraction=0.5",
             "adapter.layers=null",
