@@ -248,9 +248,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             step_offset += done["summary"]["steps"]
             continue
         stage = stages[index] if stages else None
-        training_now = select_trainable(
-            peft_model, run_trainable, stage.trainable if stage else None
-        )
+        select_trainable(peft_model, run_trainable, stage.trainable if stage else None)
         resume_from = latest_complete_checkpoint(stage_ckpts) if resume else None
         if resume and resume_from is None and not staged:
             log.warning(
@@ -287,9 +285,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             "steps": steps,
             "train_examples": len(stage_data["train"]),
             "learning_rate": st.learning_rate,
-            "trainable_params": sum(
-                p.numel() for n, p in peft_model.named_parameters() if n in set(training_now)
-            ),
+            "trainable_params": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
         }
         if staged and has_eval and index < len(plan) - 1:
             result = task.evaluate(
