@@ -39,6 +39,19 @@ class ModelConfig(Section):
     """Run code shipped with a hub model. Off unless you trust the source."""
     language: str | None = None
     """Spoken language for multilingual Whisper checkpoints (e.g. `en`); None for `.en` models."""
+    merge_adapter: str | None = None
+    """A finished run folder (or its `adapter/`) merged into the base weights before this
+    recipe's own adapters attach: how a task recipe starts from the aligned assembled model
+    (`runs/align-qwen2-audio-smollm2`). Needs `quantization: none`."""
+
+    @model_validator(mode="after")
+    def _merge_needs_full_precision(self) -> ModelConfig:
+        if self.merge_adapter and self.quantization != "none":
+            raise ValueError(
+                "model.merge_adapter merges into full-precision weights; it needs "
+                "model.quantization=none"
+            )
+        return self
 
 
 class AdaLoraConfig(Section):

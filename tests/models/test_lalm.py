@@ -23,7 +23,7 @@ from audiolora.models.lalm import (
     placeholder_guard,
     split_audio,
 )
-from audiolora.models.loading import load_model
+from audiolora.models.loading import ModelLoadError, load_model
 
 SR = 16000
 INSTRUCTION = "Transcribe."
@@ -290,6 +290,37 @@ def test_projector_trains_and_is_saved_with_the_adapter(
     reloaded = PeftModel.from_pretrained(fresh, tmp_path)
     with torch.no_grad():
         assert torch.equal(reloaded(**batch).loss, trained_loss)  # projector came back too
+
+
+def test_merge_adapter_starts_a_recipe_from_a_finished_run(
+    loaded, tiny_qwen2_audio_dir: Path, tmp_path: Path
+) -> None:
+    model, processor, family = loaded
+    peft_model = attach_adapters(model, AdapterConfig(target_modules=["q_proj"]), family, 10)
+    lalm_trainable_extras(peft_model, family, True, False)
+    with torch.no_grad():  # stand-in for the alignment run: move LoRA and projector weights
+        for p in peft_model.parameters():
+            if p.requires_grad:
+                p.add_(0.05)
+    batch = LalmCollator(processor, processor.tokenizer.pad_token_id)(
+        [encode_example(processor, [tone(2.0)], INSTRUCTION, ANSWER)]
+    )
+    with torch.no_grad():
+        aligned_loss = peft_model.eval()(**batch).loss
+    run = tmp_path / "align-run"
+    peft_model.save_pretrained(run / "adapter")
+
+    merged, *_ = load_model(ModelConfig(name=str(tiny_qwen2_audio_dir), merge_adapter=str(run)))
+    assert not lora_names(merged)  # folded into the weights, not stacked as adapters
+    with torch.no_grad():
+        assert torch.allclose(merged.eval()(**batch).loss, aligned_loss, atol=1e-5)
+        base_loss = load_model(ModelConfig(name=str(tiny_qwen2_audio_dir)))[0].eval()(**batch).loss
+    assert not torch.allclose(base_loss, aligned_loss, atol=1e-3)
+
+    with pytest.raises(ModelLoadError, match="no adapter in"):
+        load_model(ModelConfig(name=str(tiny_qwen2_audio_dir), merge_adapter=str(tmp_path)))
+    with pytest.raises(ValueError, match="quantization=none"):
+        ModelConfig(name=str(tiny_qwen2_audio_dir), merge_adapter=str(run), quantization="nf4")
 
 
 def test_whole_audio_tower_can_train(loaded) -> None:

@@ -107,9 +107,38 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, ProcessorMixin, Famil
     if cfg.quantization == "nf4" and not torch.cuda.is_available():
         n = disable_cpu_repacking(model)
         log.info("4-bit on CPU: disabled AVX512-BF16 repacking on %d layers", n)
+    if cfg.merge_adapter:
+        model = merge_adapter(model, cfg.merge_adapter)
     processor = load_processor(path, family)
     # Whisper's generate() reads language/task; an LALM is told its task in the prompt instead.
     if cfg.language and family.kind == "seq2seq" and hasattr(model, "generation_config"):
         model.generation_config.language = cfg.language
         model.generation_config.task = "transcribe"
     return model, processor, family, path
+
+
+def adapter_folder(path: str) -> Path:
+    """A run folder's `adapter/`, or `path` itself when it holds an `adapter_config.json`."""
+    folder = Path(path).expanduser()
+    for candidate in (folder / "adapter", folder):
+        if (candidate / "adapter_config.json").is_file():
+            return candidate
+    raise ModelLoadError(
+        f"model.merge_adapter: no adapter in '{path}' (expected a finished run folder, or a "
+        "folder with adapter_config.json)"
+    )
+
+
+def merge_adapter(model: PreTrainedModel, path: str) -> PreTrainedModel:
+    """Fold a finished run's LoRA weights and trained modules (projector) into the base.
+
+    Why: a recipe then starts from what an earlier run learned (the alignment of the assembled
+    model) with fresh adapters of its own, and `eval`/`predict` rebuild the same base from the
+    run's config.
+    """
+    from peft import PeftModel
+
+    folder = adapter_folder(path)
+    merged = PeftModel.from_pretrained(model, folder).merge_and_unload()
+    log.info("merged the adapter in %s into the base", folder)
+    return merged
