@@ -261,6 +261,19 @@ def test_selected_llm_layers_only(loaded) -> None:
     ]
 
 
+def move_trainable_weights(peft_model, processor) -> tuple[dict, torch.Tensor]:
+    """Stand-in for training: shift every trainable weight; the batch and its loss after."""
+    with torch.no_grad():
+        for p in peft_model.parameters():
+            if p.requires_grad:
+                p.add_(0.05)
+    batch = LalmCollator(processor, processor.tokenizer.pad_token_id)(
+        [encode_example(processor, [tone(2.0)], INSTRUCTION, ANSWER)]
+    )
+    with torch.no_grad():
+        return batch, peft_model.eval()(**batch).loss
+
+
 def test_projector_trains_and_is_saved_with_the_adapter(
     loaded, tiny_qwen2_audio_dir: Path, tmp_path: Path
 ) -> None:
@@ -273,15 +286,7 @@ def test_projector_trains_and_is_saved_with_the_adapter(
     assert any("multi_modal_projector" in n for n in trainable)
     assert not any("audio_tower" in n for n in trainable)
 
-    with torch.no_grad():  # stand-in for training: move every trainable weight
-        for p in peft_model.parameters():
-            if p.requires_grad:
-                p.add_(0.05)
-    batch = LalmCollator(processor, processor.tokenizer.pad_token_id)(
-        [encode_example(processor, [tone(2.0)], INSTRUCTION, ANSWER)]
-    )
-    with torch.no_grad():
-        trained_loss = peft_model.eval()(**batch).loss
+    batch, trained_loss = move_trainable_weights(peft_model, processor)
     peft_model.save_pretrained(tmp_path)
     with safe_open(str(tmp_path / "adapter_model.safetensors"), "pt") as f:
         assert any("multi_modal_projector" in k for k in f.keys())  # noqa: SIM118
@@ -298,15 +303,7 @@ def test_merge_adapter_starts_a_recipe_from_a_finished_run(
     model, processor, family = loaded
     peft_model = attach_adapters(model, AdapterConfig(target_modules=["q_proj"]), family, 10)
     lalm_trainable_extras(peft_model, family, True, False)
-    with torch.no_grad():  # stand-in for the alignment run: move LoRA and projector weights
-        for p in peft_model.parameters():
-            if p.requires_grad:
-                p.add_(0.05)
-    batch = LalmCollator(processor, processor.tokenizer.pad_token_id)(
-        [encode_example(processor, [tone(2.0)], INSTRUCTION, ANSWER)]
-    )
-    with torch.no_grad():
-        aligned_loss = peft_model.eval()(**batch).loss
+    batch, aligned_loss = move_trainable_weights(peft_model, processor)  # the "alignment run"
     run = tmp_path / "align-run"
     peft_model.save_pretrained(run / "adapter")
 
