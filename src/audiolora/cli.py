@@ -291,6 +291,7 @@ def predict(
 
 def print_sessions(run_dir: Path, manifest: Path, result: dict[str, Any]) -> None:
     from audiolora.atomic import atomic_write_json
+    from audiolora.reporting.session_plot import plot_sessions
 
     table = Table(title=f"Boundaries located in {manifest}")
     table.add_column("recording")
@@ -317,7 +318,9 @@ def print_sessions(run_dir: Path, manifest: Path, result: dict[str, Any]) -> Non
         )
     out = run_dir / f"sessions-{manifest.stem}.json"
     atomic_write_json(out, result)
-    console.print(f"written: {out}")
+    plot = out.with_suffix(".png")
+    plot_sessions(result, plot, result["window_s"])
+    console.print(f"written: {out}, {plot}")
 
 
 @synth_app.command("speech")

@@ -224,9 +224,11 @@ def locate_in_sessions(
                 "coarse": {n: round(v["coarse_s"], 2) for n, v in found.items()},
                 "annotated": {n: session.boundaries[n] for n in found if n in session.boundaries},
                 "abs_error_s": {n: round(e, 2) for n, e in err.items()},
+                "coarse_pass": {n: v["coarse_pass"] for n, v in found.items()},
             }
         )
     return {
+        "window_s": cfg.window_s,
         "sessions": results,
         "metrics": session_metrics(errors),
         "rejected": len(reports["sessions"].problems),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from transformers import AutoProcessor
 
@@ -133,3 +134,41 @@ def test_session_metrics_are_seconds_per_boundary_type() -> None:
     assert m["P1_start/mae_s"] == pytest.approx(3.0)
     assert m["within_5s"] == pytest.approx(2 / 3)
     assert session_metrics([]) == {}
+
+
+def test_one_confused_window_cannot_move_the_session_estimate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A window far from the boundary that says 0.5 looks perfectly 'central'; the other
+    windows outvote it."""
+    truth = {"P2_start": 100.0}
+
+    def one_confused(model: object, dataset: WindowDataset, **_: object) -> list[float]:
+        exact = oracle_offsets(model, dataset)
+        return [0.5 if w.start == 240.0 else p for w, p in zip(dataset.windows, exact, strict=True)]
+
+    monkeypatch.setattr(temporal, "predict_offsets", one_confused)
+    session = SessionRecord(1, Path("x.wav"), 300.0, truth)
+    found = locate_boundaries(None, None, session, ["P2_start"], window_s=30, hop_s=15)  # type: ignore[arg-type]
+    assert found["P2_start"]["coarse_s"] == pytest.approx(100.0, abs=1e-6)
+    assert found["P2_start"]["time_s"] == pytest.approx(100.0, abs=1e-6)
+    said = dict(map(tuple, found["P2_start"]["coarse_pass"]))
+    assert said[240.0] == 0.5 and said[90.0] == pytest.approx(1 / 3, abs=1e-4)
+
+
+def test_ordered_search_is_the_best_ordered_choice() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        costs = rng.random((3, 7))
+        picks = temporal.ordered_argmin(costs)
+        assert list(picks) == sorted(picks)
+        best = min(
+            costs[0, a] + costs[1, b] + costs[2, c]
+            for a in range(7)
+            for b in range(a, 7)
+            for c in range(b, 7)
+        )
+        assert costs[[0, 1, 2], picks].sum() == pytest.approx(best)
+    # each row alone would pick out of order (row 0 late, row 1 early): order wins
+    costs = np.array([[5.0, 5.0, 0.0], [0.0, 5.0, 5.0]])
+    assert list(temporal.ordered_argmin(costs)) in ([0, 0], [2, 2])

@@ -10,9 +10,12 @@ Errors are reported in seconds (`evaluation.temporal_metrics`).
 A user has whole recordings, not windows that happen to contain the boundary. So training can
 add "outside" windows whose target is 0 (the boundary lies before the window) or 1 (after it),
 and `locate_boundaries` searches a session in two passes: a coarse pass tiles the recording with
-overlapping windows and keeps the one whose prediction is most central (the boundary is inside
-it, away from its edges, where the head is surest); a second pass re-centres a window on that
-estimate and asks again.
+overlapping windows, and every window votes: a boundary at time t implies offset
+clip((t - start) / W, 0, 1) in each window, and the coarse estimate is the t whose implied offsets
+disagree least (L1) with what the head said, the boundaries kept in their phase order. One
+confused window cannot move the estimate; windows far before or after the boundary, which the
+head should call 1 or 0, vote too. A second pass re-centres a window on the estimate and asks
+again.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from audiolora.data.audio import load_audio
 from audiolora.data.augment import install_spec_augment
 from audiolora.data.sources import resolve_session_manifests
 from audiolora.data.windows import (
+    BOUNDARIES,
     SessionRecord,
     SessionReport,
     Window,
@@ -213,12 +217,13 @@ def locate_boundaries(
     transcript: bool = True,
     batch_size: int = 4,
     progress: bool = False,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Boundary times in a whole recording: coarse pass, then a re-centred refining pass.
 
-    Returns boundary -> {"time_s", "coarse_s", "window_start_s"}. Recordings shorter than the
-    window are seen as one shorter window.
+    Returns boundary -> {"time_s", "coarse_s", "window_start_s", "coarse_pass": [[start, said
+    offset], ...]}. Recordings shorter than the window are seen as one shorter window.
     """
+    boundaries = sorted(boundaries, key=BOUNDARIES.index)  # time order, for the ordered search
     length = min(window_s, session.duration)
     starts = coarse_windows(session.duration, length, min(hop_s, length))
 
@@ -237,18 +242,13 @@ def locate_boundaries(
         desc="coarse pass",
         progress=progress,
     )
-    estimates: dict[str, tuple[float, float]] = {}
-    for name in boundaries:
-        scored = [
-            (abs(p - 0.5), start, p)
-            for (n, start), p in zip(coarse_pairs, coarse, strict=True)
-            if n == name
-        ]
-        _, start, p = min(scored)
-        estimates[name] = (start, start + p * length)
+    said = np.asarray(coarse, dtype=np.float64).reshape(len(boundaries), len(starts))
+    grid = candidate_times(np.asarray(starts), length, said, session.duration)
+    costs = np.stack([disagreement(grid, np.asarray(starts), length, row) for row in said])
+    estimates = dict(zip(boundaries, grid[ordered_argmin(costs)].tolist(), strict=True))
     refine_pairs = [
         (name, min(max(t - length / 2, 0.0), session.duration - length))
-        for name, (_, t) in estimates.items()
+        for name, t in estimates.items()
     ]
     refined = predict_offsets(
         model, windows_at(refine_pairs), batch_size=batch_size, desc="refine", progress=progress
@@ -256,15 +256,61 @@ def locate_boundaries(
     return {
         name: {
             "time_s": start + p * length,
-            "coarse_s": estimates[name][1],
+            "coarse_s": estimates[name],
             "window_start_s": start,
+            "coarse_pass": [
+                [round(s, 2), round(float(q), 4)] for s, q in zip(starts, row, strict=True)
+            ],
         }
-        for (name, start), p in zip(refine_pairs, refined, strict=True)
+        for (name, start), p, row in zip(refine_pairs, refined, said, strict=True)
     }
 
 
+def candidate_times(
+    starts: np.ndarray, length: float, said: np.ndarray, duration: float
+) -> np.ndarray:
+    """Every time where some window's disagreement bends: its start, its end and the time its
+    offset names. Disagreements are piecewise linear in t, so the (ordered) best lies on one."""
+    named = (starts[None, :] + said * length).ravel()
+    times = np.concatenate([starts, starts + length, named, [0.0, duration]])
+    return np.unique(np.clip(times, 0.0, duration))
+
+
+def disagreement(
+    grid: np.ndarray, starts: np.ndarray, length: float, said: np.ndarray
+) -> np.ndarray:
+    """For a boundary at each grid time: sum over windows of |implied offset - said offset|."""
+    implied = np.clip((grid[:, None] - starts[None, :]) / length, 0.0, 1.0)
+    return np.abs(implied - said[None, :]).sum(axis=1)
+
+
+def ordered_argmin(costs: np.ndarray) -> np.ndarray:
+    """Grid indices i_0 <= i_1 <= ... (one per row, rows in time order) minimising the summed
+    cost: boundaries of a session come in phase order, so a search may not swap them."""
+    n_rows, n_grid = costs.shape
+    total = costs[0].copy()
+    came_from = np.zeros((n_rows, n_grid), dtype=np.int64)
+    for row in range(1, n_rows):
+        best_before = np.minimum.accumulate(total)  # best total with the previous index <= here
+        came_from[row] = _running_argmin(total)
+        total = costs[row] + best_before
+    picks = np.zeros(n_rows, dtype=np.int64)
+    picks[-1] = int(np.argmin(total))
+    for row in range(n_rows - 1, 0, -1):
+        picks[row - 1] = came_from[row][picks[row]]
+    return picks
+
+
+def _running_argmin(values: np.ndarray) -> np.ndarray:
+    """out[i] = index of the smallest of values[: i + 1] (the first one on ties)."""
+    out = np.zeros(len(values), dtype=np.int64)
+    for i in range(1, len(values)):
+        out[i] = i if values[i] < values[out[i - 1]] else out[i - 1]
+    return out
+
+
 def session_errors(
-    predicted: dict[str, dict[str, float]], session: SessionRecord
+    predicted: dict[str, dict[str, Any]], session: SessionRecord
 ) -> dict[str, float]:
     """|predicted - annotated| in seconds for each boundary the session annotates."""
     return {
