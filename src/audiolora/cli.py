@@ -316,6 +316,13 @@ def print_sessions(run_dir: Path, manifest: Path, result: dict[str, Any]) -> Non
             f"{m['within_5s']:.0%} within ±5 s, {m['within_10s']:.0%} within ±10 s, "
             f"{m['count']} boundaries)"
         )
+    r = result.get("reference_metrics")
+    if m and r:
+        console.print(
+            f"reference (each boundary at its mean share of the recording in the training "
+            f"sessions): MAE {r['mae_s']:.2f} s (median {r['median_ae_s']:.2f} s, "
+            f"{r['within_10s']:.0%} within ±10 s)"
+        )
     out = run_dir / f"sessions-{manifest.stem}.json"
     atomic_write_json(out, result)
     plot = out.with_suffix(".png")

@@ -3,6 +3,7 @@ trained parts: a PEFT adapter, plus a regression head for temporal localization)
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from audiolora.tasks.stt import (
     pad_token_id,
     transcribe_batches,
 )
+
+log = logging.getLogger(__name__)
 
 
 def run_config(run_dir: Path, use_adapter: bool = True) -> RunConfig:
@@ -198,9 +201,10 @@ def locate_in_sessions(
         on_bad_input=on_bad_input,  # type: ignore[arg-type]
         rejected_path=None,
     )
+    prior = training_prior(config)
     model, processor, _ = load_run(run_dir, True)
     sessions = reports["sessions"].rows
-    results, errors = [], []
+    results, errors, reference_errors = [], [], []
     for session in sessions:
         found = locate_boundaries(
             model,  # type: ignore[arg-type]
@@ -216,6 +220,8 @@ def locate_in_sessions(
         )
         err = session_errors(found, session)
         errors.append(err)
+        reference = {n: {"time_s": f * session.duration} for n, f in prior.items()}
+        reference_errors.append(session_errors(reference, session))
         results.append(
             {
                 "audio": str(session.audio),
@@ -231,5 +237,27 @@ def locate_in_sessions(
         "window_s": cfg.window_s,
         "sessions": results,
         "metrics": session_metrics(errors),
+        "reference_metrics": session_metrics(reference_errors),
         "rejected": len(reports["sessions"].problems),
     }
+
+
+def training_prior(config: RunConfig) -> dict[str, float]:
+    """The run's training sessions' mean boundary positions (`phase_prior`), or {} when its
+    training manifest cannot be read here (a run copied without its data)."""
+    from audiolora.data.sources import resolve_session_manifests
+    from audiolora.data.windows import check_sessions
+    from audiolora.tasks.temporal import phase_prior
+
+    path = resolve_session_manifests(config.data.train, None).get("train")
+    if path is None or not path.is_file():
+        log.warning("no training sessions at %s: no prior reference", path)
+        return {}
+    report = check_sessions(
+        {"train": path},
+        window_s=config.temporal.window_s,
+        boundaries=(),
+        on_bad_input="skip",
+        rejected_path=None,
+    )["train"]
+    return phase_prior(report.rows, config.temporal.boundaries)

@@ -172,3 +172,10 @@ def test_ordered_search_is_the_best_ordered_choice() -> None:
     # each row alone would pick out of order (row 0 late, row 1 early): order wins
     costs = np.array([[5.0, 5.0, 0.0], [0.0, 5.0, 5.0]])
     assert list(temporal.ordered_argmin(costs)) in ([0, 0], [2, 2])
+
+
+def test_phase_prior_is_the_mean_share_of_the_recording() -> None:
+    a = SessionRecord(1, Path("a.wav"), 100.0, {"P1_end": 20.0, "P2_start": 25.0})
+    b = SessionRecord(2, Path("b.wav"), 200.0, {"P1_end": 60.0})
+    prior = temporal.phase_prior([a, b], ["P1_end", "P2_start", "P3_end"])
+    assert prior == pytest.approx({"P1_end": 0.25, "P2_start": 0.25})  # P3_end: never annotated

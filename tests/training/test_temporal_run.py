@@ -86,6 +86,9 @@ def test_temporal_run_writes_mae_per_boundary_and_a_reloadable_adapter_with_head
         and len(session["boundaries"]) == 6
     )
     assert located["metrics"]["count"] == 6
+    assert (
+        located["reference_metrics"]["count"] == 6 and "reference (each boundary" in result.output
+    )
     assert all(len(said) > 1 for said in session["coarse_pass"].values())
     assert (out / "sessions-eval.png").read_bytes()[:4] == b"\x89PNG"
 

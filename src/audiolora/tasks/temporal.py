@@ -309,6 +309,22 @@ def _running_argmin(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def phase_prior(sessions: Sequence[SessionRecord], boundaries: Sequence[str]) -> dict[str, float]:
+    """Each boundary's mean position as a fraction of the recording, over `sessions`.
+
+    Why: placing every boundary at its usual share of a new recording needs no model at all;
+    on recordings with regular phase lengths it is hard to beat, so a session-level result is
+    only worth its gap to this reference.
+    """
+    return {
+        name: float(np.mean(fractions))
+        for name in boundaries
+        if (
+            fractions := [s.boundaries[name] / s.duration for s in sessions if name in s.boundaries]
+        )
+    }
+
+
 def session_errors(
     predicted: dict[str, dict[str, Any]], session: SessionRecord
 ) -> dict[str, float]:
