@@ -134,7 +134,9 @@ class TrainingConfig(Section):
     eval_batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_grad_norm: float = Field(1.0, gt=0)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
+    """Compute format of training and of every evaluation. `auto`: bf16 where the device has
+    it in hardware (CUDA with bf16; CPUs with AVX512-BF16 or AMX), fp32 elsewhere."""
     optimizer: Literal["auto", "adamw_torch", "paged_adamw_8bit", "paged_adamw_32bit"] = "auto"
     """`auto`: paged 8-bit AdamW for 4-bit models on CUDA, plain AdamW elsewhere."""
     seed: int = 42

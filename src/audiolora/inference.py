@@ -15,6 +15,7 @@ from audiolora.data.manifest import ManifestRow, check_manifests
 from audiolora.models.families import family_for
 from audiolora.models.lalm import LalmCollator, generate_text, split_audio
 from audiolora.models.loading import disable_cpu_repacking, load_model
+from audiolora.precision import compute_precision, full_precision
 from audiolora.tasks.base import get_task
 from audiolora.tasks.stt import (
     STT_INSTRUCTION,
@@ -66,15 +67,16 @@ def evaluate_run(
     model, processor, _ = load_run(run_dir, use_adapter)
     family = family_for(model.config, config.model.family)
     dataset = build_stt_dataset(family, reports["eval"].rows, processor, config.data)
-    metrics = evaluate_stt(
-        model,
-        processor,
-        dataset,
-        batch_size=config.training.eval_batch_size,
-        num_beams=config.training.num_beams,
-        max_new_tokens=config.training.max_new_tokens,
-        desc="adapted" if use_adapter else "base",
-    )
+    with compute_precision(config.training.precision):
+        metrics = evaluate_stt(
+            model,
+            processor,
+            dataset,
+            batch_size=config.training.eval_batch_size,
+            num_beams=config.training.num_beams,
+            max_new_tokens=config.training.max_new_tokens,
+            desc="adapted" if use_adapter else "base",
+        )
     metrics["rejected"] = len(reports["eval"].problems)
     metrics["model"] = "adapted" if use_adapter else "base"
     return metrics
@@ -85,6 +87,13 @@ def transcribe_files(
 ) -> list[str]:
     """One transcript per file; files longer than 30 s are decoded piece by piece and joined."""
     model, processor, config = load_run(run_dir, use_adapter)
+    with compute_precision(config.training.precision):
+        return _transcribe(model, processor, config, audio_paths, batch_size)
+
+
+def _transcribe(
+    model: Any, processor: Any, config: RunConfig, audio_paths: list[Path], batch_size: int
+) -> list[str]:
     sr = config.data.sampling_rate
     if family_for(model.config, config.model.family).kind == "lalm":
         return lalm_transcribe_files(model, processor, config, audio_paths, batch_size)
@@ -95,9 +104,10 @@ def transcribe_files(
     texts: list[list[str]] = [[] for _ in audio_paths]
     for start in range(0, len(pieces), batch_size):
         chunk = pieces[start : start + batch_size]
-        feats = processor.feature_extractor(
-            [segment for _, segment in chunk], sampling_rate=sr, return_tensors="pt"
-        )["input_features"]
+        with full_precision():
+            feats = processor.feature_extractor(
+                [segment for _, segment in chunk], sampling_rate=sr, return_tensors="pt"
+            )["input_features"]
         out, _, _ = transcribe_batches(
             model,
             processor,
@@ -165,10 +175,11 @@ def evaluate_task_run(
         "max_new_tokens": config.training.max_new_tokens,
         "desc": "eval",
     }
-    if use_adapter:
-        metrics = task.evaluate(model, processor, datasets["eval"], **options)
-    else:
-        metrics = task.base_metrics(model, processor, datasets["eval"], **options)
+    with compute_precision(config.training.precision):
+        if use_adapter:
+            metrics = task.evaluate(model, processor, datasets["eval"], **options)
+        else:
+            metrics = task.base_metrics(model, processor, datasets["eval"], **options)
     metrics["rejected"] = len(reports["train"].problems)
     metrics["model"] = "adapted" if use_adapter else metrics.get("reference", "base")
     return metrics
@@ -206,18 +217,19 @@ def locate_in_sessions(
     sessions = reports["sessions"].rows
     results, errors, reference_errors = [], [], []
     for session in sessions:
-        found = locate_boundaries(
-            model,  # type: ignore[arg-type]
-            processor,
-            session,
-            cfg.boundaries,
-            window_s=cfg.window_s,
-            hop_s=hop_s or cfg.hop_s or cfg.window_s / 2,
-            sampling_rate=config.data.sampling_rate,
-            transcript=cfg.transcript,
-            batch_size=config.training.eval_batch_size,
-            progress=progress,
-        )
+        with compute_precision(config.training.precision):
+            found = locate_boundaries(
+                model,  # type: ignore[arg-type]
+                processor,
+                session,
+                cfg.boundaries,
+                window_s=cfg.window_s,
+                hop_s=hop_s or cfg.hop_s or cfg.window_s / 2,
+                sampling_rate=config.data.sampling_rate,
+                transcript=cfg.transcript,
+                batch_size=config.training.eval_batch_size,
+                progress=progress,
+            )
         err = session_errors(found, session)
         errors.append(err)
         reference = {n: {"time_s": f * session.duration} for n, f in prior.items()}

@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from transformers import ProcessorMixin
 
+from audiolora.precision import full_precision
+
 IGNORE_INDEX = -100
 """Label value that the loss skips (prompt, audio placeholders, padding)."""
 
@@ -137,7 +139,8 @@ def encode_example(
     if audios:
         # The processor pads every segment to 30 s (padding="max_length"), returns the real-frame
         # mask as feature_attention_mask and expands each <|AUDIO|> to the encoder's output count.
-        encoded = processor(text=[prompt], audio=audios, sampling_rate=sr, return_tensors="pt")
+        with full_precision():
+            encoded = processor(text=[prompt], audio=audios, sampling_rate=sr, return_tensors="pt")
         features = encoded["input_features"]
         feature_mask = encoded["feature_attention_mask"].long()
     else:

@@ -38,6 +38,7 @@ from audiolora.models.lalm import (
     generate_text,
     split_audio,
 )
+from audiolora.precision import full_precision
 
 
 class SpeechTextDataset(Dataset):
@@ -61,9 +62,10 @@ class SpeechTextDataset(Dataset):
         return len(self.rows)
 
     def features(self, audio: np.ndarray) -> np.ndarray:
-        extracted = self.processor.feature_extractor(
-            audio, sampling_rate=self.sampling_rate, return_tensors="np"
-        )
+        with full_precision():
+            extracted = self.processor.feature_extractor(
+                audio, sampling_rate=self.sampling_rate, return_tensors="np"
+            )
         return extracted["input_features"][0]
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from audiolora.evaluation.efficiency import EfficiencyMeter, folder_bytes, size_
 from audiolora.models.adapters import count_parameters
 from audiolora.models.loading import load_model
 from audiolora.models.trainable import load_tensors, save_tensors, trainable_names
+from audiolora.precision import compute_precision, resolve_precision
 from audiolora.reporting.html import write_report
 from audiolora.tasks.base import Task, get_task
 from audiolora.training.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
@@ -84,6 +85,7 @@ def training_arguments(
 ) -> TrainingArguments:
     t = config.training
     cuda = torch.cuda.is_available()
+    precision = resolve_precision(t.precision)
     eval_strategy = ("steps" if t.eval_steps else "epoch") if has_eval else "no"
     save_strategy = "steps" if t.save_steps else "epoch"
     return TrainingArguments(
@@ -98,8 +100,8 @@ def training_arguments(
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
         max_grad_norm=t.max_grad_norm,
-        bf16=t.precision == "bf16",
-        fp16=t.precision == "fp16",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         optim=pick_optimizer(config),
         seed=t.seed,
         data_seed=t.seed,
@@ -154,13 +156,15 @@ def measure_base(
     processor: Any,
     dataset: Any,
     eval_options: dict[str, Any],
+    precision: str,
 ) -> dict[str, Any]:
     """Held-out metrics of the reference (the untouched base model, or the task's trivial
     predictor); a resumed run reuses the first measurement."""
     base_path = run_dir / "base_metrics.json"
     if resume and base_path.exists():
         return json.loads(base_path.read_text())
-    base = task.base_metrics(model, processor, dataset, desc="base model", **eval_options)
+    with compute_precision(precision):
+        base = task.base_metrics(model, processor, dataset, desc="base model", **eval_options)
     atomic_write_json(base_path, base)
     return base
 
@@ -216,7 +220,9 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     }
     has_eval = "eval" in datasets
     base = (
-        measure_base(task, run_dir, resume, model, processor, datasets["eval"], eval_options)
+        measure_base(
+            task, run_dir, resume, model, processor, datasets["eval"], eval_options, t.precision
+        )
         if has_eval
         else None
     )
@@ -288,9 +294,14 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             "trainable_params": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
         }
         if staged and has_eval and index < len(plan) - 1:
-            result = task.evaluate(
-                peft_model, processor, datasets["eval"], desc=f"after stage {name}", **eval_options
-            )
+            with compute_precision(t.precision):
+                result = task.evaluate(
+                    peft_model,
+                    processor,
+                    datasets["eval"],
+                    desc=f"after stage {name}",
+                    **eval_options,
+                )
             summary["eval"] = headline(task, result)
             stage_history.append(eval_log_entry(task, step_offset + steps, result))
         history += stage_history
@@ -306,9 +317,10 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     adapter_dir = save_adapter(task, peft_model, processor, run_dir)
     final = None
     if has_eval:
-        final = task.evaluate(
-            peft_model, processor, datasets["eval"], desc="adapted model", **eval_options
-        )
+        with compute_precision(t.precision):
+            final = task.evaluate(
+                peft_model, processor, datasets["eval"], desc="adapted model", **eval_options
+            )
         history = [
             eval_log_entry(task, 0, base),
             *history,
@@ -321,6 +333,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     efficiency["wall_seconds"] = time.perf_counter() - wall_start
     efficiency["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     efficiency["quantization"] = config.model.quantization
+    efficiency["precision"] = resolve_precision(t.precision)
     metrics: dict[str, Any] = {
         "model": config.model.name,
         "model_path": model_path,

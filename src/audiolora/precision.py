@@ -1,0 +1,61 @@
+"""Which number format a run computes in, and the same format for every forward it makes.
+
+Why a module: `training.precision: auto` must pick bf16 only where the hardware computes it
+natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX: on such a CPU a bf16 matmul is
+several times faster than fp32, and a 135M audio LM's training step about twice as fast),
+and fp32 elsewhere, where emulated bf16 would be slower. And the Trainer applies its autocast
+to the forwards it wraps, so evaluations outside it (the base model before training,
+`audiolora eval`, `predict`) must enter the same autocast, or the same adapter would score
+differently in metrics.json and in a later `audiolora eval`. Input features stay fp32
+(`full_precision`): they are data, and a dataset may be read inside such a region.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def native_bf16(cuda: bool | None = None) -> bool:
+    """True when the device this run trains on computes bf16 in hardware."""
+    if torch.cuda.is_available() if cuda is None else cuda:
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(choice: str) -> Precision:
+    """`auto` -> bf16 where `native_bf16()`, else fp32; any other choice is kept."""
+    if choice == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    if choice not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"training.precision={choice!r}: allowed auto, fp32, bf16, fp16")
+    return choice  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def full_precision() -> Iterator[None]:
+    """fp32 inside an autocast region: for input features, which are data, not model compute
+    (the feature extractors' torch path cannot return bf16 arrays)."""
+    with torch.autocast(device_type="cpu", enabled=False):
+        yield
+
+
+@contextlib.contextmanager
+def compute_precision(precision: str) -> Iterator[None]:
+    """Run forwards inside the autocast the Trainer uses for `precision` (no-op for fp32)."""
+    resolved = resolve_precision(precision)
+    if resolved == "fp32":
+        yield
+        return
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.autocast(device_type=device, dtype=AUTOCAST_DTYPES[resolved]):
+        yield
