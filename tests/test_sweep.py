@@ -39,7 +39,8 @@ def test_sweep_runs_each_point_and_seed_once(tmp_path: Path) -> None:
         return metrics
 
     summary = run_sweep(None, ["adapter.r=1,2"], seeds=2, out_dir=tmp_path, train=fake_train)
-    assert [(c.adapter.r, c.training.seed) for c in calls] == [(1, 42), (1, 43), (2, 42), (2, 43)]
+    # Seed-major: every point has run once before any point runs twice.
+    assert [(c.adapter.r, c.training.seed) for c in calls] == [(1, 42), (2, 42), (1, 43), (2, 43)]
     wer = {p["name"]: p["summary"]["wer"] for p in summary["points"]}
     assert wer["adapter.r=1"]["mean"] == pytest.approx(0.105)
     assert wer["adapter.r=1"]["std"] == pytest.approx(0.00707107, rel=1e-4)
@@ -61,6 +62,26 @@ def test_sweep_runs_each_point_and_seed_once(tmp_path: Path) -> None:
     assert [r[-1] for r in rows] == ["51%", "100%"]  # 0.105 / 0.205
     with pytest.raises(ConfigError, match="not a grid point"):
         run_sweep(None, ["adapter.r=1,2"], 1, tmp_path, train=fake_train, relative_to="r=3")
+
+
+def test_an_interrupted_sweep_has_already_written_its_table(tmp_path: Path) -> None:
+    def train_twice(config: RunConfig) -> dict[str, Any]:
+        if config.training.seed > 42:
+            raise KeyboardInterrupt  # the user stops the sweep during the second seed
+        metrics = {
+            "final": {"wer": 0.1 * config.adapter.r, "cer": 0.0, "bleu": 0.0, "perplexity": 1.0},
+            "efficiency": {"wall_seconds": 12.5},
+        }
+        Path(config.output_dir).mkdir(parents=True)
+        (Path(config.output_dir) / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(None, ["adapter.r=1,2"], seeds=3, out_dir=tmp_path, train=train_twice)
+    table = (tmp_path / "sweep.md").read_text()
+    assert "| grid point | runs |" in table
+    assert "| adapter.r=1 | 1 | 10.00 ± 0.00" in table and "| adapter.r=2 | 1 | 20.00" in table
+    assert "wall_s" in table and "12.50" in table
 
 
 def test_sweep_cli_on_tiny_whisper(

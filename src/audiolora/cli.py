@@ -198,8 +198,9 @@ def sweep(
         return
     header, rows = sweep_rows(summary)
     table = Table(title=f"sweep: {seeds} seed(s) per point (mean ± std)")
-    for column in header:
-        table.add_column(column)
+    for i, column in enumerate(header):
+        # The point's name is what a reader looks for: never cut it, fold it if it must go.
+        table.add_column(column, overflow="fold", min_width=len(header[0]) if i else 24)
     for row in rows:
         table.add_row(*row)
     console.print(table)

@@ -79,6 +79,7 @@ def run_sweep(
         raise ConfigError(f"--relative-to {relative_to!r} is not a grid point; points: {names}")
     base = load_config(recipe, overrides)
     # Validate every combination before the first run starts.
+    # Seed-major order: an interrupted sweep has already run every point once.
     configs = {
         (point, seed): load_config(
             recipe,
@@ -89,11 +90,12 @@ def run_sweep(
                 f"output_dir={out_dir / point.name / f'seed-{seed}'}",
             ],
         )
-        for point in points
         for seed in range(seeds)
+        for point in points
     }
     task = get_task(base.task)
     results: dict[str, list[dict[str, Any]]] = {p.name: [] for p in points}
+    summary: dict[str, Any] = {}
     for (point, _), config in configs.items():
         metrics_path = Path(config.output_dir) / "metrics.json"
         if metrics_path.exists():
@@ -102,7 +104,22 @@ def run_sweep(
             metrics = train(config)
             gc.collect()
         results[point.name].append(sweep_figures(metrics, task.headline))
-    summary = {
+        # Rewritten after every run, so a long sweep shows its table as it goes.
+        summary = summarize_sweep(recipe, task, grid, seeds, points, results, relative_to)
+        write_sweep(summary, out_dir)
+    return summary
+
+
+def summarize_sweep(
+    recipe: Path | None,
+    task: Any,
+    grid: list[str],
+    seeds: int,
+    points: list[GridPoint],
+    results: dict[str, list[dict[str, Any]]],
+    relative_to: str | None,
+) -> dict[str, Any]:
+    return {
         "recipe": str(recipe),
         "task": task.name,
         "columns": [k for k in task.headline if not k.startswith("latency")],
@@ -114,16 +131,18 @@ def run_sweep(
                 "name": p.name,
                 "settings": dict(p.settings),
                 "runs": results[p.name],
-                "summary": summarize_over_seeds(results[p.name]),
+                "summary": summarize_over_seeds(results[p.name]) if results[p.name] else {},
             }
             for p in points
         ],
     }
+
+
+def write_sweep(summary: dict[str, Any], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "sweep.json", summary)
     atomic_write_text(out_dir / "sweep.md", sweep_markdown(summary))
     plot_sweep(summary, out_dir / "sweep.png", metric=summary["columns"][0])
-    return summary
 
 
 def sweep_figures(metrics: dict[str, Any], headline: tuple[str, ...]) -> dict[str, float]:
@@ -132,6 +151,9 @@ def sweep_figures(metrics: dict[str, Any], headline: tuple[str, ...]) -> dict[st
     figures = {k: final[k] for k in headline if k in final}
     details = metrics.get("final_details") or {}
     figures.update({k: v for k, v in details.items() if k.endswith("/mae_s")})
+    wall = (metrics.get("efficiency") or {}).get("wall_seconds")
+    if wall is not None:
+        figures["wall_s"] = wall
     return figures
 
 
@@ -149,9 +171,15 @@ def sweep_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     keys = list(summary.get("columns", ("wer", "cer", "bleu", "perplexity")))
     per_type = sorted({k for p in summary["points"] for k in p["summary"] if "/" in k})
     keys += per_type
-    header = ["grid point", *[f"{k} (%)" if k in PERCENT_KEYS else k for k in keys]]
+    if any("wall_s" in p["summary"] for p in summary["points"]):
+        keys.append("wall_s")
+    header = ["grid point", "runs", *[f"{k} (%)" if k in PERCENT_KEYS else k for k in keys]]
     rows = [
-        [p["name"], *[mean_std(p["summary"].get(k), k in PERCENT_KEYS) for k in keys]]
+        [
+            p["name"],
+            str(len(p["runs"])),
+            *[mean_std(p["summary"].get(k), k in PERCENT_KEYS) for k in keys],
+        ]
         for p in summary["points"]
     ]
     reference = summary.get("relative_to")
