@@ -227,6 +227,7 @@ def locate_in_sessions(
                 hop_s=hop_s or cfg.hop_s or cfg.window_s / 2,
                 sampling_rate=config.data.sampling_rate,
                 transcript=cfg.transcript,
+                audio=cfg.audio,
                 batch_size=config.training.eval_batch_size,
                 progress=progress,
             )

@@ -55,6 +55,24 @@ def test_window_items_carry_the_exact_target_and_split_long_windows(
     assert batch["input_features"].shape[0] == 4
 
 
+def test_text_only_windows_hold_the_transcript_and_no_audio(
+    tiny_sessions: Path, tiny_qwen2_audio_dir: Path
+) -> None:
+    processor = AutoProcessor.from_pretrained(tiny_qwen2_audio_dir)
+    found = sessions(tiny_sessions, window_s=45)
+    windows = [Window(0, "P2_start", 2.0, 45.0, 0.2889, ("hello", "there"))]
+    with_audio = WindowDataset(found, windows, processor)[0]
+    item = WindowDataset(found, windows, processor, audio=False)[0]
+    assert item["input_features"].shape[0] == 0, "no audio segment in a text-only prompt"
+    audio_id = processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>")
+    assert audio_id not in item["input_ids"].tolist()
+    assert "Transcript: hello there" in processor.tokenizer.decode(item["input_ids"])
+    assert len(item["input_ids"]) < len(with_audio["input_ids"])
+    assert item["targets"].item() == pytest.approx(0.2889)
+    with pytest.raises(ValueError, match="nothing to localize from"):
+        TemporalConfig(audio=False, transcript=False)
+
+
 def test_outside_windows_miss_their_boundary_and_say_on_which_side(tiny_sessions: Path) -> None:
     found = sessions(tiny_sessions)
     windows = outside_windows(found, 200, 20.0, BOUNDARIES, random.Random(0))

@@ -147,3 +147,28 @@ def test_sessions_shorter_than_the_window_are_refused_before_training(
     )
     with pytest.raises(BadInputError, match="shorter than the 120 s window"):
         run_training(config)
+
+
+def test_text_only_ablation_trains_and_locates_without_reading_audio(
+    tiny_qwen2_audio_dir: Path, tiny_sessions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audiolora.tasks import temporal
+
+    def no_audio(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a text-only temporal run read audio")
+
+    monkeypatch.setattr(temporal, "load_audio", no_audio)
+    out = tmp_path / "text-only"
+    config = load_config(
+        None,
+        overrides(
+            tiny_qwen2_audio_dir, tiny_sessions, out, "temporal.audio=false", "training.max_steps=2"
+        ),
+    )
+    metrics = run_training(config)
+    assert metrics["final"]["mae_s"] >= 0
+    result = CliRunner().invoke(
+        app, ["predict", str(out), "--sessions", str(tiny_sessions / "eval.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "sessions-eval.json").read_text())["metrics"]["count"] == 6

@@ -81,12 +81,15 @@ class OffsetRegressor(nn.Module):
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
-        input_features: torch.Tensor,
-        feature_attention_mask: torch.Tensor,
+        input_features: torch.Tensor | None = None,
+        feature_attention_mask: torch.Tensor | None = None,
         targets: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        """A batch without `input_features` (text-only prompts) runs the LM alone."""
         head_param = self.head.weight
-        features = input_features.to(next(self.inner_model.audio_tower.parameters()).dtype)
+        features = input_features
+        if features is not None:
+            features = features.to(next(self.inner_model.audio_tower.parameters()).dtype)
         # A frozen backbone needs no graph: the head-only baseline then costs forwards only.
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.backbone_trains()):
             hidden = self.inner_model(

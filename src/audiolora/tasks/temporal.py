@@ -67,7 +67,9 @@ def window_instruction(window: Window, transcript: bool) -> str:
 
 
 class WindowDataset(Dataset):
-    """Windows of sessions as LALM prompts with an offset target; audio read per item."""
+    """Windows of sessions as LALM prompts with an offset target; audio read per item.
+
+    `audio=False` gives text-only prompts (the transcript alone, no audio segments)."""
 
     def __init__(
         self,
@@ -76,12 +78,14 @@ class WindowDataset(Dataset):
         processor: ProcessorMixin,
         sampling_rate: int = 16000,
         transcript: bool = True,
+        audio: bool = True,
     ) -> None:
         self.sessions = list(sessions)
         self.windows = list(windows)
         self.processor = processor
         self.sampling_rate = sampling_rate
         self.transcript = transcript
+        self.audio = audio
         self.lengths = [w.length for w in self.windows]
 
     def __len__(self) -> int:
@@ -89,11 +93,14 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         window = self.windows[index]
-        session = self.sessions[window.session]
-        audio = load_audio(session.audio, self.sampling_rate, window.start, window.length)
+        segments = []
+        if self.audio:
+            session = self.sessions[window.session]
+            audio = load_audio(session.audio, self.sampling_rate, window.start, window.length)
+            segments = split_audio(audio, self.sampling_rate)
         example = encode_example(
             self.processor,
-            split_audio(audio, self.sampling_rate),
+            segments,
             window_instruction(window, self.transcript),
             None,
             self.sampling_rate,
@@ -215,6 +222,7 @@ def locate_boundaries(
     hop_s: float,
     sampling_rate: int = 16000,
     transcript: bool = True,
+    audio: bool = True,
     batch_size: int = 4,
     progress: bool = False,
 ) -> dict[str, dict[str, Any]]:
@@ -232,7 +240,7 @@ def locate_boundaries(
             Window(0, name, start, length, 0.0, window_words(session.words, start, length))
             for name, start in pairs
         ]
-        return WindowDataset([session], windows, processor, sampling_rate, transcript)
+        return WindowDataset([session], windows, processor, sampling_rate, transcript, audio)
 
     coarse_pairs = [(name, start) for name in boundaries for start in starts]
     coarse = predict_offsets(
@@ -392,7 +400,7 @@ class TemporalLocalization:
                 if config.data.max_eval_samples:
                     windows = windows[: config.data.max_eval_samples]
             datasets[split] = WindowDataset(
-                sessions, windows, processor, config.data.sampling_rate, cfg.transcript
+                sessions, windows, processor, config.data.sampling_rate, cfg.transcript, cfg.audio
             )
         return datasets
 
