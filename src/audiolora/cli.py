@@ -317,6 +317,12 @@ def print_sessions(run_dir: Path, manifest: Path, result: dict[str, Any]) -> Non
             f"{m['within_5s']:.0%} within ±5 s, {m['within_10s']:.0%} within ±10 s, "
             f"{m['count']} boundaries)"
         )
+    c = result.get("coarse_metrics")
+    if m and c:
+        console.print(
+            f"coarse pass alone (before re-centring): MAE {c['mae_s']:.2f} s "
+            f"(median {c['median_ae_s']:.2f} s, {c['within_10s']:.0%} within ±10 s)"
+        )
     r = result.get("reference_metrics")
     if m and r:
         console.print(

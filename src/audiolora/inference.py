@@ -215,7 +215,7 @@ def locate_in_sessions(
     prior = training_prior(config)
     model, processor, _ = load_run(run_dir, True)
     sessions = reports["sessions"].rows
-    results, errors, reference_errors = [], [], []
+    results, errors, coarse_errors, reference_errors = [], [], [], []
     for session in sessions:
         with compute_precision(config.training.precision):
             found = locate_boundaries(
@@ -233,6 +233,8 @@ def locate_in_sessions(
             )
         err = session_errors(found, session)
         errors.append(err)
+        coarse = {n: {"time_s": v["coarse_s"]} for n, v in found.items()}
+        coarse_errors.append(session_errors(coarse, session))
         reference = {n: {"time_s": f * session.duration} for n, f in prior.items()}
         reference_errors.append(session_errors(reference, session))
         results.append(
@@ -250,6 +252,7 @@ def locate_in_sessions(
         "window_s": cfg.window_s,
         "sessions": results,
         "metrics": session_metrics(errors),
+        "coarse_metrics": session_metrics(coarse_errors),
         "reference_metrics": session_metrics(reference_errors),
         "rejected": len(reports["sessions"].problems),
     }

@@ -86,6 +86,7 @@ def test_temporal_run_writes_mae_per_boundary_and_a_reloadable_adapter_with_head
         and len(session["boundaries"]) == 6
     )
     assert located["metrics"]["count"] == 6
+    assert located["coarse_metrics"]["count"] == 6 and "coarse pass alone" in result.output
     assert (
         located["reference_metrics"]["count"] == 6 and "reference (each boundary" in result.output
     )
