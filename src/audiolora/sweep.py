@@ -160,10 +160,13 @@ def sweep_figures(metrics: dict[str, Any], headline: tuple[str, ...]) -> dict[st
 PERCENT_KEYS = ("wer", "cer", "within_5s", "within_10s")
 
 
-def mean_std(cell: dict[str, float] | None, percent: bool) -> str:
+def mean_std(cell: dict[str, float] | None, percent: bool, runs: int = 2) -> str:
+    """`mean ± std`; one run has no spread to show, so just its value."""
     if cell is None:
         return "—"
     scale = 100 if percent else 1
+    if runs == 1:
+        return f"{cell['mean'] * scale:.2f}"
     return f"{cell['mean'] * scale:.2f} ± {cell['std'] * scale:.2f}"
 
 
@@ -178,7 +181,7 @@ def sweep_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         [
             p["name"],
             str(len(p["runs"])),
-            *[mean_std(p["summary"].get(k), k in PERCENT_KEYS) for k in keys],
+            *[mean_std(p["summary"].get(k), k in PERCENT_KEYS, len(p["runs"])) for k in keys],
         ]
         for p in summary["points"]
     ]
