@@ -141,10 +141,13 @@ def train(
             {metrics.get("base_reference", "base"): metrics["base"], "adapted": metrics["final"]},
         )
     )
+    from audiolora.reporting.html import efficiency_rows, prior_reference_line
+
+    if prior := prior_reference_line(metrics):
+        console.print(prior)
     summary = Table(title="Efficiency")
     summary.add_column("figure")
     summary.add_column("value", justify="right")
-    from audiolora.reporting.html import efficiency_rows
 
     for label, value in efficiency_rows(eff):
         summary.add_row(label, value)

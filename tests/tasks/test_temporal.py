@@ -16,6 +16,7 @@ from audiolora.tasks.temporal import (
     WindowCollator,
     WindowDataset,
     locate_boundaries,
+    offset_prior,
     outside_windows,
     session_metrics,
     training_windows,
@@ -71,6 +72,20 @@ def test_text_only_windows_hold_the_transcript_and_no_audio(
     assert item["targets"].item() == pytest.approx(0.2889)
     with pytest.raises(ValueError, match="nothing to localize from"):
         TemporalConfig(audio=False, transcript=False)
+
+
+def test_offset_prior_averages_each_boundary_type_over_inside_windows_only(
+    tiny_sessions: Path,
+) -> None:
+    windows = [
+        Window(0, "P1_start", 0.0, 30.0, 0.1),
+        Window(1, "P1_start", 0.0, 30.0, 0.3),
+        Window(0, "P2_end", 100.0, 30.0, 0.6),
+        Window(0, "P2_end", 50.0, 30.0, 1.0, inside=False),  # misses it: says nothing of offsets
+    ]
+    assert offset_prior(windows) == pytest.approx({"P1_start": 0.2, "P2_end": 0.6})
+    found = sessions(tiny_sessions)
+    assert not any(w.inside for w in outside_windows(found, 20, 20.0, BOUNDARIES, random.Random(0)))
 
 
 def test_outside_windows_miss_their_boundary_and_say_on_which_side(tiny_sessions: Path) -> None:

@@ -109,6 +109,8 @@ class Window:
     """Normalized target: (t_boundary - start) / length."""
     words: tuple[str, ...] = field(default=())
     """Transcript words whose midpoint lies in [start, start + length), in time order."""
+    inside: bool = True
+    """False for a window that misses its boundary (target 0 or 1 says on which side)."""
 
     @property
     def boundary_time(self) -> float:

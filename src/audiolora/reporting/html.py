@@ -187,6 +187,18 @@ overflow:auto}h1{margin-bottom:.2em}.sub{color:#666}
 """
 
 
+def prior_reference_line(metrics: dict[str, Any]) -> str | None:
+    """The temporal task's stronger no-model reference, as one sentence (None elsewhere)."""
+    base = metrics.get("base_details") or {}
+    if "prior_mae_s" not in base:
+        return None
+    return (
+        "Reference that ignores the input, each boundary type at its mean offset in the "
+        f"training windows: MAE {base['prior_mae_s']:.2f} s (median "
+        f"{base['prior_median_ae_s']:.2f} s, {base['prior_within_10s']:.0%} within ±10 s)."
+    )
+
+
 def render_report(metrics: dict[str, Any], config: RunConfig) -> str:
     reference = metrics.get("base_reference", "base model")
     parts = [
@@ -200,6 +212,9 @@ def render_report(metrics: dict[str, Any], config: RunConfig) -> str:
             before_after_rows(metrics.get("base"), metrics.get("final"), metrics.get("headline")),
         ),
     ]
+    prior = prior_reference_line(metrics)
+    if prior:
+        parts.append(f"<p>{html.escape(prior)}</p>")
     per_type = per_type_rows(metrics)
     if per_type:
         chart = per_type_chart(metrics, reference)

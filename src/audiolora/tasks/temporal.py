@@ -87,6 +87,8 @@ class WindowDataset(Dataset):
         self.transcript = transcript
         self.audio = audio
         self.lengths = [w.length for w in self.windows]
+        self.prior: dict[str, float] = {}
+        """Training windows' mean offset per boundary type (`offset_prior`), for held-out sets."""
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -143,7 +145,7 @@ def outside_windows(
         index, name, lo, hi, target = rng.choice(options)
         start = rng.uniform(lo, hi)
         words = window_words(sessions[index].words, start, window_s)
-        windows.append(Window(index, name, start, window_s, target, words))
+        windows.append(Window(index, name, start, window_s, target, words, inside=False))
     return windows
 
 
@@ -156,6 +158,21 @@ def training_windows(
     inside = sample_windows(list(sessions), cfg.window_s, cfg.windows_per_boundary, boundaries, rng)
     extra = round(len(inside) * cfg.outside_fraction / (1 - cfg.outside_fraction))
     return inside + outside_windows(sessions, extra, cfg.window_s, boundaries, rng)
+
+
+def offset_prior(windows: Sequence[Window]) -> dict[str, float]:
+    """Mean offset per boundary type over the windows that contain their boundary.
+
+    Why: near a recording's edges a window is moved inside, so offsets are not uniform and
+    "always the window centre" is a weak reference. This prior, taken from the training
+    windows, is what a model that ignores its input could at best have learned: a trained
+    model is only worth its gap to it.
+    """
+    by_type: dict[str, list[float]] = {}
+    for w in windows:
+        if w.inside:
+            by_type.setdefault(w.boundary, []).append(w.offset)
+    return {name: float(np.mean(offsets)) for name, offsets in by_type.items()}
 
 
 @torch.no_grad()
@@ -384,10 +401,12 @@ class TemporalLocalization:
         require_audio_lm(self.name, config, family)
         cfg = config.temporal
         datasets: dict[str, Dataset] = {}
-        for split, report in reports.items():
+        prior: dict[str, float] = {}
+        for split, report in sorted(reports.items(), key=lambda kv: kv[0] != "train"):
             sessions = report.rows
             if split == "train":
                 windows = training_windows(sessions, cfg, config.training.seed)
+                prior = offset_prior(windows)
             else:
                 rng = random.Random(cfg.eval_seed)
                 windows = sample_windows(
@@ -402,6 +421,8 @@ class TemporalLocalization:
             datasets[split] = WindowDataset(
                 sessions, windows, processor, config.data.sampling_rate, cfg.transcript, cfg.audio
             )
+            if split != "train":
+                datasets[split].prior = prior
         return datasets
 
     def prepare_model(
@@ -431,11 +452,16 @@ class TemporalLocalization:
     def base_metrics(
         self, model: nn.Module, processor: ProcessorMixin, dataset: Dataset, **options: Any
     ) -> dict[str, Any]:
-        """A base LM has no head to answer with; the reference is "always the window centre"."""
+        """A base LM has no head to answer with; the reference is "always the window centre",
+        and, beside it (`prior_*`), each boundary type's mean training offset."""
         assert isinstance(dataset, WindowDataset)
         metrics = score_windows(dataset, [0.5] * len(dataset))
         metrics["latency_s_per_window"] = 0.0
         metrics["reference"] = "constant 0.5 (window centre)"
+        if dataset.prior and all(w.boundary in dataset.prior for w in dataset.windows):
+            said = [dataset.prior[w.boundary] for w in dataset.windows]
+            prior = score_windows(dataset, said)
+            metrics.update({f"prior_{k}": prior[k] for k in ("mae_s", "median_ae_s", "within_10s")})
         return metrics
 
     def evaluate(
