@@ -141,10 +141,10 @@ def train(
             {metrics.get("base_reference", "base"): metrics["base"], "adapted": metrics["final"]},
         )
     )
-    from audiolora.reporting.html import efficiency_rows, prior_reference_line
+    from audiolora.reporting.html import centre_reference_line, efficiency_rows
 
-    if prior := prior_reference_line(metrics):
-        console.print(prior)
+    if centre := centre_reference_line(metrics):
+        console.print(centre)
     summary = Table(title="Efficiency")
     summary.add_column("figure")
     summary.add_column("value", justify="right")

@@ -129,3 +129,28 @@ def test_trainable_checkpoint_round_trip_and_mismatch_error(tiny: tuple, tmp_pat
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="does not match"):
         other.load_trainable(tmp_path)
+
+
+def test_one_output_per_boundary_starts_at_the_training_prior(tiny: tuple, tmp_path: Path) -> None:
+    model, processor = tiny
+    names = ["P1_start", "P3_end"]
+    regressor = OffsetRegressor(model, hidden_size_of(model), boundaries=names)
+    regressor.init_prior({"P1_start": 0.05, "P3_end": 0.9})
+    batch = LalmCollator(processor, processor.tokenizer.pad_token_id)(two_examples(processor))
+    with torch.no_grad():
+        said = regressor(**batch, boundary_index=torch.tensor([0, 1]))["predictions"]
+        swapped = regressor(**batch, boundary_index=torch.tensor([1, 0]))["predictions"]
+    torch.testing.assert_close(said, torch.tensor([0.05, 0.9]))
+    torch.testing.assert_close(swapped, torch.tensor([0.9, 0.05]))
+    with pytest.raises(ValueError, match="needs boundary_index"):
+        regressor(**batch)
+
+    regressor.init_prior({"P1_start": 0.0})  # an edge prior keeps the sigmoid off its flat tail
+    with torch.no_grad():
+        edge = regressor(**batch, boundary_index=torch.tensor([0, 0]))["predictions"]
+    torch.testing.assert_close(edge, torch.tensor([0.02, 0.02]))
+
+    regressor.save(tmp_path)
+    reloaded = OffsetRegressor.from_pretrained(model, tmp_path)
+    assert reloaded.boundaries == names
+    torch.testing.assert_close(reloaded.head.bias, regressor.head.bias)

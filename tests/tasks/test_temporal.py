@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,6 +23,9 @@ from audiolora.tasks.temporal import (
     training_windows,
     window_instruction,
 )
+
+ANY_HEAD = SimpleNamespace(boundaries=list(BOUNDARIES))
+"""Stands for the model where `predict_offsets` is replaced: only its output names are read."""
 
 
 def sessions(tiny_sessions: Path, split: str = "train", window_s: float = 20) -> list:
@@ -136,7 +140,7 @@ def test_session_search_finds_every_boundary_with_a_perfect_head(
         "P3_end": 280.0,
     }
     session = SessionRecord(1, Path("x.wav"), 283.0, truth, (Word("a", 1.0, 1.2),))
-    found = locate_boundaries(None, None, session, BOUNDARIES, window_s=30, hop_s=15)  # type: ignore[arg-type]
+    found = locate_boundaries(ANY_HEAD, None, session, BOUNDARIES, window_s=30, hop_s=15)  # type: ignore[arg-type]
     for name, t in truth.items():
         assert found[name]["time_s"] == pytest.approx(t, abs=1e-6)
         assert abs(found[name]["coarse_s"] - t) < 1e-6
@@ -155,7 +159,7 @@ def test_session_search_refines_a_coarse_estimate(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(temporal, "predict_offsets", centre_biased)
     session = SessionRecord(1, Path("x.wav"), 300.0, truth)
-    found = locate_boundaries(None, None, session, ["P2_start"], window_s=30, hop_s=15)  # type: ignore[arg-type]
+    found = locate_boundaries(ANY_HEAD, None, session, ["P2_start"], window_s=30, hop_s=15)  # type: ignore[arg-type]
     coarse_error = abs(found["P2_start"]["coarse_s"] - 100.0)
     assert coarse_error > 1.0  # window at 90 s: true 0.333 -> said 0.4 -> 102 s
     assert abs(found["P2_start"]["time_s"] - 100.0) < coarse_error / 2
@@ -182,7 +186,7 @@ def test_one_confused_window_cannot_move_the_session_estimate(
 
     monkeypatch.setattr(temporal, "predict_offsets", one_confused)
     session = SessionRecord(1, Path("x.wav"), 300.0, truth)
-    found = locate_boundaries(None, None, session, ["P2_start"], window_s=30, hop_s=15)  # type: ignore[arg-type]
+    found = locate_boundaries(ANY_HEAD, None, session, ["P2_start"], window_s=30, hop_s=15)  # type: ignore[arg-type]
     assert found["P2_start"]["coarse_s"] == pytest.approx(100.0, abs=1e-6)
     assert found["P2_start"]["time_s"] == pytest.approx(100.0, abs=1e-6)
     said = dict(map(tuple, found["P2_start"]["coarse_pass"]))

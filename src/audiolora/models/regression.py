@@ -7,8 +7,12 @@ cost more than the head's whole job). So the forward calls the LALM's inner mode
 projector + language model) and skips `lm_head`.
 
 "Last real token" is found from the attention mask, so left- and right-padded batches give the
-same numbers. The head starts at zero weight, so every prediction begins at sigmoid(0) = 0.5, the
-window centre, and training moves away from that honest baseline.
+same numbers. The head has one output per boundary type (the prompt names the type, and the
+batch's `boundary_index` picks that output), all starting at zero weight, so a fresh head answers
+sigmoid(bias) for every window. `init_prior` sets each bias to its type's median training offset:
+an output bias that must travel from 0 to logit(0.03) at Adam's few-thousandths a step would
+need ~1,000 steps to learn what one pass over the training windows tells, and without it a
+short run never even reaches the input-free prior. Training then learns what the input adds.
 
 The trainable state is the PEFT adapter (absent for the head-only baseline) plus the head:
 `save` writes the adapter the PEFT way and the head beside it; `save_trainable` /
@@ -19,6 +23,8 @@ checkpoint is a few MB instead of a copy of the frozen base.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,18 +57,41 @@ def last_token_states(hidden: torch.Tensor, attention_mask: torch.Tensor) -> tor
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
-class OffsetRegressor(nn.Module):
-    """`backbone` (an LALM, bare or wrapped by PEFT) + a linear head + sigmoid."""
+PRIOR_CLIP = 0.02
+"""Offsets are clipped to [0.02, 0.98] before the logit, so a prior of exactly 0 or 1 (a boundary
+on a recording's first sample) still leaves the sigmoid a gradient."""
 
-    def __init__(self, backbone: nn.Module, hidden_size: int, loss: str = "l1") -> None:
+
+class OffsetRegressor(nn.Module):
+    """`backbone` (an LALM, bare or wrapped by PEFT) + a linear head + sigmoid, one output per
+    name in `boundaries` (a single unnamed output by default)."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        hidden_size: int,
+        loss: str = "l1",
+        boundaries: Sequence[str] = ("offset",),
+    ) -> None:
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSSES)}")
+        if not boundaries or len(set(boundaries)) != len(boundaries):
+            raise ValueError(f"the head needs distinct output names, got {list(boundaries)}")
         self.backbone = backbone
         self.loss_name = loss
-        self.head = nn.Linear(hidden_size, 1)
+        self.boundaries = list(boundaries)
+        self.head = nn.Linear(hidden_size, len(self.boundaries))
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+
+    def init_prior(self, prior: dict[str, float]) -> None:
+        """Start each output at `prior[name]` (an offset in [0, 1]); names it lacks stay at 0.5."""
+        with torch.no_grad():
+            for i, name in enumerate(self.boundaries):
+                if name in prior:
+                    p = min(max(float(prior[name]), PRIOR_CLIP), 1 - PRIOR_CLIP)
+                    self.head.bias[i] = math.log(p / (1 - p))
 
     @property
     def inner_model(self) -> nn.Module:
@@ -84,8 +113,10 @@ class OffsetRegressor(nn.Module):
         input_features: torch.Tensor | None = None,
         feature_attention_mask: torch.Tensor | None = None,
         targets: torch.Tensor | None = None,
+        boundary_index: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """A batch without `input_features` (text-only prompts) runs the LM alone."""
+        """`boundary_index` (batch,) picks each row's output (required with several outputs).
+        A batch without `input_features` (text-only prompts) runs the LM alone."""
         head_param = self.head.weight
         features = input_features
         if features is not None:
@@ -99,7 +130,17 @@ class OffsetRegressor(nn.Module):
                 feature_attention_mask=feature_attention_mask,
             ).last_hidden_state
         pooled = last_token_states(hidden, attention_mask).to(head_param.dtype)
-        predictions = torch.sigmoid(self.head(pooled)).squeeze(-1)
+        logits = self.head(pooled)
+        if len(self.boundaries) == 1:  # one output serves every row
+            boundary_index = None
+        if boundary_index is None:
+            if len(self.boundaries) > 1:
+                raise ValueError(
+                    f"a head with outputs {self.boundaries} needs boundary_index for each row"
+                )
+            boundary_index = torch.zeros(logits.shape[0], dtype=torch.long)
+        picked = logits.gather(1, boundary_index.to(logits.device).long().view(-1, 1))
+        predictions = torch.sigmoid(picked).squeeze(-1)
         out = {"predictions": predictions}
         if targets is not None:
             loss_fn = LOSSES[self.loss_name]
@@ -118,7 +159,11 @@ class OffsetRegressor(nn.Module):
             {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
             str(out_dir / HEAD_WEIGHTS),
         )
-        config = {"hidden_size": self.head.in_features, "loss": self.loss_name}
+        config = {
+            "hidden_size": self.head.in_features,
+            "loss": self.loss_name,
+            "boundaries": self.boundaries,
+        }
         (out_dir / HEAD_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
 
     @classmethod
@@ -129,7 +174,9 @@ class OffsetRegressor(nn.Module):
         backbone = base
         if (adapter_dir / "adapter_config.json").exists():
             backbone = PeftModel.from_pretrained(base, str(adapter_dir))
-        model = cls(backbone, config["hidden_size"], config["loss"])
+        model = cls(
+            backbone, config["hidden_size"], config["loss"], config.get("boundaries", ["offset"])
+        )
         model.head.load_state_dict(load_file(str(adapter_dir / HEAD_WEIGHTS)))
         return model
 

@@ -37,9 +37,16 @@ class Task(Protocol):
     ) -> dict[str, Dataset]: ...
 
     def prepare_model(
-        self, model: nn.Module, config: RunConfig, family: Family, total_steps: int
+        self,
+        model: nn.Module,
+        config: RunConfig,
+        family: Family,
+        total_steps: int,
+        train_data: Dataset,
     ) -> nn.Module:
-        """Adapters (and any head) on the frozen base; returns what the Trainer trains."""
+        """Adapters (and any head) on the frozen base; returns what the Trainer trains.
+        `train_data` (the first stage's training set) serves data-dependent initialisation,
+        such as the temporal head's per-boundary prior."""
         ...
 
     def collator(self, model: nn.Module, processor: ProcessorMixin, family: Family) -> Any: ...

@@ -256,9 +256,14 @@ class SpokenLanguageUnderstanding:
         return datasets
 
     def prepare_model(
-        self, model: nn.Module, config: RunConfig, family: Family, total_steps: int
+        self,
+        model: nn.Module,
+        config: RunConfig,
+        family: Family,
+        total_steps: int,
+        train_data: Dataset,
     ) -> nn.Module:
-        return self._lalm.prepare_model(model, config, family, total_steps)
+        return self._lalm.prepare_model(model, config, family, total_steps, train_data)
 
     def collator(self, model: nn.Module, processor: ProcessorMixin, family: Family) -> Any:
         return self._lalm.collator(model, processor, family)

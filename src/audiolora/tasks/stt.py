@@ -360,7 +360,12 @@ class SpeechToText:
         return datasets
 
     def prepare_model(
-        self, model: nn.Module, config: RunConfig, family: Family, total_steps: int
+        self,
+        model: nn.Module,
+        config: RunConfig,
+        family: Family,
+        total_steps: int,
+        train_data: Dataset,
     ) -> nn.Module:
         peft_model = attach_adapters(model, config.adapter, family, total_steps)
         if family.kind == "lalm":

@@ -69,7 +69,8 @@ def window_instruction(window: Window, transcript: bool) -> str:
 class WindowDataset(Dataset):
     """Windows of sessions as LALM prompts with an offset target; audio read per item.
 
-    `audio=False` gives text-only prompts (the transcript alone, no audio segments)."""
+    `audio=False` gives text-only prompts (the transcript alone, no audio segments). Each item's
+    `boundary_index` is its boundary's position in `boundaries`, the head's output order."""
 
     def __init__(
         self,
@@ -79,6 +80,7 @@ class WindowDataset(Dataset):
         sampling_rate: int = 16000,
         transcript: bool = True,
         audio: bool = True,
+        boundaries: Sequence[str] = BOUNDARIES,
     ) -> None:
         self.sessions = list(sessions)
         self.windows = list(windows)
@@ -86,6 +88,7 @@ class WindowDataset(Dataset):
         self.sampling_rate = sampling_rate
         self.transcript = transcript
         self.audio = audio
+        self.boundaries = list(boundaries)
         self.lengths = [w.length for w in self.windows]
         self.prior: dict[str, float] = {}
         """Training windows' mean offset per boundary type (`offset_prior`), for held-out sets."""
@@ -108,18 +111,25 @@ class WindowDataset(Dataset):
             self.sampling_rate,
         )
         example["targets"] = torch.tensor(window.offset, dtype=torch.float32)
+        example["boundary_index"] = torch.tensor(self.boundaries.index(window.boundary))
         return example
 
 
 class WindowCollator:
-    """`LalmCollator` for the prompts plus the stacked offset targets."""
+    """`LalmCollator` for the prompts plus the stacked offset targets and boundary indices."""
+
+    STACKED = ("targets", "boundary_index")
 
     def __init__(self, processor: ProcessorMixin, pad_token_id: int) -> None:
         self.prompts = LalmCollator(processor, pad_token_id, padding_side="right")
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = self.prompts([{k: v for k, v in it.items() if k != "targets"} for it in items])
-        batch["targets"] = torch.stack([it["targets"] for it in items])
+        batch = self.prompts(
+            [{k: v for k, v in it.items() if k not in self.STACKED} for it in items]
+        )
+        for key in self.STACKED:
+            if key in items[0]:
+                batch[key] = torch.stack([it[key] for it in items])
         return batch
 
 
@@ -161,18 +171,19 @@ def training_windows(
 
 
 def offset_prior(windows: Sequence[Window]) -> dict[str, float]:
-    """Mean offset per boundary type over the windows that contain their boundary.
+    """Median offset per boundary type over the windows that contain their boundary.
 
     Why: near a recording's edges a window is moved inside, so offsets are not uniform and
     "always the window centre" is a weak reference. This prior, taken from the training
-    windows, is what a model that ignores its input could at best have learned: a trained
-    model is only worth its gap to it.
+    windows, is the best a model that ignores its input can do for the MAE (the median
+    minimises absolute error): a trained model is only worth its gap to it. The head starts
+    from it (`OffsetRegressor.init_prior`).
     """
     by_type: dict[str, list[float]] = {}
     for w in windows:
         if w.inside:
             by_type.setdefault(w.boundary, []).append(w.offset)
-    return {name: float(np.mean(offsets)) for name, offsets in by_type.items()}
+    return {name: float(np.median(offsets)) for name, offsets in by_type.items()}
 
 
 @torch.no_grad()
@@ -257,7 +268,10 @@ def locate_boundaries(
             Window(0, name, start, length, 0.0, window_words(session.words, start, length))
             for name, start in pairs
         ]
-        return WindowDataset([session], windows, processor, sampling_rate, transcript, audio)
+        # The head's output order, not the search's time order, indexes the answers.
+        return WindowDataset(
+            [session], windows, processor, sampling_rate, transcript, audio, model.boundaries
+        )
 
     coarse_pairs = [(name, start) for name in boundaries for start in starts]
     coarse = predict_offsets(
@@ -419,14 +433,24 @@ class TemporalLocalization:
                 if config.data.max_eval_samples:
                     windows = windows[: config.data.max_eval_samples]
             datasets[split] = WindowDataset(
-                sessions, windows, processor, config.data.sampling_rate, cfg.transcript, cfg.audio
+                sessions,
+                windows,
+                processor,
+                config.data.sampling_rate,
+                cfg.transcript,
+                cfg.audio,
+                cfg.boundaries,
             )
-            if split != "train":
-                datasets[split].prior = prior
+            datasets[split].prior = prior
         return datasets
 
     def prepare_model(
-        self, model: nn.Module, config: RunConfig, family: Family, total_steps: int
+        self,
+        model: nn.Module,
+        config: RunConfig,
+        family: Family,
+        total_steps: int,
+        train_data: Dataset,
     ) -> nn.Module:
         backbone: nn.Module = model
         if config.temporal.head_only:
@@ -440,7 +464,11 @@ class TemporalLocalization:
                 config.adapter.train_projector,
                 config.adapter.train_audio_encoder_fully,
             )
-        regressor = OffsetRegressor(backbone, hidden_size_of(model), config.temporal.loss)
+        regressor = OffsetRegressor(
+            backbone, hidden_size_of(model), config.temporal.loss, config.temporal.boundaries
+        )
+        if isinstance(train_data, WindowDataset):
+            regressor.init_prior(train_data.prior)
         device = next(model.parameters()).device
         regressor.head.to(device)
         install_spec_augment(regressor, config.data.spec_augment, family.audio_input_name)
@@ -452,16 +480,23 @@ class TemporalLocalization:
     def base_metrics(
         self, model: nn.Module, processor: ProcessorMixin, dataset: Dataset, **options: Any
     ) -> dict[str, Any]:
-        """A base LM has no head to answer with; the reference is "always the window centre",
-        and, beside it (`prior_*`), each boundary type's mean training offset."""
+        """A base LM has no head to answer with. The reference is each boundary type at its
+        median training offset (what the fresh head answers, `offset_prior`); without training
+        windows (`eval --base`) it is "always the window centre". The centre's figures are kept
+        beside it (`centre_*`)."""
         assert isinstance(dataset, WindowDataset)
-        metrics = score_windows(dataset, [0.5] * len(dataset))
+        centre = score_windows(dataset, [0.5] * len(dataset))
+        prior = dataset.prior
+        if prior and all(w.boundary in prior for w in dataset.windows):
+            metrics = score_windows(dataset, [prior[w.boundary] for w in dataset.windows])
+            metrics["reference"] = "median training offset per boundary type"
+            metrics.update(
+                {f"centre_{k}": centre[k] for k in ("mae_s", "median_ae_s", "within_10s")}
+            )
+        else:
+            metrics = centre
+            metrics["reference"] = "constant 0.5 (window centre)"
         metrics["latency_s_per_window"] = 0.0
-        metrics["reference"] = "constant 0.5 (window centre)"
-        if dataset.prior and all(w.boundary in dataset.prior for w in dataset.windows):
-            said = [dataset.prior[w.boundary] for w in dataset.windows]
-            prior = score_windows(dataset, said)
-            metrics.update({f"prior_{k}": prior[k] for k in ("mae_s", "median_ae_s", "within_10s")})
         return metrics
 
     def evaluate(

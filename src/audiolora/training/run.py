@@ -231,7 +231,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         total_optimizer_steps(stage_config, len(ds["train"]))
         for (_, stage_config), ds in zip(plan, stage_datasets, strict=True)
     )
-    peft_model = task.prepare_model(model, config, family, total_steps)
+    peft_model = task.prepare_model(model, config, family, total_steps, datasets["train"])
     trainable, total = count_parameters(peft_model)
     run_trainable = trainable_names(peft_model)
 
