@@ -69,6 +69,7 @@ def test_an_interrupted_sweep_has_already_written_its_table(tmp_path: Path) -> N
         if config.training.seed > 42:
             raise KeyboardInterrupt  # the user stops the sweep during the second seed
         metrics = {
+            "base": {"wer": 0.5},
             "final": {"wer": 0.1 * config.adapter.r, "cer": 0.0, "bleu": 0.0, "perplexity": 1.0},
             "efficiency": {"wall_seconds": 12.5},
         }
@@ -79,8 +80,8 @@ def test_an_interrupted_sweep_has_already_written_its_table(tmp_path: Path) -> N
     with pytest.raises(KeyboardInterrupt):
         run_sweep(None, ["adapter.r=1,2"], seeds=3, out_dir=tmp_path, train=train_twice)
     table = (tmp_path / "sweep.md").read_text()
-    assert "| grid point | runs |" in table
-    assert "| adapter.r=1 | 1 | 10.00 |" in table and "| adapter.r=2 | 1 | 20.00 |" in table
+    assert "| grid point | runs | wer (%) | wer before training (%) |" in table
+    assert "| adapter.r=1 | 1 | 10.00 | 50.00 |" in table and "| adapter.r=2 | 1 | 20.00 |" in table
     assert "wall_s" in table and "12.50" in table
 
 

@@ -151,13 +151,23 @@ def sweep_figures(metrics: dict[str, Any], headline: tuple[str, ...]) -> dict[st
     figures = {k: final[k] for k in headline if k in final}
     details = metrics.get("final_details") or {}
     figures.update({k: v for k, v in details.items() if k.endswith("/mae_s")})
+    base = metrics.get("base") or {}
+    if headline and headline[0] in base:  # what the run started from (base model, or prior)
+        figures[f"{headline[0]} before training"] = base[headline[0]]
     wall = (metrics.get("efficiency") or {}).get("wall_seconds")
     if wall is not None:
         figures["wall_s"] = wall
     return figures
 
 
-PERCENT_KEYS = ("wer", "cer", "within_5s", "within_10s")
+PERCENT_KEYS = (
+    "wer",
+    "cer",
+    "within_5s",
+    "within_10s",
+    "wer before training",
+    "cer before training",
+)
 
 
 def mean_std(cell: dict[str, float] | None, percent: bool, runs: int = 2) -> str:
@@ -172,6 +182,9 @@ def mean_std(cell: dict[str, float] | None, percent: bool, runs: int = 2) -> str
 
 def sweep_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     keys = list(summary.get("columns", ("wer", "cer", "bleu", "perplexity")))
+    before = f"{keys[0]} before training"
+    if any(before in p["summary"] for p in summary["points"]):
+        keys.insert(1, before)
     per_type = sorted({k for p in summary["points"] for k in p["summary"] if "/" in k})
     keys += per_type
     if any("wall_s" in p["summary"] for p in summary["points"]):
