@@ -26,6 +26,40 @@ def test_bad_axis_is_rejected() -> None:
         parse_grid(["adapter.r"])
 
 
+def test_variants_are_one_more_axis_of_setting_bundles() -> None:
+    # The seed's comparison: per window, a head-only arm and LoRA arms at several ranks.
+    points = parse_grid(
+        ["temporal.window_s=30,60"],
+        ["temporal.head_only=true", "adapter.r=2", "adapter.r=4 adapter.alpha=8"],
+    )
+    assert [p.name for p in points] == [
+        "temporal.window_s=30,temporal.head_only=true",
+        "temporal.window_s=30,adapter.r=2",
+        "temporal.window_s=30,adapter.r=4,adapter.alpha=8",
+        "temporal.window_s=60,temporal.head_only=true",
+        "temporal.window_s=60,adapter.r=2",
+        "temporal.window_s=60,adapter.r=4,adapter.alpha=8",
+    ]
+    assert points[2].overrides() == ["temporal.window_s=30", "adapter.r=4", "adapter.alpha=8"]
+    assert [p.name for p in parse_grid([], ["adapter.r=2", "adapter.r=8"])] == [
+        "adapter.r=2",
+        "adapter.r=8",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("axes", "variants", "message"),
+    [
+        ([], ["adapter.r"], "'adapter.r' must look like key.path=value"),
+        ([], [], "at least one --grid axis or --variant"),
+        (["adapter.r=2,4"], ["adapter.r=8"], "sets a key twice"),
+    ],
+)
+def test_bad_variants_are_rejected(axes: list[str], variants: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_grid(axes, variants)
+
+
 def test_sweep_runs_each_point_and_seed_once(tmp_path: Path) -> None:
     calls: list[RunConfig] = []
 
@@ -91,8 +125,10 @@ def test_sweep_cli_on_tiny_whisper(
     args = [
         "sweep",
         "whisper-tiny-en-lora",
-        "--grid",
-        "adapter.r=1,2",
+        "--variant",
+        "adapter.r=1",
+        "--variant",
+        "adapter.r=2 adapter.alpha=4",
         "--seeds",
         "1",
         "--output-dir",
@@ -111,5 +147,7 @@ def test_sweep_cli_on_tiny_whisper(
         args += ["--set", o]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "adapter.r=1" in result.output and "adapter.r=2" in result.output
-    assert (tmp_path / "sweep" / "adapter.r=2" / "seed-0" / "adapter").is_dir()
+    assert "adapter.r=1" in result.output and "adapter.r=2,adapter.alpha=4" in result.output
+    run = tmp_path / "sweep" / "adapter.r=2,adapter.alpha=4" / "seed-0"
+    assert (run / "adapter").is_dir()
+    assert json.loads((run / "adapter" / "adapter_config.json").read_text())["lora_alpha"] == 4

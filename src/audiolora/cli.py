@@ -159,9 +159,18 @@ def train(
 def sweep(
     recipe: Annotated[str, typer.Argument(help="Recipe YAML file or builtin recipe name.")],
     grid: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option("--grid", "-g", help="Axis: --grid adapter.r=2,4,8 (repeat for more axes)."),
-    ],
+    ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variant",
+            help="One arm of an axis of alternatives, crossed with the --grid axes; repeat it "
+            "for each arm: --variant temporal.head_only=true --variant adapter.r=2 --variant "
+            "adapter.r=8. Several settings in one arm: --variant 'adapter.r=4 adapter.alpha=8'.",
+        ),
+    ] = None,
     seeds: Annotated[
         int, typer.Option(help="Runs per grid point (training.seed, +1, +2 ...).")
     ] = 1,
@@ -190,11 +199,12 @@ def sweep(
     try:
         summary = run_sweep(
             resolve_recipe(recipe),
-            grid,
+            list(grid or []),
             seeds,
             output_dir,
             list(set_ or []),
             relative_to=relative_to,
+            variants=list(variant or []),
         )
     except (ConfigError, BadInputError, RunError) as e:
         fail(str(e))

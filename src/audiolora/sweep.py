@@ -4,6 +4,11 @@
 every combination once per seed into `OUT/<point>/seed-<s>/` (ordinary run folders), then writes
 `OUT/sweep.json`, `OUT/sweep.md` and `OUT/sweep.png`. A finished run is never trained again, so
 an interrupted sweep is continued by running the same command.
+
+Some comparisons are not products: "head only, or LoRA at rank 2, 4 or 8" has four arms, and a
+rank means nothing to the head-only arm. `--variant` gives such an axis, one bundle of settings
+per arm (`--variant temporal.head_only=true --variant adapter.r=2 ...`), crossed with the
+`--grid` axes like any other axis.
 """
 
 from __future__ import annotations
@@ -44,9 +49,12 @@ class GridPoint:
         return [f"{k}={v}" for k, v in self.settings]
 
 
-def parse_grid(axes: list[str]) -> list[GridPoint]:
-    """`key=v1,v2` axes -> their cartesian product of grid points."""
-    keys, values = [], []
+def parse_grid(axes: list[str], variants: list[str] | None = None) -> list[GridPoint]:
+    """`key=v1,v2` axes (and one axis of `variants`) -> their cartesian product of grid points.
+
+    A variant is one arm's settings separated by spaces: `"adapter.r=4 adapter.alpha=8"`.
+    """
+    arms: list[list[tuple[tuple[str, str], ...]]] = []
     for axis in axes:
         if "=" not in axis:
             raise ConfigError(f"--grid '{axis}' must look like key.path=v1,v2")
@@ -54,9 +62,32 @@ def parse_grid(axes: list[str]) -> list[GridPoint]:
         options = [v.strip() for v in raw.split(",") if v.strip()]
         if not options:
             raise ConfigError(f"--grid '{axis}' lists no values")
-        keys.append(key.strip())
-        values.append(options)
-    return [GridPoint(tuple(zip(keys, combo, strict=True))) for combo in itertools.product(*values)]
+        arms.append([((key.strip(), v),) for v in options])
+    if variants:
+        arms.append([parse_variant(v) for v in variants])
+    if not arms:
+        raise ConfigError("a sweep needs at least one --grid axis or --variant")
+    points = [GridPoint(sum(combo, ())) for combo in itertools.product(*arms)]
+    for point in points:
+        keys = [k for k, _ in point.settings]
+        if len(set(keys)) != len(keys):
+            raise ConfigError(f"grid point {point.name!r} sets a key twice")
+    return points
+
+
+def parse_variant(variant: str) -> tuple[tuple[str, str], ...]:
+    settings = []
+    for item in variant.split():
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ConfigError(
+                f"--variant '{variant}': '{item}' must look like key.path=value "
+                "(several settings are separated by spaces)"
+            )
+        settings.append((key, value))
+    if not settings:
+        raise ConfigError("--variant '' sets nothing")
+    return tuple(settings)
 
 
 def run_sweep(
@@ -67,13 +98,14 @@ def run_sweep(
     overrides: list[str] | None = None,
     train: Callable[..., dict[str, Any]] = run_training,
     relative_to: str | None = None,
+    variants: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train every grid point once per seed (skipping finished runs) and summarise.
 
     `relative_to` names a grid point (`slu.scheme=mixing,slu.speech_fraction=1.0`, the oracle)
     that every point's first metric is also given as a share of (mean over mean).
     """
-    points = parse_grid(grid)
+    points = parse_grid(grid, variants)
     if relative_to is not None and relative_to not in {p.name for p in points}:
         names = ", ".join(p.name for p in points)
         raise ConfigError(f"--relative-to {relative_to!r} is not a grid point; points: {names}")
@@ -94,6 +126,7 @@ def run_sweep(
         for point in points
     }
     task = get_task(base.task)
+    axes = [*grid, *(f"variant: {v}" for v in variants or [])]
     results: dict[str, list[dict[str, Any]]] = {p.name: [] for p in points}
     summary: dict[str, Any] = {}
     for (point, _), config in configs.items():
@@ -105,7 +138,7 @@ def run_sweep(
             gc.collect()
         results[point.name].append(sweep_figures(metrics, task.headline))
         # Rewritten after every run, so a long sweep shows its table as it goes.
-        summary = summarize_sweep(recipe, task, grid, seeds, points, results, relative_to)
+        summary = summarize_sweep(recipe, task, axes, seeds, points, results, relative_to)
         write_sweep(summary, out_dir)
     return summary
 
