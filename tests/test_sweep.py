@@ -119,6 +119,26 @@ def test_an_interrupted_sweep_has_already_written_its_table(tmp_path: Path) -> N
     assert "wall_s" in table and "12.50" in table
 
 
+def test_per_type_columns_read_start_before_end(tmp_path: Path) -> None:
+    def fake_train(config: RunConfig) -> dict[str, Any]:
+        metrics = {
+            "base": {"mae_s": 9.0},
+            "final": {"mae_s": 4.0 + config.adapter.r},
+            "final_details": {"P2_end/mae_s": 3.0, "P1_end/mae_s": 2.0, "P1_start/mae_s": 1.0},
+        }
+        Path(config.output_dir).mkdir(parents=True)
+        (Path(config.output_dir) / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    overrides = ["task=temporal", "model.name=builtin:qwen2-audio-smollm2-tiny"]
+    run_sweep(None, [], 1, tmp_path, overrides, train=fake_train, variants=["adapter.r=2"])
+    table = (tmp_path / "sweep.md").read_text()
+    assert "| mae_s | mae_s before training |" in table
+    assert table.index("P1_start/mae_s") < table.index("P1_end/mae_s") < table.index("P2_end")
+    assert "| adapter.r=2 | 1 | 6.00 | 9.00 |" in table
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+
+
 def test_sweep_cli_on_tiny_whisper(
     tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
 ) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import itertools
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,7 +219,9 @@ def sweep_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     before = f"{keys[0]} before training"
     if any(before in p["summary"] for p in summary["points"]):
         keys.insert(1, before)
-    per_type = sorted({k for p in summary["points"] for k in p["summary"] if "/" in k})
+    per_type = sorted(
+        {k for p in summary["points"] for k in p["summary"] if "/" in k}, key=type_order
+    )
     keys += per_type
     if any("wall_s" in p["summary"] for p in summary["points"]):
         keys.append("wall_s")
@@ -257,15 +260,55 @@ def sweep_markdown(summary: dict[str, Any]) -> str:
 
 
 def plot_sweep(summary: dict[str, Any], path: Path, metric: str = "wer") -> None:
+    """Bars of `metric` (mean ± std) per point, a marker at what each point started from (base
+    model or prior) so the gain is visible, and, for tasks with per-type figures (the seed's
+    per-phase MAE), a second panel with one group of bars per type."""
     points = summary["points"]
     names = [p["name"] for p in points]
-    means = [p["summary"].get(metric, {}).get("mean", float("nan")) for p in points]
-    stds = [p["summary"].get(metric, {}).get("std", 0.0) for p in points]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(names)), 3.4))
-    ax.bar(range(len(names)), means, yerr=stds, capsize=4, color="#4c72b0")
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    per_type = sorted(
+        {k for p in points for k in p["summary"] if k.endswith(f"/{metric}")}, key=type_order
+    )
+    width = max(4.0, 1.2 * len(names))
+    panels = 2 if per_type else 1
+    fig, axes = plt.subplots(1, panels, figsize=(width * panels, 3.8), squeeze=False)
+    ax = axes[0][0]
+    xs = list(range(len(names)))
+    means, stds = zip(*(cell_stats(p, metric) for p in points), strict=True)
+    ax.bar(xs, means, yerr=stds, capsize=4, color="#4c72b0", label="after training")
+    before = [cell_stats(p, f"{metric} before training")[0] for p in points]
+    if not all(math.isnan(b) for b in before):
+        ax.scatter(
+            xs, before, marker="_", s=900, color="#c44e52", zorder=3, label="before training"
+        )
+        ax.legend(fontsize=8)
+    ax.set_xticks(xs, names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(f"held-out {metric} (mean ± std)")
     ax.grid(axis="y", alpha=0.3)
+    if per_type:
+        ax = axes[0][1]
+        bar = 0.8 / len(names)
+        for i, point in enumerate(points):
+            values, errors = zip(*(cell_stats(point, k) for k in per_type), strict=True)
+            shift = (i - (len(names) - 1) / 2) * bar
+            xs_type = [j + shift for j in range(len(per_type))]
+            ax.bar(xs_type, values, bar, yerr=errors, capsize=2, label=point["name"])
+        ax.set_xticks(range(len(per_type)), [k.split("/")[0] for k in per_type], fontsize=8)
+        ax.set_ylabel(f"held-out {metric} per type")
+        ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def type_order(key: str) -> tuple[str, bool, str]:
+    """Per-type columns in reading order: `P1_start` before `P1_end`, then `P2_...`."""
+    name = key.split("/")[0]
+    stem, _, edge = name.rpartition("_")
+    return (stem or name, edge == "end", key)
+
+
+def cell_stats(point: dict[str, Any], key: str) -> tuple[float, float]:
+    """(mean, std) of one figure of a point; NaN where the point has no run with it yet."""
+    cell = point["summary"].get(key) or {}
+    return cell.get("mean", float("nan")), cell.get("std", 0.0)
