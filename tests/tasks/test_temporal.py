@@ -165,6 +165,27 @@ def test_session_search_refines_a_coarse_estimate(monkeypatch: pytest.MonkeyPatc
     assert abs(found["P2_start"]["time_s"] - 100.0) < coarse_error / 2
 
 
+def test_refined_boundaries_stay_in_phase_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A head that answers the same offset for every window and boundary: the refining pass
+    alone would put P1_end after P2_start's estimate; the result keeps the phases in order."""
+    truth = {"P1_end": 60.0, "P2_start": 62.0}
+    calls: list[int] = []
+
+    def skewed(model: object, dataset: WindowDataset, **_: object) -> list[float]:
+        calls.append(len(dataset))
+        if len(calls) == 1:  # the coarse pass: exact
+            return oracle_offsets(model, dataset)
+        return [0.9, 0.1]  # the refining pass: P1_end late, P2_start early
+
+    monkeypatch.setattr(temporal, "predict_offsets", skewed)
+    session = SessionRecord(1, Path("x.wav"), 200.0, truth)
+    names = ["P2_start", "P1_end"]  # any order: the search sorts them by phase
+    found = locate_boundaries(ANY_HEAD, None, session, names, window_s=30, hop_s=15)  # type: ignore[arg-type]
+    assert found["P1_end"]["time_s"] == pytest.approx(72.0)  # 45 + 0.9 * 30
+    assert found["P2_start"]["time_s"] == pytest.approx(72.0)  # 47 + 0.1 * 30 = 50, raised
+    assert found["P1_end"]["time_s"] <= found["P2_start"]["time_s"]
+
+
 def test_session_metrics_are_seconds_per_boundary_type() -> None:
     m = session_metrics([{"P1_start": 2.0, "P2_start": 8.0}, {"P1_start": 4.0}])
     assert m["mae_s"] == pytest.approx(14 / 3)

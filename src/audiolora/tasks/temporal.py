@@ -292,16 +292,21 @@ def locate_boundaries(
     refined = predict_offsets(
         model, windows_at(refine_pairs), batch_size=batch_size, desc="refine", progress=progress
     )
+    # Each boundary is refined in its own window, so a weak head can undo the coarse pass's
+    # phase order (P2_end before P2_start); a running maximum restores it.
+    times = np.maximum.accumulate(
+        [start + p * length for (_, start), p in zip(refine_pairs, refined, strict=True)]
+    )
     return {
         name: {
-            "time_s": start + p * length,
+            "time_s": float(time_s),
             "coarse_s": estimates[name],
             "window_start_s": start,
             "coarse_pass": [
                 [round(s, 2), round(float(q), 4)] for s, q in zip(starts, row, strict=True)
             ],
         }
-        for (name, start), p, row in zip(refine_pairs, refined, said, strict=True)
+        for (name, start), time_s, row in zip(refine_pairs, times, said, strict=True)
     }
 
 
