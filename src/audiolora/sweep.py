@@ -219,10 +219,7 @@ def sweep_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     before = f"{keys[0]} before training"
     if any(before in p["summary"] for p in summary["points"]):
         keys.insert(1, before)
-    per_type = sorted(
-        {k for p in summary["points"] for k in p["summary"] if "/" in k}, key=type_order
-    )
-    keys += per_type
+    keys += per_type_keys(summary["points"])
     if any("wall_s" in p["summary"] for p in summary["points"]):
         keys.append("wall_s")
     header = ["grid point", "runs", *[f"{k} (%)" if k in PERCENT_KEYS else k for k in keys]]
@@ -265,9 +262,7 @@ def plot_sweep(summary: dict[str, Any], path: Path, metric: str = "wer") -> None
     per-phase MAE), a second panel with one group of bars per type."""
     points = summary["points"]
     names = [p["name"] for p in points]
-    per_type = sorted(
-        {k for p in points for k in p["summary"] if k.endswith(f"/{metric}")}, key=type_order
-    )
+    per_type = per_type_keys(points, metric)
     width = max(4.0, 1.2 * len(names))
     panels = 2 if per_type else 1
     fig, axes = plt.subplots(1, panels, figsize=(width * panels, 3.8), squeeze=False)
@@ -299,6 +294,17 @@ def plot_sweep(summary: dict[str, Any], path: Path, metric: str = "wer") -> None
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def per_type_keys(points: list[dict[str, Any]], metric: str = "") -> list[str]:
+    """The points' per-type figures (`P1_start/mae_s`, ...; only `metric`'s when given), in
+    reading order."""
+
+    def wanted(key: str) -> bool:
+        return key.endswith(f"/{metric}") if metric else "/" in key
+
+    keys = {k for p in points for k in p["summary"] if wanted(k)}
+    return sorted(keys, key=type_order)
 
 
 def type_order(key: str) -> tuple[str, bool, str]:
