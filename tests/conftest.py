@@ -13,6 +13,27 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI=true a missing TTS engine is a broken setup: fail at once, before the end-to-end
+    tests that need speech would skip and hide it."""
+    if os.environ.get("CI") != "true":
+        return
+    missing = [tool for tool in ("espeak-ng", "flite") if shutil.which(tool) is None]
+    if missing:
+        raise pytest.UsageError(
+            f"CI=true but {', '.join(missing)} not installed: the speech tests would be skipped; "
+            "scripts/setup.sh installs them"
+        )
+
+
+def require_tts() -> None:
+    """Skip a test that needs a TTS engine when none is installed (outside CI)."""
+    from audiolora.data.synth.speech import available_engines
+
+    if not available_engines():
+        pytest.skip("no TTS engine installed (apt-get install espeak-ng flite)")
+
+
 @pytest.fixture(scope="session")
 def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private audiolora cache so tests never touch (or depend on) the user's cache."""
@@ -68,10 +89,9 @@ def tiny_random_whisper_dir(tiny_en_dir: Path, tmp_path_factory: pytest.TempPath
 @pytest.fixture(scope="session")
 def speech_dataset(cache_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """12 training and 6 held-out TTS utterances (espeak-ng/flite)."""
-    from audiolora.data.synth.speech import available_engines, synth_speech_dataset
+    from audiolora.data.synth.speech import synth_speech_dataset
 
-    if not available_engines():
-        pytest.skip("no TTS engine installed (apt-get install espeak-ng flite)")
+    require_tts()
     out = tmp_path_factory.mktemp("speech")
     synth_speech_dataset(out, n_train=12, n_eval=6, seed=1, progress=False)
     return out
@@ -209,3 +229,83 @@ def tiny_sessions(tmp_path_factory: pytest.TempPathFactory) -> Path:
         rows = [write_session(root, name, phases) for name, phases in sessions]
         (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_omni_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 64-wide random Qwen2.5-Omni thinker with a byte-level tokenizer and the Omni
+    chat-template tokens, saved as a folder (feature extractor + tokenizer, no processor)."""
+    import torch
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import (
+        Qwen2_5OmniThinkerConfig,
+        Qwen2_5OmniThinkerForConditionalGeneration,
+        Qwen2Tokenizer,
+        WhisperFeatureExtractor,
+    )
+
+    from audiolora.models.assemble import CHAT_TEMPLATE
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_bos|>", "<|AUDIO|>"]
+    specials += ["<|audio_eos|>", "<|IMAGE|>", "<|VIDEO|>", "<|vision_bos|>"]
+    vocab = {ch: i for i, ch in enumerate(sorted(ByteLevel.alphabet()))}
+    vocab.update({tok: len(vocab) + i for i, tok in enumerate(specials)})
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab, merges=[], eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
+    config = Qwen2_5OmniThinkerConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            # head_dim 16: the multimodal rope sections must sum to 8
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1e6,
+                "mrope_section": [2, 3, 3],
+            },
+            "pad_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "tie_word_embeddings": False,
+        },
+        audio_config={
+            "num_mel_bins": 128,
+            "encoder_layers": 2,
+            "encoder_attention_heads": 4,
+            "encoder_ffn_dim": 64,
+            "d_model": 32,
+            "output_dim": 64,
+            "n_window": 100,
+            "max_source_positions": 1500,
+        },
+        vision_config={
+            "depth": 1,
+            "hidden_size": 32,
+            "intermediate_size": 32,
+            "num_heads": 2,
+            "out_hidden_size": 64,
+            "fullatt_block_indexes": [0],
+        },
+        audio_token_index=ids["<|AUDIO|>"],
+        audio_start_token_id=ids["<|audio_bos|>"],
+        audio_end_token_id=ids["<|audio_eos|>"],
+        image_token_index=ids["<|IMAGE|>"],
+        video_token_index=ids["<|VIDEO|>"],
+        vision_start_token_id=ids["<|vision_bos|>"],
+    )
+    torch.manual_seed(0)
+    model = Qwen2_5OmniThinkerForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    out = tmp_path_factory.mktemp("tiny-omni")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    WhisperFeatureExtractor(feature_size=128).save_pretrained(out)
+    return out

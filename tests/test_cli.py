@@ -26,12 +26,27 @@ runner = CliRunner()
         ["models", "assemble"],
         ["data", "check"],
         ["models", "import-ct2"],
+        ["models", "list"],
+        ["sweep"],
+        ["data", "synth", "slu"],
+        ["data", "convert"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+def test_python_dash_m_runs_the_command_line() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "audiolora", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Usage: audiolora" in result.stdout and "train" in result.stdout
 
 
 def test_bad_recipe_key_fails_before_work(tmp_path: Path) -> None:
@@ -114,6 +129,41 @@ def test_predict_prints_one_line_per_file(trained_run: Path, speech_dataset: Pat
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == [str(w) for w in wavs]
+    # The printed text is what the run's model transcribes, file by file.
+    from audiolora.inference import predict_files
+
+    assert [line.split("\t", 1)[1] for line in lines] == predict_files(trained_run, wavs)
+
+
+def test_eval_scores_clips_longer_than_the_training_limit(
+    trained_run: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    """A 34 s clip is scored the way predict transcribes it (in 30 s pieces), not rejected."""
+    import numpy as np
+    import soundfile as sf
+
+    from audiolora.data.audio import load_audio
+    from audiolora.inference import predict_files
+
+    rows = [json.loads(line) for line in (speech_dataset / "eval.jsonl").read_text().splitlines()]
+    pieces = [load_audio(speech_dataset / r["audio"], 16000) for r in rows]
+    audio = np.concatenate(pieces)
+    while audio.size < 34 * 16000:
+        audio = np.concatenate([audio, audio])
+    audio = audio[: 34 * 16000]
+    sf.write(tmp_path / "long.wav", audio, 16000)
+    (tmp_path / "long.jsonl").write_text(json.dumps({"audio": "long.wav", "text": "long"}) + "\n")
+    result = runner.invoke(
+        app, ["eval", str(trained_run), "--json", "--data", str(tmp_path / "long.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["n"] == 1 and metrics["rejected"] == 0
+    written = json.loads((trained_run / "eval-long-adapted.json").read_text())
+    assert (
+        written["examples"][0]["hypothesis"]
+        == predict_files(trained_run, [tmp_path / "long.wav"])[0]
+    )
 
 
 def test_data_check_exit_code(speech_dataset: Path, tmp_path: Path) -> None:

@@ -73,19 +73,22 @@ def _setup_logging(verbose: bool) -> None:
     hf_logging.set_verbosity_error()
 
 
-def metrics_table(title: str, columns: dict[str, dict[str, Any] | None]) -> Table:
-    from audiolora.reporting.html import METRIC_LABELS, _fmt
+def metrics_table(title: str, columns: dict[str, dict[str, Any] | None], task_name: str) -> Table:
+    """The task's headline metrics, one column per model (reference, adapted)."""
+    from audiolora.tasks.registry import get_task
 
+    task = get_task(task_name)
     table = Table(title=title)
     table.add_column("metric")
     for name in columns:
         table.add_column(name, justify="right")
-    for key, (label, _, better) in METRIC_LABELS.items():
+    for key in task.headline:
         if all(key not in (m or {}) for m in columns.values()):
             continue
+        metric = task.metric(key)
         table.add_row(
-            f"{label} ({better} is better)",
-            *[_fmt(key, (m or {}).get(key)) for m in columns.values()],
+            f"{metric.label} ({metric.better} is better)",
+            *[metric.format((m or {}).get(key)) for m in columns.values()],
         )
     return table
 
@@ -139,12 +142,14 @@ def train(
         metrics_table(
             "Held-out split",
             {metrics.get("base_reference", "base"): metrics["base"], "adapted": metrics["final"]},
+            config.task,
         )
     )
-    from audiolora.reporting.html import centre_reference_line, efficiency_rows
+    from audiolora.reporting.html import efficiency_rows
+    from audiolora.tasks.registry import get_task
 
-    if centre := centre_reference_line(metrics):
-        console.print(centre)
+    if note := get_task(config.task).reference_note(metrics.get("base_details") or {}):
+        console.print(note)
     summary = Table(title="Efficiency")
     summary.add_column("figure")
     summary.add_column("value", justify="right")
@@ -250,7 +255,9 @@ def eval_(
         )
     else:
         n = metrics.get("n", metrics.get("count"))
-        console.print(metrics_table(f"{data} ({n} examples)", {metrics["model"]: metrics}))
+        console.print(
+            metrics_table(f"{data} ({n} examples)", {metrics["model"]: metrics}, metrics["task"])
+        )
         console.print(f"written: {out}")
 
 
@@ -281,73 +288,34 @@ def predict(
     from audiolora.config import ConfigError
     from audiolora.data.audio import AudioError
     from audiolora.data.manifest import BadInputError
-    from audiolora.inference import locate_in_sessions, transcribe_files
+    from audiolora.inference import predict_files, predict_sessions
 
     if sessions is not None:
         try:
-            result = locate_in_sessions(run_dir, sessions, hop_s=hop_s)
-        except (ConfigError, BadInputError) as e:
+            shown = predict_sessions(run_dir, sessions, hop_s=hop_s)
+        except (ConfigError, BadInputError, ValueError) as e:
             fail(str(e))
             return
-        print_sessions(run_dir, sessions, result)
+        table = Table(title=shown.title)
+        for column in shown.header:
+            table.add_column(column)
+        for row in shown.rows:
+            table.add_row(*row)
+        console.print(table)
+        for line in shown.lines:
+            console.print(line)
+        console.print("written: " + ", ".join(str(f) for f in shown.files))
         return
     if not audio:
-        fail("give audio files to transcribe, or --sessions MANIFEST for a temporal run")
+        fail("give audio files to answer, or --sessions MANIFEST for a run that searches sessions")
         return
     try:
-        texts = transcribe_files(run_dir, audio, use_adapter=not base)
-    except (ConfigError, AudioError) as e:
+        texts = predict_files(run_dir, audio, use_adapter=not base)
+    except (ConfigError, AudioError, ValueError) as e:
         fail(str(e))
         return
     for path, text in zip(audio, texts, strict=True):
         sys.stdout.write(f"{path}\t{text}\n")
-
-
-def print_sessions(run_dir: Path, manifest: Path, result: dict[str, Any]) -> None:
-    from audiolora.atomic import atomic_write_json
-    from audiolora.reporting.session_plot import plot_sessions
-
-    table = Table(title=f"Boundaries located in {manifest}")
-    table.add_column("recording")
-    table.add_column("boundary")
-    table.add_column("found (s)", justify="right")
-    table.add_column("annotated (s)", justify="right")
-    table.add_column("error (s)", justify="right")
-    for session in result["sessions"]:
-        for name, t in session["boundaries"].items():
-            table.add_row(
-                Path(session["audio"]).name,
-                name,
-                f"{t:.1f}",
-                str(session["annotated"].get(name, "—")),
-                str(session["abs_error_s"].get(name, "—")),
-            )
-    console.print(table)
-    m = result["metrics"]
-    if m:
-        console.print(
-            f"session-level MAE {m['mae_s']:.2f} s (median {m['median_ae_s']:.2f} s, "
-            f"{m['within_5s']:.0%} within ±5 s, {m['within_10s']:.0%} within ±10 s, "
-            f"{m['count']} boundaries)"
-        )
-    c = result.get("coarse_metrics")
-    if m and c:
-        console.print(
-            f"coarse pass alone (before re-centring): MAE {c['mae_s']:.2f} s "
-            f"(median {c['median_ae_s']:.2f} s, {c['within_10s']:.0%} within ±10 s)"
-        )
-    r = result.get("reference_metrics")
-    if m and r:
-        console.print(
-            f"reference (each boundary at its mean share of the recording in the training "
-            f"sessions): MAE {r['mae_s']:.2f} s (median {r['median_ae_s']:.2f} s, "
-            f"{r['within_10s']:.0%} within ±10 s)"
-        )
-    out = run_dir / f"sessions-{manifest.stem}.json"
-    atomic_write_json(out, result)
-    plot = out.with_suffix(".png")
-    plot_sessions(result, plot, result["window_s"])
-    console.print(f"written: {out}, {plot}")
 
 
 @synth_app.command("speech")

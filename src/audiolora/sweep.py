@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from audiolora.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from audiolora.config import ConfigError, load_config  # noqa: E402
 from audiolora.evaluation.metrics import summarize_over_seeds  # noqa: E402
-from audiolora.tasks.base import get_task  # noqa: E402
+from audiolora.tasks.registry import get_task  # noqa: E402
 from audiolora.training.run import run_training  # noqa: E402
 
 
@@ -137,7 +137,7 @@ def run_sweep(
         else:
             metrics = train(config)
             gc.collect()
-        results[point.name].append(sweep_figures(metrics, task.headline))
+        results[point.name].append(sweep_figures(metrics, task))
         # Rewritten after every run, so a long sweep shows its table as it goes.
         summary = summarize_sweep(recipe, task, axes, seeds, points, results, relative_to)
         write_sweep(summary, out_dir)
@@ -157,6 +157,10 @@ def summarize_sweep(
         "recipe": str(recipe),
         "task": task.name,
         "columns": [k for k in task.headline if not k.startswith("latency")],
+        "percent": sorted(
+            {k for k in task.headline if task.metric(k).percent}
+            | {f"{k} before training" for k in task.headline if task.metric(k).percent}
+        ),
         "relative_to": relative_to,
         "grid": grid,
         "seeds": seeds,
@@ -179,12 +183,16 @@ def write_sweep(summary: dict[str, Any], out_dir: Path) -> None:
     plot_sweep(summary, out_dir / "sweep.png", metric=summary["columns"][0])
 
 
-def sweep_figures(metrics: dict[str, Any], headline: tuple[str, ...]) -> dict[str, float]:
-    """A run's headline numbers plus its per-type MAE (the seed's per-phase columns)."""
+def sweep_figures(metrics: dict[str, Any], task: Any) -> dict[str, float]:
+    """A run's headline numbers plus the task's per-category figures (the seed's per-phase
+    MAE columns)."""
+    headline = task.headline
     final = metrics.get("final") or {}
     figures = {k: final[k] for k in headline if k in final}
     details = metrics.get("final_details") or {}
-    figures.update({k: v for k, v in details.items() if k.endswith("/mae_s")})
+    if task.breakdown is not None:
+        suffix = f"/{task.breakdown.metric}"
+        figures.update({k: v for k, v in details.items() if k.endswith(suffix)})
     base = metrics.get("base") or {}
     if headline and headline[0] in base:  # what the run started from (base model, or prior)
         figures[f"{headline[0]} before training"] = base[headline[0]]
@@ -192,16 +200,6 @@ def sweep_figures(metrics: dict[str, Any], headline: tuple[str, ...]) -> dict[st
     if wall is not None:
         figures["wall_s"] = wall
     return figures
-
-
-PERCENT_KEYS = (
-    "wer",
-    "cer",
-    "within_5s",
-    "within_10s",
-    "wer before training",
-    "cer before training",
-)
 
 
 def mean_std(cell: dict[str, float] | None, percent: bool, runs: int = 2) -> str:
@@ -222,12 +220,13 @@ def sweep_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     keys += per_type_keys(summary["points"])
     if any("wall_s" in p["summary"] for p in summary["points"]):
         keys.append("wall_s")
-    header = ["grid point", "runs", *[f"{k} (%)" if k in PERCENT_KEYS else k for k in keys]]
+    percent = set(summary.get("percent", ()))
+    header = ["grid point", "runs", *[f"{k} (%)" if k in percent else k for k in keys]]
     rows = [
         [
             p["name"],
             str(len(p["runs"])),
-            *[mean_std(p["summary"].get(k), k in PERCENT_KEYS, len(p["runs"])) for k in keys],
+            *[mean_std(p["summary"].get(k), k in percent, len(p["runs"])) for k in keys],
         ]
         for p in summary["points"]
     ]

@@ -274,11 +274,33 @@ def test_slurp_without_audio_gives_text_only_rows(tmp_path: Path) -> None:
     assert rows[1]["entities"] == [] and rows[1]["scenario"] == "email"
 
 
-def test_slurp_row_with_bad_annotation_is_named(tmp_path: Path) -> None:
-    bad = dict(SLURP_ROWS[0], sentence_annotation="wake me up at [time : ten")
+def test_slurp_row_with_a_span_past_its_tokens_is_named(tmp_path: Path) -> None:
+    bad = dict(SLURP_ROWS[0], entities=[{"span": [9], "type": "time"}])
     source = write_lines(tmp_path / "train.jsonl", [bad])
-    with pytest.raises(ValueError, match="slurp_id 4318: ValueError: '\\[' at position 14"):
+    with pytest.raises(ValueError, match="slurp_id 4318: ValueError: entity .* spans tokens"):
         read_slurp(source)
+
+
+def test_slurp_entities_are_read_as_the_reference_scorer_reads_them(tmp_path: Path) -> None:
+    """The reference joins the span's token surfaces with spaces and lower-cases them: the
+    bracketed annotation's "Jessica's" is gold "jessica 's", and the row still passes the
+    manifest check although that spelling is not in the text."""
+    words = ["call", "Jessica", "'s", "phone"]
+    row = dict(
+        SLURP_ROWS[0],
+        slurp_id=7,
+        sentence="call Jessica's phone",
+        sentence_annotation="call [person : Jessica's] phone",
+        tokens=[{"surface": w, "id": k} for k, w in enumerate(words)],
+        entities=[{"span": [1, 2], "type": "person"}],
+        recordings=[{"file": "audio-7.flac"}],
+    )
+    rows = read_slurp(write_lines(tmp_path / "train.jsonl", [row]))
+    assert rows[0]["entities"] == [{"type": "person", "value": "jessica 's"}]
+    out = tmp_path / "m.jsonl"
+    write_slu_manifest(rows, out)
+    examples, problems = read_slu_manifest(out)
+    assert not problems and examples[0].entities == (("person", "jessica 's"),)
 
 
 def test_converted_slurp_passes_the_manifest_check(tmp_path: Path) -> None:

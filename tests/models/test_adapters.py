@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from audiolora.config import AdapterConfig, ModelConfig
-from audiolora.models.adapters import attach_adapters, count_parameters, target_regex
+from audiolora.models.adapters import attach_adapters, count_parameters
 from audiolora.models.families import WHISPER
 from audiolora.models.loading import ModelLoadError, load_model, resolve_model_path
 
@@ -70,7 +70,7 @@ def test_unmatched_targets_explain_themselves(base) -> None:
 
 
 def test_regex_is_plain_list_when_unrestricted() -> None:
-    assert target_regex(AdapterConfig(target_modules=["q_proj"]), WHISPER) == ["q_proj"]
+    assert WHISPER.adapter_targets(AdapterConfig(target_modules=["q_proj"])) == ["q_proj"]
 
 
 def test_missing_local_folder_is_reported(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 from audiolora.config import AdapterConfig, ModelConfig
-from audiolora.models.adapters import attach_adapters, lalm_trainable_extras, target_regex
+from audiolora.models.adapters import attach_adapters
 from audiolora.models.assemble import AUDIO_BOS_TOKEN, AUDIO_EOS_TOKEN, AUDIO_TOKEN
 from audiolora.models.families import QWEN2_AUDIO
 from audiolora.models.lalm import (
@@ -66,14 +66,14 @@ def test_split_keeps_every_sample() -> None:
 def test_one_segment_prompt_matches_the_encoder(loaded) -> None:
     model, processor, family = loaded
     assert family is QWEN2_AUDIO
-    ex = encode_example(processor, [tone(10.0)], INSTRUCTION, ANSWER)
+    ex = encode_example(QWEN2_AUDIO, processor, [tone(10.0)], INSTRUCTION, ANSWER)
     assert ex["input_features"].shape == (1, 80, 3000)  # padded to the 30 s the encoder demands
     assert ex["feature_attention_mask"].sum().item() == 1000  # 10 s of real 10 ms frames
     encoder = model.model.audio_tower
     _, out_len = encoder._get_feat_extract_output_lengths(ex["feature_attention_mask"].sum(-1))
     assert placeholder_count(ex["input_ids"], processor) == out_len.item() == 250
     placeholder_guard(
-        ex["input_ids"][None], ex["feature_attention_mask"], processor.audio_token_id, encoder
+        QWEN2_AUDIO, ex["input_ids"][None], ex["feature_attention_mask"], processor.audio_token_id
     )
     text = processor.tokenizer.decode(ex["input_ids"])
     assert f"Audio 1: {AUDIO_BOS_TOKEN}{AUDIO_TOKEN}" in text and "Audio 2" not in text
@@ -82,7 +82,7 @@ def test_one_segment_prompt_matches_the_encoder(loaded) -> None:
 def test_two_segments_each_get_their_own_placeholders(loaded) -> None:
     model, processor, _ = loaded
     segments = split_audio(tone(45.0), SR)
-    ex = encode_example(processor, segments, INSTRUCTION, None)
+    ex = encode_example(QWEN2_AUDIO, processor, segments, INSTRUCTION, None)
     assert "labels" not in ex
     assert ex["input_features"].shape == (2, 80, 3000)
     assert ex["feature_attention_mask"].sum(-1).tolist() == [3000, 1500]
@@ -96,37 +96,34 @@ def test_two_segments_each_get_their_own_placeholders(loaded) -> None:
     assert text.index("Audio 1: ") < text.index("Audio 2: ") < text.index(INSTRUCTION)
     assert text.endswith("<|im_start|>assistant\n")
     placeholder_guard(
-        ids[None], ex["feature_attention_mask"], processor.audio_token_id, model.model.audio_tower
+        QWEN2_AUDIO, ids[None], ex["feature_attention_mask"], processor.audio_token_id
     )
 
 
 def test_guard_names_both_counts_on_a_tampered_prompt(loaded) -> None:
     model, processor, _ = loaded
-    ex = encode_example(processor, split_audio(tone(45.0), SR), INSTRUCTION, None)
+    ex = encode_example(QWEN2_AUDIO, processor, split_audio(tone(45.0), SR), INSTRUCTION, None)
     ids = ex["input_ids"]
     first_audio = int((ids == processor.audio_token_id).nonzero()[0])
     tampered = torch.cat([ids[:first_audio], ids[first_audio + 1 :]])  # one placeholder lost
     with pytest.raises(ValueError, match="segment 0: 749 placeholder tokens .* produces 750"):
         placeholder_guard(
-            tampered[None],
-            ex["feature_attention_mask"],
-            processor.audio_token_id,
-            model.model.audio_tower,
+            QWEN2_AUDIO, tampered[None], ex["feature_attention_mask"], processor.audio_token_id
         )
     first_audio_end = int((ids == eos_id(processor)).nonzero()[0])
     first_segment_only = ids[: first_audio_end + 1]  # the second segment's run is cut off
     with pytest.raises(ValueError, match="1 runs .* but 2 audio segments"):
         placeholder_guard(
+            QWEN2_AUDIO,
             first_segment_only[None],
             ex["feature_attention_mask"],
             processor.audio_token_id,
-            model.model.audio_tower,
         )
 
 
 def test_labels_cover_only_the_answer(loaded) -> None:
     _, processor, _ = loaded
-    ex = encode_example(processor, [tone(3.0)], INSTRUCTION, ANSWER)
+    ex = encode_example(QWEN2_AUDIO, processor, [tone(3.0)], INSTRUCTION, ANSWER)
     labels = ex["labels"]
     assert labels.shape == ex["input_ids"].shape
     answer_positions = (labels != IGNORE_INDEX).nonzero().flatten()
@@ -139,13 +136,13 @@ def test_labels_cover_only_the_answer(loaded) -> None:
 
 def test_forward_with_labels_gives_a_finite_loss(loaded) -> None:
     model, processor, _ = loaded
-    collate = LalmCollator(
-        processor, processor.tokenizer.pad_token_id, encoder=model.model.audio_tower
-    )
+    collate = LalmCollator(QWEN2_AUDIO, processor, processor.tokenizer.pad_token_id)
     batch = collate(
         [
-            encode_example(processor, split_audio(tone(45.0), SR), INSTRUCTION, ANSWER),
-            encode_example(processor, [tone(2.0, 220.0)], INSTRUCTION, "hi"),
+            encode_example(
+                QWEN2_AUDIO, processor, split_audio(tone(45.0), SR), INSTRUCTION, ANSWER
+            ),
+            encode_example(QWEN2_AUDIO, processor, [tone(2.0, 220.0)], INSTRUCTION, "hi"),
         ]
     )
     loss = model(**batch).loss
@@ -155,11 +152,11 @@ def test_forward_with_labels_gives_a_finite_loss(loaded) -> None:
 def test_collator_pads_right_for_training_and_left_for_generation(loaded) -> None:
     model, processor, _ = loaded
     pad = processor.tokenizer.pad_token_id
-    long = encode_example(processor, split_audio(tone(45.0), SR), INSTRUCTION, ANSWER)
-    short = encode_example(processor, [tone(2.0)], INSTRUCTION, "hi")
+    long = encode_example(QWEN2_AUDIO, processor, split_audio(tone(45.0), SR), INSTRUCTION, ANSWER)
+    short = encode_example(QWEN2_AUDIO, processor, [tone(2.0)], INSTRUCTION, "hi")
     n_long, n_short = long["input_ids"].numel(), short["input_ids"].numel()
 
-    right = LalmCollator(processor, pad)([short, long])
+    right = LalmCollator(QWEN2_AUDIO, processor, pad)([short, long])
     assert right["input_ids"].shape == (2, n_long)
     assert right["input_features"].shape == (3, 80, 3000)  # short's 1 segment, then long's 2
     assert right["feature_attention_mask"].sum(-1).tolist() == [200, 3000, 1500]
@@ -168,12 +165,10 @@ def test_collator_pads_right_for_training_and_left_for_generation(loaded) -> Non
     assert (right["input_ids"][0, n_short:] == pad).all()
 
     prompts = [
-        encode_example(processor, [tone(2.0)], INSTRUCTION, None),
-        encode_example(processor, split_audio(tone(45.0), SR), INSTRUCTION, None),
+        encode_example(QWEN2_AUDIO, processor, [tone(2.0)], INSTRUCTION, None),
+        encode_example(QWEN2_AUDIO, processor, split_audio(tone(45.0), SR), INSTRUCTION, None),
     ]
-    left = LalmCollator(processor, pad, padding_side="left", encoder=model.model.audio_tower)(
-        prompts
-    )
+    left = LalmCollator(QWEN2_AUDIO, processor, pad, padding_side="left")(prompts)
     gap = left["input_ids"].shape[1] - prompts[0]["input_ids"].numel()
     assert left["attention_mask"][0].tolist() == [0] * gap + [1] * (
         left["input_ids"].shape[1] - gap
@@ -181,7 +176,9 @@ def test_collator_pads_right_for_training_and_left_for_generation(loaded) -> Non
     assert "labels" not in left
     texts = generate_text(model.eval(), processor, left, max_new_tokens=4)
     one_by_one = [
-        generate_text(model, processor, LalmCollator(processor, pad, "left")([p]), 4)[0]
+        generate_text(model, processor, LalmCollator(QWEN2_AUDIO, processor, pad, "left")([p]), 4)[
+            0
+        ]
         for p in prompts
     ]
     assert texts == one_by_one  # left padding does not change what a prompt generates
@@ -191,7 +188,7 @@ def test_collator_pads_right_for_training_and_left_for_generation(loaded) -> Non
 
 def test_text_only_example_has_no_audio_and_no_segments(loaded) -> None:
     _, processor, _ = loaded
-    ex = encode_example(processor, [], "Extract.\nUtterance: wake me up", ANSWER)
+    ex = encode_example(QWEN2_AUDIO, processor, [], "Extract.\nUtterance: wake me up", ANSWER)
     assert ex["input_features"].shape == (0, 80, 3000)
     assert ex["feature_attention_mask"].shape == (0, 3000)
     assert placeholder_count(ex["input_ids"], processor) == 0
@@ -205,16 +202,16 @@ def test_text_only_batch_runs_as_a_plain_lm_and_generates(loaded) -> None:
     model, processor, _ = loaded
     pad = processor.tokenizer.pad_token_id
     items = [
-        encode_example(processor, [], "Say hi.", "hi"),
-        encode_example(processor, [], "Say something longer.", "something"),
+        encode_example(QWEN2_AUDIO, processor, [], "Say hi.", "hi"),
+        encode_example(QWEN2_AUDIO, processor, [], "Say something longer.", "something"),
     ]
-    batch = LalmCollator(processor, pad, encoder=model.model.audio_tower)(items)
+    batch = LalmCollator(QWEN2_AUDIO, processor, pad)(items)
     assert "input_features" not in batch and "feature_attention_mask" not in batch
     loss = model(**batch).loss
     assert torch.isfinite(loss)
     loss.backward()
-    prompts = [encode_example(processor, [], "Say hi.", None)]
-    left = LalmCollator(processor, pad, padding_side="left")(prompts)
+    prompts = [encode_example(QWEN2_AUDIO, processor, [], "Say hi.", None)]
+    left = LalmCollator(QWEN2_AUDIO, processor, pad, padding_side="left")(prompts)
     assert "input_features" not in left
     assert len(generate_text(model.eval(), processor, left, max_new_tokens=3)) == 1
 
@@ -222,17 +219,17 @@ def test_text_only_batch_runs_as_a_plain_lm_and_generates(loaded) -> None:
 def test_mixed_batch_keeps_only_the_segments_that_exist(loaded) -> None:
     model, processor, _ = loaded
     pad = processor.tokenizer.pad_token_id
-    text_row = encode_example(processor, [], "Say hi.", "hi")
-    speech = encode_example(processor, split_audio(tone(45.0), SR), INSTRUCTION, ANSWER)
-    batch = LalmCollator(processor, pad, encoder=model.model.audio_tower)(
-        [text_row, speech, text_row]
+    text_row = encode_example(QWEN2_AUDIO, processor, [], "Say hi.", "hi")
+    speech = encode_example(
+        QWEN2_AUDIO, processor, split_audio(tone(45.0), SR), INSTRUCTION, ANSWER
     )
+    batch = LalmCollator(QWEN2_AUDIO, processor, pad)([text_row, speech, text_row])
     assert batch["input_features"].shape == (2, 80, 3000)
     assert batch["feature_attention_mask"].sum(-1).tolist() == [3000, 1500]
     assert torch.isfinite(model(**batch).loss)
     # The speech example scores the same alone and next to text-only rows (right padding).
     model.eval()
-    alone = LalmCollator(processor, pad)([speech])
+    alone = LalmCollator(QWEN2_AUDIO, processor, pad)([speech])
     with torch.no_grad():
         mixed_logits = model(**batch).logits[1, : speech["input_ids"].numel()]
         alone_logits = model(**alone).logits[0]
@@ -252,7 +249,8 @@ def test_selected_llm_layers_only(loaded) -> None:
     model, _, family = loaded
     cfg = AdapterConfig(layers=[1], target_modules=["q_proj", "v_proj"])
     assert (
-        target_regex(cfg, family) == r"(model\.language_model)\.layers\.(1)\.(.*\.)?(q_proj|v_proj)"
+        family.adapter_targets(cfg)
+        == r"(model\.language_model)\.layers\.(1)\.(.*\.)?(q_proj|v_proj)"
     )
     names = lora_names(attach_adapters(model, cfg, family, 10))
     assert sorted(n.split("model.language_model.")[1] for n in names) == [
@@ -267,8 +265,8 @@ def move_trainable_weights(peft_model, processor) -> tuple[dict, torch.Tensor]:
         for p in peft_model.parameters():
             if p.requires_grad:
                 p.add_(0.05)
-    batch = LalmCollator(processor, processor.tokenizer.pad_token_id)(
-        [encode_example(processor, [tone(2.0)], INSTRUCTION, ANSWER)]
+    batch = LalmCollator(QWEN2_AUDIO, processor, processor.tokenizer.pad_token_id)(
+        [encode_example(QWEN2_AUDIO, processor, [tone(2.0)], INSTRUCTION, ANSWER)]
     )
     with torch.no_grad():
         return batch, peft_model.eval()(**batch).loss
@@ -280,8 +278,9 @@ def test_projector_trains_and_is_saved_with_the_adapter(
     from peft import PeftModel
 
     model, processor, family = loaded
-    peft_model = attach_adapters(model, AdapterConfig(target_modules=["q_proj"]), family, 10)
-    assert lalm_trainable_extras(peft_model, family, True, False) == ["model.multi_modal_projector"]
+    cfg = AdapterConfig(target_modules=["q_proj"], train_projector=True)
+    assert family.fully_trained_modules(cfg) == ["model.multi_modal_projector"]
+    peft_model = attach_adapters(model, cfg, family, 10)
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert any("multi_modal_projector" in n for n in trainable)
     assert not any("audio_tower" in n for n in trainable)
@@ -301,8 +300,8 @@ def test_merge_adapter_starts_a_recipe_from_a_finished_run(
     loaded, tiny_qwen2_audio_dir: Path, tmp_path: Path
 ) -> None:
     model, processor, family = loaded
-    peft_model = attach_adapters(model, AdapterConfig(target_modules=["q_proj"]), family, 10)
-    lalm_trainable_extras(peft_model, family, True, False)
+    cfg = AdapterConfig(target_modules=["q_proj"], train_projector=True)
+    peft_model = attach_adapters(model, cfg, family, 10)
     batch, aligned_loss = move_trainable_weights(peft_model, processor)  # the "alignment run"
     run = tmp_path / "align-run"
     peft_model.save_pretrained(run / "adapter")
@@ -322,12 +321,12 @@ def test_merge_adapter_starts_a_recipe_from_a_finished_run(
 
 def test_whole_audio_tower_can_train(loaded) -> None:
     model, processor, family = loaded
-    peft_model = attach_adapters(model, AdapterConfig(target_modules=["q_proj"]), family, 10)
-    lalm_trainable_extras(peft_model, family, False, True)
+    cfg = AdapterConfig(target_modules=["q_proj"], train_audio_encoder_fully=True)
+    peft_model = attach_adapters(model, cfg, family, 10)
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert any("audio_tower" in n and "layers.1.fc2" in n for n in trainable)
-    batch = LalmCollator(processor, processor.tokenizer.pad_token_id)(
-        [encode_example(processor, [tone(1.0)], INSTRUCTION, ANSWER)]
+    batch = LalmCollator(QWEN2_AUDIO, processor, processor.tokenizer.pad_token_id)(
+        [encode_example(QWEN2_AUDIO, processor, [tone(1.0)], INSTRUCTION, ANSWER)]
     )
     peft_model(**batch).loss.backward()  # the wrapped tower still answers the model's calls
     tower_grads = [
@@ -352,11 +351,13 @@ def test_nf4_keeps_audio_side_full_precision_and_trains_on_cpu(tiny_qwen2_audio_
         assert type(kept) is torch.nn.Linear and kept.weight.dtype == torch.float32
 
     peft_model = attach_adapters(
-        model, AdapterConfig(r=4, target_modules=["q_proj", "v_proj"]), family, 1
+        model,
+        AdapterConfig(r=4, target_modules=["q_proj", "v_proj"], train_projector=True),
+        family,
+        1,
     )
-    lalm_trainable_extras(peft_model, family, True, False)
-    batch = LalmCollator(processor, processor.tokenizer.pad_token_id)(
-        [encode_example(processor, [tone(2.0)], INSTRUCTION, ANSWER)]
+    batch = LalmCollator(QWEN2_AUDIO, processor, processor.tokenizer.pad_token_id)(
+        [encode_example(QWEN2_AUDIO, processor, [tone(2.0)], INSTRUCTION, ANSWER)]
     )
     peft_model.eval()
     with torch.no_grad():  # an eval pass first: the AVX512 repacking trap would strike after it
@@ -370,3 +371,18 @@ def test_nf4_keeps_audio_side_full_precision_and_trains_on_cpu(tiny_qwen2_audio_
     optimizer.step()
     assert torch.isfinite(loss)
     assert all(not torch.equal(b, p) for b, p in zip(before, params, strict=True))
+
+
+def test_every_collated_batch_passes_the_placeholder_guard(loaded) -> None:
+    """The collator checks each batch itself (no encoder to hand it): a prompt that lost one
+    placeholder is refused before the model would silently misplace audio."""
+    _, processor, _ = loaded
+    ex = encode_example(QWEN2_AUDIO, processor, [tone(2.0)], INSTRUCTION, ANSWER)
+    ids = ex["input_ids"]
+    first_audio = int((ids == processor.audio_token_id).nonzero()[0])
+    keep = torch.ones_like(ids, dtype=torch.bool)
+    keep[first_audio] = False
+    tampered = {**ex, "input_ids": ids[keep], "attention_mask": ex["attention_mask"][keep]}
+    tampered["labels"] = ex["labels"][keep]
+    with pytest.raises(ValueError, match="segment 0: 49 placeholder tokens"):
+        LalmCollator(QWEN2_AUDIO, processor)([tampered])

@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiolora.config import ModelConfig, RunConfig, SluConfig
+from audiolora.config import ModelConfig, RunConfig
 from audiolora.data.slu import SluExample
 from audiolora.evaluation.slu_metrics import parse_slu_json
+from audiolora.models.families import QWEN2_AUDIO
 from audiolora.models.lalm import IGNORE_INDEX
 from audiolora.models.loading import load_model
-from audiolora.tasks.base import get_task
+from audiolora.tasks.registry import get_task
 from audiolora.tasks.slu import (
+    SluConfig,
     SluDataset,
     select_languages,
     speech_subset,
@@ -47,7 +49,7 @@ def processor(tiny_qwen2_audio_dir: Path):
 
 
 def test_text_row_prompt_holds_the_utterance_and_no_audio(processor) -> None:
-    item = SluDataset([example(5)], processor, INSTRUCTION)[0]
+    item = SluDataset(QWEN2_AUDIO, [example(5)], processor, INSTRUCTION)[0]
     assert item["input_features"].shape[0] == 0
     assert int((item["input_ids"] == processor.audio_token_id).sum()) == 0
     prompt = processor.tokenizer.decode(item["input_ids"][item["labels"] == IGNORE_INDEX])
@@ -61,7 +63,7 @@ def test_text_row_prompt_holds_the_utterance_and_no_audio(processor) -> None:
 def test_speech_row_prompt_holds_audio_and_not_the_transcript(processor, tmp_path: Path) -> None:
     wav = tmp_path / "a.wav"
     sf.write(wav, (0.1 * np.sin(np.arange(16000) / 5)).astype(np.float32), 16000)
-    dataset = SluDataset([example(5, audio=wav)], processor, INSTRUCTION)
+    dataset = SluDataset(QWEN2_AUDIO, [example(5, audio=wav)], processor, INSTRUCTION)
     item = dataset[0]
     assert item["input_features"].shape == (1, 80, 3000)
     assert int((item["input_ids"] == processor.audio_token_id).sum()) > 0
@@ -142,8 +144,6 @@ def test_check_data_keeps_train_and_eval_splits_and_applies_the_policy(
     assert len(reports["train"].problems) == 1
     rejected = (tmp_path / "rejected.jsonl").read_text().splitlines()
     assert len(rejected) == 1 and "noon" in rejected[0]
-
-    from audiolora.models.families import QWEN2_AUDIO
 
     datasets = task.build_datasets(config, reports, processor, QWEN2_AUDIO)
     assert len(datasets["train"]) == 3 and len(datasets["eval"]) == 2

@@ -5,7 +5,7 @@ import torch
 from transformers import WhisperProcessor
 
 from audiolora.data.manifest import read_manifest
-from audiolora.tasks.stt import IGNORE_INDEX, SpeechCollator, SpeechTextDataset
+from audiolora.models.families.whisper import IGNORE_INDEX, SpeechCollator, SpeechTextDataset
 
 
 def test_collator_drops_start_token_and_pads_labels() -> None:

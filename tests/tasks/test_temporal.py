@@ -10,21 +10,20 @@ import numpy as np
 import pytest
 from transformers import AutoProcessor
 
-from audiolora.config import TemporalConfig
 from audiolora.data.windows import BOUNDARIES, SessionRecord, Window, Word, read_sessions
-from audiolora.tasks import temporal
-from audiolora.tasks.temporal import (
+from audiolora.models.families import QWEN2_AUDIO
+from audiolora.tasks.temporal import TemporalConfig, search
+from audiolora.tasks.temporal.search import locate_boundaries, session_metrics
+from audiolora.tasks.temporal.windows import (
     WindowCollator,
     WindowDataset,
-    locate_boundaries,
     offset_prior,
     outside_windows,
-    session_metrics,
     training_windows,
     window_instruction,
 )
 
-ANY_HEAD = SimpleNamespace(boundaries=list(BOUNDARIES))
+ANY_HEAD = SimpleNamespace(boundaries=list(BOUNDARIES), family=QWEN2_AUDIO)
 """Stands for the model where `predict_offsets` is replaced: only its output names are read."""
 
 
@@ -52,10 +51,10 @@ def test_window_items_carry_the_exact_target_and_split_long_windows(
     processor = AutoProcessor.from_pretrained(tiny_qwen2_audio_dir)
     found = sessions(tiny_sessions, window_s=45)
     windows = [Window(0, "P2_start", 2.0, 45.0, 0.2889, ("hello",))]
-    item = WindowDataset(found, windows, processor)[0]
+    item = WindowDataset(QWEN2_AUDIO, found, windows, processor)[0]
     assert item["targets"].item() == pytest.approx(0.2889)
     assert item["input_features"].shape[0] == 2, "45 s = a 30 s and a 15 s segment"
-    batch = WindowCollator(processor, processor.tokenizer.pad_token_id)([item, item])
+    batch = WindowCollator(QWEN2_AUDIO, processor)([item, item])
     assert batch["targets"].tolist() == pytest.approx([0.2889, 0.2889])
     assert batch["input_features"].shape[0] == 4
 
@@ -66,8 +65,8 @@ def test_text_only_windows_hold_the_transcript_and_no_audio(
     processor = AutoProcessor.from_pretrained(tiny_qwen2_audio_dir)
     found = sessions(tiny_sessions, window_s=45)
     windows = [Window(0, "P2_start", 2.0, 45.0, 0.2889, ("hello", "there"))]
-    with_audio = WindowDataset(found, windows, processor)[0]
-    item = WindowDataset(found, windows, processor, audio=False)[0]
+    with_audio = WindowDataset(QWEN2_AUDIO, found, windows, processor)[0]
+    item = WindowDataset(QWEN2_AUDIO, found, windows, processor, audio=False)[0]
     assert item["input_features"].shape[0] == 0, "no audio segment in a text-only prompt"
     audio_id = processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>")
     assert audio_id not in item["input_ids"].tolist()
@@ -130,7 +129,7 @@ def oracle_offsets(model: object, dataset: WindowDataset, **_: object) -> list[f
 def test_session_search_finds_every_boundary_with_a_perfect_head(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(temporal, "predict_offsets", oracle_offsets)
+    monkeypatch.setattr(search, "predict_offsets", oracle_offsets)
     truth = {
         "P1_start": 3.0,
         "P1_end": 61.0,
@@ -157,7 +156,7 @@ def test_session_search_refines_a_coarse_estimate(monkeypatch: pytest.MonkeyPatc
         exact = oracle_offsets(model, dataset)
         return [0.5 + (p - 0.5) * 0.6 for p in exact]
 
-    monkeypatch.setattr(temporal, "predict_offsets", centre_biased)
+    monkeypatch.setattr(search, "predict_offsets", centre_biased)
     session = SessionRecord(1, Path("x.wav"), 300.0, truth)
     found = locate_boundaries(ANY_HEAD, None, session, ["P2_start"], window_s=30, hop_s=15)  # type: ignore[arg-type]
     coarse_error = abs(found["P2_start"]["coarse_s"] - 100.0)
@@ -177,7 +176,7 @@ def test_refined_boundaries_stay_in_phase_order(monkeypatch: pytest.MonkeyPatch)
             return oracle_offsets(model, dataset)
         return [0.9, 0.1]  # the refining pass: P1_end late, P2_start early
 
-    monkeypatch.setattr(temporal, "predict_offsets", skewed)
+    monkeypatch.setattr(search, "predict_offsets", skewed)
     session = SessionRecord(1, Path("x.wav"), 200.0, truth)
     names = ["P2_start", "P1_end"]  # any order: the search sorts them by phase
     found = locate_boundaries(ANY_HEAD, None, session, names, window_s=30, hop_s=15)  # type: ignore[arg-type]
@@ -205,7 +204,7 @@ def test_one_confused_window_cannot_move_the_session_estimate(
         exact = oracle_offsets(model, dataset)
         return [0.5 if w.start == 240.0 else p for w, p in zip(dataset.windows, exact, strict=True)]
 
-    monkeypatch.setattr(temporal, "predict_offsets", one_confused)
+    monkeypatch.setattr(search, "predict_offsets", one_confused)
     session = SessionRecord(1, Path("x.wav"), 300.0, truth)
     found = locate_boundaries(ANY_HEAD, None, session, ["P2_start"], window_s=30, hop_s=15)  # type: ignore[arg-type]
     assert found["P2_start"]["coarse_s"] == pytest.approx(100.0, abs=1e-6)
@@ -218,7 +217,7 @@ def test_ordered_search_is_the_best_ordered_choice() -> None:
     rng = np.random.default_rng(0)
     for _ in range(50):
         costs = rng.random((3, 7))
-        picks = temporal.ordered_argmin(costs)
+        picks = search.ordered_argmin(costs)
         assert list(picks) == sorted(picks)
         best = min(
             costs[0, a] + costs[1, b] + costs[2, c]
@@ -229,11 +228,11 @@ def test_ordered_search_is_the_best_ordered_choice() -> None:
         assert costs[[0, 1, 2], picks].sum() == pytest.approx(best)
     # each row alone would pick out of order (row 0 late, row 1 early): order wins
     costs = np.array([[5.0, 5.0, 0.0], [0.0, 5.0, 5.0]])
-    assert list(temporal.ordered_argmin(costs)) in ([0, 0], [2, 2])
+    assert list(search.ordered_argmin(costs)) in ([0, 0], [2, 2])
 
 
 def test_phase_prior_is_the_mean_share_of_the_recording() -> None:
     a = SessionRecord(1, Path("a.wav"), 100.0, {"P1_end": 20.0, "P2_start": 25.0})
     b = SessionRecord(2, Path("b.wav"), 200.0, {"P1_end": 60.0})
-    prior = temporal.phase_prior([a, b], ["P1_end", "P2_start", "P3_end"])
+    prior = search.phase_prior([a, b], ["P1_end", "P2_start", "P3_end"])
     assert prior == pytest.approx({"P1_end": 0.25, "P2_start": 0.25})  # P3_end: never annotated

@@ -13,7 +13,7 @@ from transformers import WhisperForConditionalGeneration
 from audiolora.config import load_config
 from audiolora.data.manifest import read_manifest
 from audiolora.inference import load_run
-from audiolora.tasks.stt import SpeechCollator, SpeechTextDataset
+from audiolora.models.families.whisper import SpeechCollator, SpeechTextDataset
 from audiolora.training.run import run_training
 
 

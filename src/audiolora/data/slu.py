@@ -63,6 +63,12 @@ def _fold(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
+def _squeeze(text: str) -> str:
+    """Case-blind form without any whitespace: SLURP's gold values are token surfaces joined
+    by spaces (`jessica 's`), which must still be found in "jessica's"."""
+    return "".join(text.casefold().split())
+
+
 def _check_label(obj: dict[str, Any], name: str, problems: list[tuple[str, str]]) -> str | None:
     """A required non-empty string field; records a problem and returns None otherwise."""
     if name not in obj:
@@ -121,7 +127,7 @@ def _check_entities(
         etype, value = item["type"], item["value"]
         # Span metrics (SLU-F1) score a value as a piece of the utterance; a value that is not in
         # the text can never be predicted by copying, and usually means a labelling mistake.
-        if text is not None and _fold(value) not in _fold(text):
+        if text is not None and _squeeze(value) not in _squeeze(text):
             problems.append((f"{where}.value", f"{value!r} does not occur in the text {text!r}"))
             continue
         entities.append((etype, value))
@@ -327,6 +333,20 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def slurp_entities(obj: dict[str, Any]) -> list[Entity]:
+    """(type, value) of each entity of a SLURP row, in span order, as the reference scorer
+    builds its gold: `" ".join(tokens[i]["surface"] for i in span).lower()`."""
+    surfaces = {token["id"]: token["surface"] for token in obj["tokens"]}
+    entities = []
+    for entity in sorted(obj["entities"], key=lambda e: min(e["span"], default=-1)):
+        span = entity["span"]
+        missing = [i for i in span if i not in surfaces]
+        if missing or not span:
+            raise ValueError(f"entity {entity} spans tokens {missing or span} the row lacks")
+        entities.append((entity["type"], " ".join(surfaces[i] for i in span).lower()))
+    return entities
+
+
 def read_slurp(jsonl_path: Path, audio_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """Manifest rows from a SLURP release file (`dataset/slurp/train.jsonl` and the like).
 
@@ -334,14 +354,16 @@ def read_slurp(jsonl_path: Path, audio_dir: str | Path | None = None) -> list[di
     `sentence_annotation` ("wake me up at [time : ten]"), `scenario`, `action`, `intent`
     (scenario_action), token-index `entities` and `recordings: [{"file": "audio-....flac"}]`.
     With `audio_dir` (the folder holding the flac files, as the manifest should name it) there
-    is one row per recording; without, one text-only row per sentence. Entity values come from
-    the bracket annotation, so each is a verbatim piece of the sentence.
+    is one row per recording; without, one text-only row per sentence. Entity values are read
+    as the SLURP reference scorer reads its gold: the lower-cased surfaces of the entity's
+    `span` tokens joined by one space (`jessica 's` for "Jessica's"), so scores on converted
+    data compare with published ones.
     """
     out = []
     for obj in _read_jsonl(Path(jsonl_path)):
         sid = obj.get("slurp_id")
         try:
-            _, entities = parse_bracket_annotation(obj["sentence_annotation"])
+            entities = slurp_entities(obj)
             base = dict(
                 text=" ".join(obj["sentence"].split()),
                 language="en",

@@ -62,7 +62,12 @@ class EnergyCounter:
 
 
 class EfficiencyMeter(TrainerCallback):
-    """Times optimizer steps and counts samples; the first step is excluded as warm-up."""
+    """Times optimizer steps and counts samples; the first step is excluded as warm-up.
+
+    One meter serves every stage of a run (each stage is its own `trainer.train()`): energy and
+    the peak-memory counter start at the first stage, and train time adds up over all of them,
+    so the figures cover the same steps as `optimizer_steps`.
+    """
 
     def __init__(self, samples_per_step: int) -> None:
         self.samples_per_step = samples_per_step
@@ -71,13 +76,16 @@ class EfficiencyMeter(TrainerCallback):
         self.energy = EnergyCounter()
         self.train_seconds = 0.0
         self._train_start = 0.0
+        self._started = False
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        self.energy.start()
+        if not self._started:
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            self.energy.start()
+            self._started = True
         self._train_start = time.perf_counter()
 
     def on_step_begin(
@@ -95,7 +103,7 @@ class EfficiencyMeter(TrainerCallback):
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self.train_seconds = time.perf_counter() - self._train_start
+        self.train_seconds += time.perf_counter() - self._train_start
 
     def summary(self) -> dict[str, Any]:
         timed = self.step_times[1:] or self.step_times

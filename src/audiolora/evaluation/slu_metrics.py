@@ -182,7 +182,14 @@ def _reference_labels(reference: Reference) -> tuple[str, str, list[Entity]]:
     return scenario, action, [(t, v) for t, v in entities]
 
 
-def slu_metrics(predictions: list[str], references: list[Reference]) -> dict[str, float]:
+def _reference_value(value: str) -> str:
+    """The SLURP scorer's gold value: lower case, nothing else changed."""
+    return value.lower()
+
+
+def slu_metrics(
+    predictions: list[str], references: list[Reference], normalise_predictions: bool = True
+) -> dict[str, float]:
     """Scores of raw model outputs against references, all fractions in [0, 1].
 
     Over N utterances, with invalid outputs (parse_slu_json gives None) scored as a wrong
@@ -208,11 +215,15 @@ def slu_metrics(predictions: list[str], references: list[Reference]) -> dict[str
       slu_f1: the word- and char-level counts added together (T_w + T_c, F_P,w + F_P,c, ...),
         then P, R, F1 as above: the reference's "sum of the confusion matrices". `slu_precision`
         and `slu_recall` are that P and R.
-    One deliberate difference: values are compared lower-cased with whitespace collapsed on
-    both sides, where the reference lower-cases only the gold (its ASR-style predictions are
-    lower case already). A corpus without any gold or predicted entity scores 0 on the entity
+    Value comparison: with `normalise_predictions=False` exactly as the reference, which
+    lower-cases the gold values only and compares the predicted ones as they are. The default
+    lower-cases both sides and collapses whitespace, so a generative model is not marked wrong
+    for writing "Five AM" (`slu.span_matching` chooses; SLURP-converted data defaults to the
+    reference's way). A corpus without any gold or predicted entity scores 0 on the entity
     metrics, as in the reference.
     """
+    gold_value = _normalize_value if normalise_predictions else _reference_value
+    predicted_value = _normalize_value if normalise_predictions else str
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
     if not references:
@@ -222,7 +233,7 @@ def slu_metrics(predictions: list[str], references: list[Reference]) -> dict[str
     exact, word, char = _Counts(), _Counts(), _Counts()
     for k, (output, reference) in enumerate(zip(predictions, references, strict=True)):
         scenario, action, gold_raw = _reference_labels(reference)
-        gold = [(t, _normalize_value(v)) for t, v in gold_raw]
+        gold = [(t, gold_value(v)) for t, v in gold_raw]
         if any(not v for _, v in gold):
             raise ValueError(f"reference {k} has an entity with an empty value: {gold_raw}")
         parsed = parse_slu_json(output)
@@ -232,7 +243,7 @@ def slu_metrics(predictions: list[str], references: list[Reference]) -> dict[str
             scenario_right += parsed.scenario == scenario
             action_right += parsed.action == action
             intent_right += parsed.scenario == scenario and parsed.action == action
-            predicted = [(t, _normalize_value(v)) for t, v in parsed.entities]
+            predicted = [(t, predicted_value(v)) for t, v in parsed.entities]
         _add_exact(exact, gold, predicted)
         _add_distance(word, gold, predicted, _word_distance)
         _add_distance(char, gold, predicted, _char_distance)

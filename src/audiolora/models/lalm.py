@@ -1,17 +1,19 @@
-"""Prompts, batches and generation for audio-language models (LALMs) such as Qwen2-Audio.
+"""Prompts, batches and generation for audio-language models (LALMs): Qwen2-Audio, Qwen2.5-Omni.
 
 Why a module of its own: an LALM sees audio through placeholder tokens in a chat prompt, and the
-details are easy to get silently wrong. Its encoder takes exactly 30 s of mel frames, so longer
-audio must be split into segments, each announced in the prompt ("Audio 1: <audio>"); the
-processor expands each `<|AUDIO|>` into one token per output frame of the encoder, and the model
+details are easy to get silently wrong. Its encoder takes at most 30 s of mel frames, so longer
+audio is split into segments, each announced in the prompt ("Audio 1: <audio>"); each `<|AUDIO|>`
+expands into one token per output frame of the encoder (the family knows how many), and the model
 scatters the audio embeddings over those tokens in order, so the count per segment must match the
-encoder's or audio lands in the wrong place; and only the answer may carry a loss. Tasks stay
-generic (audio + instruction -> answer text) and call the functions here.
+encoder's or audio lands in the wrong place (Qwen2.5-Omni does not even notice one token too
+few); and only the answer may carry a loss. Tasks stay generic (audio + instruction -> answer
+text) and call the functions here with the run's family.
 
-A batch is what `Qwen2AudioForConditionalGeneration` takes: `input_ids`, `attention_mask`,
-optional `labels`, and `input_features` / `feature_attention_mask` holding every segment of every
-example as one flat batch of 3000-frame spectrograms, in prompt order (example 0's segments
-first). The model fills the placeholder runs of the flattened `input_ids` with them in that order.
+A batch is what the family's model takes: `input_ids`, `attention_mask`, optional `labels`, and
+`input_features` / `feature_attention_mask` holding every segment of every example as one flat
+batch of spectrograms, in prompt order (example 0's segments first), padded to the widest
+segment (Qwen2-Audio's are all 3000 frames). The model fills the placeholder runs of the
+flattened `input_ids` with them in that order.
 
 Text-only examples (no segments) are allowed, so text rows can train next to speech rows: their
 prompt has no placeholder, they add no segment to the flat batch, and a batch with no segment at
@@ -21,15 +23,23 @@ as a plain causal LM.
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 from transformers import ProcessorMixin
 
-from audiolora.precision import full_precision
+from audiolora.data.audio import load_audio
+
+if TYPE_CHECKING:
+    from audiolora.models.families.base import AudioLanguageFamily
 
 IGNORE_INDEX = -100
 """Label value that the loss skips (prompt, audio placeholders, padding)."""
@@ -100,6 +110,7 @@ def end_of_turn_id(processor: ProcessorMixin) -> int:
 
 
 def encode_example(
+    family: AudioLanguageFamily,
     processor: ProcessorMixin,
     audios: Sequence[np.ndarray],
     instruction: str,
@@ -108,12 +119,12 @@ def encode_example(
 ) -> Batch:
     """One example as tensors: prompt tokens (+ answer tokens and labels when `answer` is given).
 
-    `audios` are the segments (at most 30 s each: see `split_audio`); none gives a text-only
-    prompt. Returns 1-D `input_ids`, `attention_mask` (and `labels`: -100 except the answer
-    tokens and the end-of-turn token), `input_features` of shape (segments, mel bins, 3000) and
-    `feature_attention_mask` (segments, 3000) marking the real frames (0 segments for a text-only
-    prompt). The answer is tokenized on its own after the prompt, exactly the tokens generation
-    would have to produce.
+    `audios` are the segments (each at most the family's limit: see `family.split_audio`); none
+    gives a text-only prompt. Returns 1-D `input_ids`, `attention_mask` (and `labels`: -100
+    except the answer tokens and the end-of-turn token), `input_features` of shape (segments,
+    mel bins, frames) and `feature_attention_mask` (segments, frames) marking the real frames
+    (0 segments for a text-only prompt). The answer is tokenized on its own after the prompt,
+    exactly the tokens generation would have to produce.
     """
     fe = processor.feature_extractor
     if sr != fe.sampling_rate:
@@ -126,7 +137,7 @@ def encode_example(
             raise ValueError(
                 f"audio segment {i} is {a.size / sr:.2f} s; the encoder takes at most "
                 f"{fe.n_samples / sr:.0f} s and the feature extractor would cut the rest off. "
-                "Split it first with audiolora.models.lalm.split_audio."
+                "Split it first with family.split_audio."
             )
         if a.size <= 2 * fe.hop_length:  # fewer than 3 mel frames give 0 encoder outputs
             raise ValueError(f"audio segment {i} has {a.size} samples, too short to encode")
@@ -137,17 +148,13 @@ def encode_example(
         add_generation_prompt=True,
     )
     if audios:
-        # The processor pads every segment to 30 s (padding="max_length"), returns the real-frame
-        # mask as feature_attention_mask and expands each <|AUDIO|> to the encoder's output count.
-        with full_precision():
-            encoded = processor(text=[prompt], audio=audios, sampling_rate=sr, return_tensors="pt")
-        features = encoded["input_features"]
-        feature_mask = encoded["feature_attention_mask"].long()
+        input_ids, features, feature_mask = family.encode_audio_prompt(
+            processor, prompt, audios, sr
+        )
     else:
-        encoded = processor.tokenizer([prompt], return_tensors="pt")
-        features = torch.zeros((0, fe.feature_size, fe.nb_max_frames), dtype=torch.float32)
-        feature_mask = torch.zeros((0, fe.nb_max_frames), dtype=torch.long)
-    input_ids = encoded["input_ids"][0]
+        input_ids = processor.tokenizer([prompt], return_tensors="pt").input_ids
+        features, feature_mask = family.empty_features(processor)
+    input_ids = input_ids[0]
     example: Batch = {"input_features": features, "feature_attention_mask": feature_mask}
     if answer is not None:
         answer_ids = processor.tokenizer(answer, add_special_tokens=False).input_ids
@@ -172,21 +179,20 @@ def _placeholder_runs(input_ids: torch.Tensor, audio_token_id: int) -> list[tupl
 
 
 def placeholder_guard(
+    family: AudioLanguageFamily,
     input_ids: torch.Tensor,
     feature_attention_mask: torch.Tensor,
     audio_token_id: int,
-    encoder: nn.Module,
 ) -> None:
     """Check that each segment's placeholder run is as long as the encoder's output for it.
 
     The model scatters audio embeddings over placeholders in order; a mismatch either crashes
-    deep in the forward ("tokens: X, features: Y") or, when counts only shift between segments,
-    silently feeds one segment's audio into another's slot. Segments pair with runs of
-    consecutive audio tokens in row-major order. Raises ValueError naming the example, the
-    segment and both numbers.
+    deep in the forward ("tokens: X, features: Y"), or, when counts only shift between segments
+    (or, for Qwen2.5-Omni, one is short), silently feeds one segment's audio into another's
+    slot. Segments pair with runs of consecutive audio tokens in row-major order. Raises
+    ValueError naming the example, the segment and both numbers.
     """
-    _, expected = encoder._get_feat_extract_output_lengths(feature_attention_mask.sum(-1))
-    expected = [int(n) for n in expected]
+    expected = [int(n) for n in family.audio_token_counts(None, feature_attention_mask.sum(-1))]
     runs = _placeholder_runs(input_ids, audio_token_id)
     if len(runs) != len(expected):
         raise ValueError(
@@ -202,29 +208,35 @@ def placeholder_guard(
             )
 
 
+def padding_token_id(processor: ProcessorMixin) -> int:
+    """The tokenizer's pad token, else its eos (small chat LMs often define no pad token)."""
+    tokenizer = processor.tokenizer
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 class LalmCollator:
     """Pad `encode_example` outputs into one batch; segments of all examples become one flat batch.
 
     Text-only examples add no segment; a batch without any segment has no `input_features` /
-    `feature_attention_mask`, so the model runs as a plain LM. Right padding for training, left
-    padding for batched generation (new tokens then follow every prompt directly). With `encoder`
-    given, every batch passes `placeholder_guard`.
+    `feature_attention_mask`, so the model runs as a plain LM. Segments are padded to the widest
+    one. Right padding for training, left padding for batched generation (new tokens then follow
+    every prompt directly). Every batch passes `placeholder_guard`.
     """
 
     def __init__(
         self,
+        family: AudioLanguageFamily,
         processor: ProcessorMixin,
-        pad_token_id: int,
+        pad_token_id: int | None = None,
         padding_side: Literal["right", "left"] = "right",
-        encoder: nn.Module | None = None,
     ) -> None:
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        self.family = family
         self.processor = processor
-        self.pad_token_id = pad_token_id
+        self.pad_token_id = padding_token_id(processor) if pad_token_id is None else pad_token_id
         self.padding_side = padding_side
-        self.encoder = encoder
-        self.audio_token_id = int(processor.audio_token_id)
+        self.audio_token_id = family.audio_token_id(processor)
 
     def _pad(self, rows: list[torch.Tensor], value: int, length: int) -> torch.Tensor:
         out = torch.full((len(rows), length), value, dtype=rows[0].dtype)
@@ -246,20 +258,24 @@ class LalmCollator:
         }
         with_audio = [f for f in features if len(f.get("input_features", ())) > 0]
         if with_audio:
-            batch["input_features"] = torch.cat([f["input_features"] for f in with_audio])
-            batch["feature_attention_mask"] = torch.cat(
-                [f["feature_attention_mask"] for f in with_audio]
+            frames = max(f["input_features"].shape[-1] for f in with_audio)
+            batch["input_features"] = torch.cat(
+                [_pad_frames(f["input_features"], frames) for f in with_audio]
             )
+            batch["feature_attention_mask"] = torch.cat(
+                [_pad_frames(f["feature_attention_mask"], frames) for f in with_audio]
+            )
+            mask = batch["feature_attention_mask"]
+            placeholder_guard(self.family, batch["input_ids"], mask, self.audio_token_id)
         if all(with_labels):
             batch["labels"] = self._pad([f["labels"] for f in features], IGNORE_INDEX, length)
-        if self.encoder is not None and with_audio:
-            placeholder_guard(
-                batch["input_ids"],
-                batch["feature_attention_mask"],
-                self.audio_token_id,
-                self.encoder,
-            )
         return batch
+
+
+def _pad_frames(tensor: torch.Tensor, frames: int) -> torch.Tensor:
+    """Zero-pad the last (time) axis to `frames`."""
+    missing = frames - tensor.shape[-1]
+    return torch.nn.functional.pad(tensor, (0, missing)) if missing > 0 else tensor
 
 
 def generate_text(
@@ -300,3 +316,162 @@ def generate_text(
     new_tokens = out[:, inputs["input_ids"].shape[1] :]
     texts = processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [t.strip() for t in texts]
+
+
+STT_INSTRUCTION = "Transcribe the audio."
+
+
+class PromptDataset(Dataset):
+    """Rows as `encode_example` items for an audio LM: with their answers for training and
+    scoring, or (`prompts_only`) without them for generation. Subclasses set `family`, `rows`
+    and `with_answer` and build one item per row."""
+
+    family: AudioLanguageFamily
+    rows: list[Any]
+    with_answer: bool
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def prompts_only(self) -> PromptDataset:
+        """The same dataset giving prompts only (what `answer_prompts` decodes from)."""
+        prompts = copy.copy(self)
+        prompts.with_answer = False
+        return prompts
+
+
+def file_rows(paths: list[Path]) -> list[Any]:
+    """Whole audio files as manifest rows without text (what `predict` answers)."""
+    from audiolora.data.manifest import ManifestRow
+
+    return [
+        ManifestRow(
+            line=i + 1,
+            audio=Path(p),
+            text=None,
+            offset=0.0,
+            duration=None,
+            audio_seconds=0.0,
+            raw={},
+        )
+        for i, p in enumerate(paths)
+    ]
+
+
+class SpeechPromptDataset(PromptDataset):
+    """Speech in, text out: the clip (split into segments the encoder takes) plus an
+    instruction in the chat template; the row's `text` is the assistant's answer."""
+
+    def __init__(
+        self,
+        family: AudioLanguageFamily,
+        rows: list[Any],
+        processor: ProcessorMixin,
+        sampling_rate: int = 16000,
+        instruction: str = STT_INSTRUCTION,
+        with_answer: bool = True,
+    ) -> None:
+        self.family = family
+        self.rows = rows
+        self.processor = processor
+        self.sampling_rate = sampling_rate
+        self.instruction = instruction
+        self.with_answer = with_answer
+        self.lengths = [getattr(row, "audio_seconds", 0.0) for row in rows]
+
+    @classmethod
+    def for_files(
+        cls,
+        family: AudioLanguageFamily,
+        paths: list[Path],
+        processor: ProcessorMixin,
+        sampling_rate: int,
+        instruction: str,
+    ) -> SpeechPromptDataset:
+        """Whole audio files, prompts only (for `predict`)."""
+        rows = file_rows(paths)
+        return cls(family, rows, processor, sampling_rate, instruction, with_answer=False)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.rows[index]
+        audio = load_audio(row.audio, self.sampling_rate, row.offset, row.duration)
+        answer = row.text if self.with_answer else None
+        segments = self.family.split_audio(audio, self.sampling_rate)
+        return encode_example(
+            self.family, self.processor, segments, self.instruction, answer, self.sampling_rate
+        )
+
+
+def model_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and floating dtype of the model's first floating parameter."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def _cast_features(batch: Batch, dtype: torch.dtype) -> Batch:
+    """Audio features in the model's dtype; a text-only batch has none and passes unchanged."""
+    if "input_features" in batch:
+        batch["input_features"] = batch["input_features"].to(dtype)
+    return batch
+
+
+@torch.no_grad()
+def answer_prompts(
+    family: AudioLanguageFamily,
+    model: nn.Module,
+    processor: ProcessorMixin,
+    dataset: PromptDataset,
+    *,
+    batch_size: int,
+    num_beams: int,
+    max_new_tokens: int,
+    desc: str,
+    progress: bool,
+) -> tuple[list[str], float, int]:
+    """Perplexity of the reference answers (teacher forcing), then generation from the prompts.
+    Returns texts, summed answer NLL and answer token count."""
+    device, dtype = model_dtype(model)
+    nll, tokens = 0.0, 0
+    scoring = DataLoader(
+        dataset, batch_size=batch_size, collate_fn=LalmCollator(family, processor)
+    )
+    for batch in tqdm(scoring, desc=f"{desc} (score)", leave=False, disable=not progress):
+        batch = _cast_features({k: v.to(device) for k, v in batch.items()}, dtype)
+        labels = batch.pop("labels")
+        logits = model(**batch).logits.float()
+        # Causal LM: the logit at position t predicts token t + 1.
+        shifted = labels[:, 1:]
+        nll += torch.nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2), shifted, ignore_index=IGNORE_INDEX, reduction="sum"
+        ).item()
+        tokens += int((shifted != IGNORE_INDEX).sum())
+    prompts = DataLoader(
+        dataset.prompts_only(),
+        batch_size=batch_size,
+        collate_fn=LalmCollator(family, processor, padding_side="left"),
+    )
+    texts: list[str] = []
+    for batch in tqdm(prompts, desc=f"{desc} (decode)", leave=False, disable=not progress):
+        batch = _cast_features(batch, dtype)
+        texts.extend(generate_text(model, processor, batch, max_new_tokens, num_beams))
+    return texts, nll, tokens
+
+
+def timed_answers(
+    family: AudioLanguageFamily,
+    model: nn.Module,
+    processor: ProcessorMixin,
+    dataset: PromptDataset,
+    **options: Any,
+) -> tuple[list[str], float, int, float]:
+    """`answer_prompts` in eval mode (restored after), plus the seconds it took."""
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    hyps, nll, tokens = answer_prompts(family, model, processor, dataset, **options)
+    elapsed = time.perf_counter() - start
+    if was_training:
+        model.train()
+    return hyps, nll, tokens, elapsed

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
 from transformers import AutoConfig, PreTrainedModel, ProcessorMixin
 
-from audiolora.config import ModelConfig
 from audiolora.models.families import Family, family_for
+from audiolora.settings import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +54,6 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def load_processor(path: str, family: Family) -> ProcessorMixin:
-    processor_cls = getattr(transformers, family.processor_class)
-    return processor_cls.from_pretrained(path)
-
-
 def _bnb_config(cfg: ModelConfig, family: Family) -> Any:
     from transformers import BitsAndBytesConfig
 
@@ -91,10 +85,19 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, ProcessorMixin, Famil
     path = resolve_model_path(cfg.name)
     try:
         hf_config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-    except OSError as e:
+    except (OSError, ValueError) as e:
+        if "kimi" in cfg.name.lower():
+            raise ModelLoadError(
+                f"'{cfg.name}': Kimi-Audio is not in transformers (its hub repository ships "
+                "remote code); audiolora trains the audio LMs transformers implements: "
+                "Qwen2-Audio and Qwen2.5-Omni"
+            ) from e
         raise ModelLoadError(f"cannot read the config of '{cfg.name}': {e}") from e
-    family = family_for(hf_config, cfg.family)
-    model_cls = getattr(transformers, family.model_class)
+    try:
+        family = family_for(hf_config, cfg.family)
+    except ValueError as e:
+        raise ModelLoadError(f"{cfg.name}: {e}") from e
+    model_cls = family.model_cls()
     kwargs: dict[str, Any] = {
         "dtype": DTYPES[cfg.dtype],
         "use_safetensors": True,
@@ -109,11 +112,8 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, ProcessorMixin, Famil
         log.info("4-bit on CPU: disabled AVX512-BF16 repacking on %d layers", n)
     if cfg.merge_adapter:
         model = merge_adapter(model, cfg.merge_adapter)
-    processor = load_processor(path, family)
-    # Whisper's generate() reads language/task; an LALM is told its task in the prompt instead.
-    if cfg.language and family.kind == "seq2seq" and hasattr(model, "generation_config"):
-        model.generation_config.language = cfg.language
-        model.generation_config.task = "transcribe"
+    processor = family.load_processor(path)
+    family.configure(model, cfg.language)
     return model, processor, family, path
 
 

@@ -16,20 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
 from audiolora.atomic import atomic_write_text  # noqa: E402
-from audiolora.config import RunConfig  # noqa: E402
-
-METRIC_LABELS = {
-    "wer": ("WER", "{:.1%}", "lower"),
-    "cer": ("CER", "{:.1%}", "lower"),
-    "bleu": ("BLEU", "{:.1f}", "higher"),
-    "perplexity": ("Perplexity", "{:.3f}", "lower"),
-    "latency_s_per_clip": ("Latency / clip (s)", "{:.3f}", "lower"),
-    "mae_s": ("MAE (s)", "{:.2f}", "lower"),
-    "median_ae_s": ("Median abs. error (s)", "{:.2f}", "lower"),
-    "within_5s": ("Within ±5 s", "{:.1%}", "higher"),
-    "within_10s": ("Within ±10 s", "{:.1%}", "higher"),
-    "latency_s_per_window": ("Latency / window (s)", "{:.3f}", "lower"),
-}
+from audiolora.tasks.base import Task  # noqa: E402
 
 
 def _png(fig: plt.Figure) -> str:
@@ -44,14 +31,9 @@ def _series(history: list[dict[str, Any]], key: str) -> tuple[list[float], list[
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def training_curves(history: list[dict[str, Any]]) -> str | None:
-    panels = [
-        ("loss", "training loss"),
-        ("learning_rate", "learning rate"),
-        ("eval_wer", "held-out WER"),
-        ("eval_perplexity", "held-out perplexity"),
-        ("eval_mae_s", "held-out MAE (s)"),
-    ]
+def training_curves(history: list[dict[str, Any]], task: Task) -> str | None:
+    panels = [("loss", "training loss"), ("learning_rate", "learning rate")]
+    panels += [(f"eval_{m.key}", f"held-out {m.label}") for m in task.metrics if m.curve]
     present = [(k, t) for k, t in panels if _series(history, k)[0]]
     if not present:
         return None
@@ -66,27 +48,24 @@ def training_curves(history: list[dict[str, Any]]) -> str | None:
     return _png(fig)
 
 
-def _fmt(key: str, value: Any) -> str:
-    if value is None:
-        return "—"
-    return METRIC_LABELS[key][1].format(value) if key in METRIC_LABELS else str(value)
-
-
 def before_after_rows(
-    base: dict[str, Any] | None, final: dict[str, Any] | None, keys: list[str] | None = None
+    task: Task, base: dict[str, Any] | None, final: dict[str, Any] | None
 ) -> list[list[str]]:
+    """One row per headline metric: label, reference, adapted, and which way it moved."""
     rows = []
-    for key in keys or [k for k in METRIC_LABELS if k in (final or base or {})]:
-        label, _, better = METRIC_LABELS.get(key, (key, "{}", "lower"))
+    for key in task.headline:
+        metric = task.metric(key)
         b = (base or {}).get(key)
         f = (final or {}).get(key)
+        if b is None and f is None:
+            continue
         change = ""
-        if isinstance(b, float) and isinstance(f, float):
-            improved = f < b if better == "lower" else f > b
+        if isinstance(b, int | float) and isinstance(f, int | float):
+            improved = f > b if metric.higher_is_better else f < b
             change = (
                 "better" if improved else "worse" if f != b else "same"
-            ) + f" ({better} is better)"
-        rows.append([label, _fmt(key, b), _fmt(key, f), change])
+            ) + f" ({metric.better} is better)"
+        rows.append([metric.label, metric.format(b), metric.format(f), change])
     return rows
 
 
@@ -127,52 +106,56 @@ def efficiency_rows(eff: dict[str, Any]) -> list[list[str]]:
     ]
 
 
-def example_rows(metrics: dict[str, Any]) -> list[list[str]]:
+def example_rows(metrics: dict[str, Any], task: Task) -> list[list[str]]:
     """Held-out examples, base and adapted answers side by side (same eval set, same order)."""
     examples = metrics.get("examples", [])
     base = metrics.get("base_examples", [])
     base_answers = [e["hypothesis"] for e in base] if len(base) == len(examples) else []
     rows = []
     for i, e in enumerate(examples):
-        clip = Path(e["audio"]).name
-        if "boundary" in e:
-            clip += f" · {e['boundary']} · window at {e['window_start_s']} s"
+        clip = task.example_label(e)
         rows.append(
             [clip, e["reference"], base_answers[i] if base_answers else "—", e["hypothesis"]]
         )
     return rows
 
 
-def per_type_rows(metrics: dict[str, Any]) -> list[list[str]]:
-    """MAE per boundary type (the seed's per-phase table), reference vs adapted."""
+def per_type_rows(metrics: dict[str, Any], task: Task) -> list[list[str]]:
+    """The task's per-category figures (the seed's per-phase MAE), reference vs adapted."""
+    breakdown = task.breakdown
+    if breakdown is None:
+        return []
     base = metrics.get("base_details") or {}
     final = metrics.get("final_details") or {}
-    names = sorted({k.split("/")[0] for k in final if k.endswith("/mae_s")})
+    main, extra = task.metric(breakdown.metric), task.metric(breakdown.extra or "")
+    names = sorted({k.split("/")[0] for k in final if k.endswith(f"/{breakdown.metric}")})
     return [
         [
             name,
-            _fmt("mae_s", base.get(f"{name}/mae_s")),
-            _fmt("mae_s", final.get(f"{name}/mae_s")),
-            _fmt("within_5s", final.get(f"{name}/within_5s")),
-            str(final.get(f"{name}/count", "")),
+            main.format(base.get(f"{name}/{breakdown.metric}")),
+            main.format(final.get(f"{name}/{breakdown.metric}")),
+            *([extra.format(final.get(f"{name}/{breakdown.extra}"))] if breakdown.extra else []),
+            str(final.get(f"{name}/{breakdown.count}", "")),
         ]
         for name in names
     ]
 
 
-def per_type_chart(metrics: dict[str, Any], reference: str) -> str | None:
-    rows = per_type_rows(metrics)
+def per_type_chart(metrics: dict[str, Any], task: Task, reference: str) -> str | None:
+    breakdown = task.breakdown
+    rows = per_type_rows(metrics, task)
+    if breakdown is None or not rows:
+        return None
+    key = breakdown.metric
     base = metrics.get("base_details") or {}
     final = metrics.get("final_details") or {}
-    if not rows:
-        return None
     names = [r[0] for r in rows]
     xs = range(len(names))
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names)), 3.2))
-    ax.bar([x - 0.2 for x in xs], [base.get(f"{n}/mae_s", 0) for n in names], 0.4, label=reference)
-    ax.bar([x + 0.2 for x in xs], [final[f"{n}/mae_s"] for n in names], 0.4, label="adapted")
+    ax.bar([x - 0.2 for x in xs], [base.get(f"{n}/{key}", 0) for n in names], 0.4, label=reference)
+    ax.bar([x + 0.2 for x in xs], [final[f"{n}/{key}"] for n in names], 0.4, label="adapted")
     ax.set_xticks(list(xs), names)
-    ax.set_ylabel("MAE (s)")
+    ax.set_ylabel(task.metric(key).label)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -187,21 +170,7 @@ overflow:auto}h1{margin-bottom:.2em}.sub{color:#666}
 """
 
 
-def centre_reference_line(metrics: dict[str, Any]) -> str | None:
-    """The temporal task's weakest reference (always the window centre), as one sentence, where
-    the table's reference is the per-boundary prior (None elsewhere)."""
-    base = metrics.get("base_details") or {}
-    if "centre_mae_s" not in base:
-        return None
-    return (
-        "The reference above ignores the input: each boundary type at its median offset in the "
-        "training windows (where the fresh head starts). Always answering the window centre "
-        f"would give MAE {base['centre_mae_s']:.2f} s (median {base['centre_median_ae_s']:.2f} s,"
-        f" {base['centre_within_10s']:.0%} within ±10 s)."
-    )
-
-
-def render_report(metrics: dict[str, Any], config: RunConfig) -> str:
+def render_report(metrics: dict[str, Any], config: Any, task: Task) -> str:
     reference = metrics.get("base_reference", "base model")
     parts = [
         f"<h1>audiolora run: {html.escape(config.output_dir)}</h1>",
@@ -211,23 +180,25 @@ def render_report(metrics: dict[str, Any], config: RunConfig) -> str:
         f"<h2>Held-out split: {html.escape(reference)} vs adapted</h2>",
         _table(
             ["metric", reference, "adapted", "change"],
-            before_after_rows(metrics.get("base"), metrics.get("final"), metrics.get("headline")),
+            before_after_rows(task, metrics.get("base"), metrics.get("final")),
         ),
     ]
-    centre = centre_reference_line(metrics)
-    if centre:
-        parts.append(f"<p>{html.escape(centre)}</p>")
-    per_type = per_type_rows(metrics)
-    if per_type:
-        chart = per_type_chart(metrics, reference)
+    note = task.reference_note(metrics.get("base_details") or {})
+    if note:
+        parts.append(f"<p>{html.escape(note)}</p>")
+    per_type = per_type_rows(metrics, task)
+    if per_type and task.breakdown is not None:
+        b = task.breakdown
+        chart = per_type_chart(metrics, task, reference)
+        label = task.metric(b.metric).label
+        header = [b.column, f"{label} {reference}", f"{label} adapted"]
+        header += [f"{task.metric(b.extra).label} adapted"] if b.extra else []
         parts += [
-            "<h2>Per boundary type</h2>",
-            _table(
-                ["boundary", f"MAE {reference}", "MAE adapted", "within ±5 s", "windows"], per_type
-            ),
-            f'<img alt="MAE per boundary" src="data:image/png;base64,{chart}">',
+            f"<h2>{html.escape(b.title)}</h2>",
+            _table([*header, "count"], per_type),
+            f'<img alt="{html.escape(b.title)}" src="data:image/png;base64,{chart}">',
         ]
-    curves = training_curves(metrics.get("history", []))
+    curves = training_curves(metrics.get("history", []), task)
     if curves:
         parts += [
             "<h2>Training curves</h2>",
@@ -237,7 +208,7 @@ def render_report(metrics: dict[str, Any], config: RunConfig) -> str:
         "<h2>Efficiency</h2>",
         _table(["figure", "value"], efficiency_rows(metrics.get("efficiency", {}))),
     ]
-    examples = example_rows(metrics)
+    examples = example_rows(metrics, task)
     if examples:
         parts += [
             "<h2>Examples (held-out)</h2>",
@@ -251,7 +222,7 @@ def render_report(metrics: dict[str, Any], config: RunConfig) -> str:
     )
 
 
-def write_report(run_dir: Path, metrics: dict[str, Any], config: RunConfig) -> Path:
+def write_report(run_dir: Path, metrics: dict[str, Any], config: Any, task: Task) -> Path:
     path = Path(run_dir) / "report.html"
-    atomic_write_text(path, render_report(metrics, config))
+    atomic_write_text(path, render_report(metrics, config, task))
     return path

@@ -15,26 +15,73 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.utils.data import Dataset
 from transformers import ProcessorMixin
 
-from audiolora.config import RunConfig, SluConfig
 from audiolora.data.audio import load_audio
 from audiolora.data.manifest import Problem, apply_bad_input_policy, summarize_problems
 from audiolora.data.slu import SluExample, read_slu_manifest
 from audiolora.data.sources import resolve_slu_manifests
 from audiolora.evaluation.metrics import perplexity
 from audiolora.evaluation.slu_metrics import format_slu_json, slu_metrics
-from audiolora.models.families import Family
-from audiolora.models.lalm import encode_example, split_audio
-from audiolora.tasks.base import require_audio_lm
-from audiolora.tasks.stt import PromptDataset, SpeechToText, timed_lalm_answers
+from audiolora.models.adapters import attach_adapters
+from audiolora.models.families import AudioLanguageFamily, Family
+from audiolora.models.lalm import PromptDataset, encode_example, timed_answers
+from audiolora.settings import Section, StageConfig
+from audiolora.tasks.base import PERPLEXITY, Metric, Task
 
-HEADLINE = ("slu_f1", "intent_acc", "entity_f1", "json_valid_rate", "latency_s_per_utterance")
+if TYPE_CHECKING:
+    from audiolora.config import RunConfig
+
+SLU_INSTRUCTION = "Extract the scenario, action and entities of the request as JSON."
+
+
+class SluConfig(Section):
+    """Spoken language understanding (seed 003): the LALM answers with one line of JSON."""
+
+    text_train: str | None = None
+    """Text-only training manifest (rows without audio, e.g. `train_text.jsonl`); None with
+    `data.train: builtin:slu` uses the builtin text rows, otherwise no text rows."""
+    use_text: bool = True
+    """Train on the text rows too (False: speech rows only)."""
+    speech_fraction: float = Field(1.0, ge=0, le=1)
+    """Share of the speech pool (`data.train`) used for training; 0 trains on text only."""
+    fraction_seed: int = 0
+    """Seed of the speech subset: fixed, so every scheme with the same fraction uses the same
+    rows, and a smaller fraction's rows are a subset of a larger one's."""
+    eval_input: Literal["speech", "text"] = "speech"
+    """Held-out prompts from the audio, or from the transcript (the text-only upper bound)."""
+    instruction: str = SLU_INSTRUCTION
+    languages: list[str] | None = None
+    """Keep only rows of these languages (every split); None keeps all."""
+    text_languages: list[str] | None = None
+    """Languages of the text rows used for training (None: `languages`). Cross-lingual: the
+    target language's text."""
+    speech_fraction_by_language: dict[str, float] = {}
+    """Per-language share of the speech pool, overriding `speech_fraction` (cross-lingual:
+    `{en: 1.0, de: 0.05}` -- all source speech, a little target speech)."""
+    eval_languages: list[str] | None = None
+    """Languages of the held-out rows (None: `languages`)."""
+    scheme: Literal["custom", "text_only", "mixing", "curriculum"] = "custom"
+    """The seed's schemes as ready-made schedules (used when the recipe has no `stages`):
+    `text_only` -- text rows only, only LoRA trains (audio tower and projector frozen);
+    `mixing` -- text rows + the speech fraction in every epoch;
+    `curriculum` -- text-only epochs, then a last epoch of text + speech at
+    `curriculum_lr_scale` x the learning rate. `custom`: the recipe as written."""
+    curriculum_lr_scale: float = Field(0.6, gt=0)
+    """Learning-rate factor of the curriculum's speech epoch (the seed: 3e-6 after 5e-6)."""
+    span_matching: Literal["auto", "reference", "normalised"] = "auto"
+    """How predicted entity values meet the gold ones in SLU-F1 and entity F1. `reference`: as
+    SLURP's scorer (gold lower-cased, predictions as generated); `normalised`: both sides
+    lower-cased with whitespace collapsed. `auto`: `reference` for data converted from SLURP
+    (row ids `slurp-...`), so scores compare with published ones, else `normalised`."""
+
+
 
 
 @dataclass
@@ -105,25 +152,31 @@ class SluDataset(PromptDataset):
 
     def __init__(
         self,
+        family: AudioLanguageFamily,
         rows: Sequence[SluExample],
         processor: ProcessorMixin,
         instruction: str,
         sampling_rate: int = 16000,
         with_answer: bool = True,
     ) -> None:
+        self.family = family
         self.rows = list(rows)
         self.processor = processor
         self.instruction = instruction
         self.sampling_rate = sampling_rate
         self.with_answer = with_answer
+        self.span_matching = "normalised"
+        """How entity values are compared (see `slu.span_matching`)."""
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.rows[index]
         segments = []
         if row.audio is not None:
-            segments = split_audio(load_audio(row.audio, self.sampling_rate), self.sampling_rate)
+            audio = load_audio(row.audio, self.sampling_rate)
+            segments = self.family.split_audio(audio, self.sampling_rate)
         answer = slu_answer(row) if self.with_answer else None
         return encode_example(
+            self.family,
             self.processor,
             segments,
             slu_prompt(self.instruction, row),
@@ -162,9 +215,11 @@ def evaluate_slu(
     max_new_tokens: int = 128,
     desc: str = "eval",
     progress: bool = True,
+    span_matching: str = "normalised",
 ) -> dict[str, Any]:
     """Generate an answer per utterance and score it; perplexity of the reference answers."""
-    hyps, nll, tokens, elapsed = timed_lalm_answers(
+    hyps, nll, tokens, elapsed = timed_answers(
+        dataset.family,
         model,
         processor,
         dataset,
@@ -174,7 +229,9 @@ def evaluate_slu(
         desc=desc,
         progress=progress,
     )
-    metrics: dict[str, Any] = slu_metrics(hyps, list(dataset.rows))
+    metrics: dict[str, Any] = slu_metrics(
+        hyps, list(dataset.rows), normalise_predictions=span_matching == "normalised"
+    )
     metrics["perplexity"] = perplexity(nll, tokens)
     metrics["n"] = len(dataset)
     metrics["latency_s_per_utterance"] = elapsed / max(len(dataset), 1)
@@ -189,16 +246,67 @@ def evaluate_slu(
     return metrics
 
 
-class SpokenLanguageUnderstanding:
+def span_matching(cfg: SluConfig, rows: Sequence[SluExample]) -> str:
+    """`slu.span_matching`, with `auto` resolved: the reference scorer's exact behaviour for
+    data converted from SLURP (ids `slurp-...`), the normalised comparison elsewhere."""
+    if cfg.span_matching != "auto":
+        return cfg.span_matching
+    from_slurp = bool(rows) and all(row.id.startswith("slurp-") for row in rows)
+    return "reference" if from_slurp else "normalised"
+
+
+class SpokenLanguageUnderstanding(Task):
     """`task: slu` -- scenario, action and entities of a request as one line of JSON."""
 
     name = "slu"
-    headline = HEADLINE
-    lower_is_better = frozenset({"latency_s_per_utterance"})
+    section = SluConfig
+    needs_audio_lm = True
+    metrics = (
+        Metric("slu_f1", "SLU-F1", "{:.3f}", higher_is_better=True, curve=True),
+        Metric("intent_acc", "Intent accuracy", "{:.1%}", higher_is_better=True, percent=True),
+        Metric("entity_f1", "Entity F1 (exact)", "{:.3f}", higher_is_better=True),
+        Metric("json_valid_rate", "Valid JSON", "{:.1%}", higher_is_better=True, percent=True),
+        Metric("latency_s_per_utterance", "Latency / utterance (s)", "{:.3f}"),
+        Metric("scenario_acc", "Scenario accuracy", "{:.1%}", True, headline=False),
+        Metric("action_acc", "Action accuracy", "{:.1%}", True, headline=False),
+        dataclasses.replace(PERPLEXITY, headline=False),
+    )
 
-    def __init__(self) -> None:
-        # Adapters, collator and persistence are those of an audio LM transcribing speech.
-        self._lalm = SpeechToText()
+    def stages(self, config: RunConfig) -> list[StageConfig]:
+        """The seed's schemes as stages (none for `custom`)."""
+        scheme = config.slu.scheme
+        epochs = config.training.epochs
+        if scheme == "text_only":
+            return [
+                StageConfig(name="text", set={"slu.speech_fraction": 0.0}, trainable=["lora_"])
+            ]
+        if scheme == "mixing":
+            return [StageConfig(name="mixed")]
+        if scheme == "curriculum":
+            if epochs < 2:
+                raise ValueError(
+                    f"slu.scheme=curriculum needs training.epochs >= 2 (text epochs, then a "
+                    f"speech epoch), got {epochs:g}"
+                )
+            return [
+                StageConfig(
+                    name="text",
+                    set={"slu.speech_fraction": 0.0, "training.epochs": epochs - 1},
+                ),
+                StageConfig(
+                    name="speech",
+                    set={
+                        "training.epochs": 1,
+                        "training.learning_rate": config.training.learning_rate
+                        * config.slu.curriculum_lr_scale,
+                    },
+                ),
+            ]
+        return []
+
+    def example_label(self, example: dict[str, Any]) -> str:
+        audio = example["audio"]
+        return audio if audio.startswith("(text)") else Path(audio).name
 
     def check_data(self, config: RunConfig, run_dir: Path | None) -> dict[str, SluReport]:
         paths = resolve_slu_manifests(config.data.train, config.data.eval, config.slu.text_train)
@@ -233,7 +341,7 @@ class SpokenLanguageUnderstanding:
         processor: ProcessorMixin,
         family: Family,
     ) -> dict[str, Dataset]:
-        require_audio_lm(self.name, config, family)
+        self.check_family(family, config.model.name)
         cfg = config.slu
         datasets: dict[str, Dataset] = {}
         for split, report in reports.items():
@@ -251,8 +359,13 @@ class SpokenLanguageUnderstanding:
                     f"slu.speech_fraction={cfg.speech_fraction}, slu.use_text={cfg.use_text})"
                 )
             datasets[split] = SluDataset(
-                rows, processor, cfg.instruction, config.data.sampling_rate
+                family,  # type: ignore[arg-type]
+                rows,
+                processor,
+                cfg.instruction,
+                config.data.sampling_rate,
             )
+            datasets[split].span_matching = span_matching(cfg, rows)
         return datasets
 
     def prepare_model(
@@ -263,26 +376,38 @@ class SpokenLanguageUnderstanding:
         total_steps: int,
         train_data: Dataset,
     ) -> nn.Module:
-        return self._lalm.prepare_model(model, config, family, total_steps, train_data)
+        return attach_adapters(model, config.adapter, family, total_steps)
 
-    def collator(self, model: nn.Module, processor: ProcessorMixin, family: Family) -> Any:
-        return self._lalm.collator(model, processor, family)
-
-    def base_metrics(
-        self, model: nn.Module, processor: ProcessorMixin, dataset: Dataset, **options: Any
-    ) -> dict[str, Any]:
-        """The untouched base model, asked the same way (it may not know the JSON form)."""
-        return self.evaluate(model, processor, dataset, **options)
+    def collator(self, processor: ProcessorMixin, family: Family) -> Any:
+        return family.transcription_collator(processor)
 
     def evaluate(
         self, model: nn.Module, processor: ProcessorMixin, dataset: Dataset, **options: Any
     ) -> dict[str, Any]:
         assert isinstance(dataset, SluDataset)
+        options.pop("family", None)
         with torch.no_grad():
-            return evaluate_slu(model, processor, dataset, **options)
+            return evaluate_slu(
+                model, processor, dataset, span_matching=dataset.span_matching, **options
+            )
 
-    def save(self, model: nn.Module, out_dir: Path) -> None:
-        self._lalm.save(model, out_dir)
-
-    def load(self, base: nn.Module, adapter_dir: Path) -> nn.Module:
-        return self._lalm.load(base, adapter_dir)
+    def predict_files(
+        self,
+        model: nn.Module,
+        processor: ProcessorMixin,
+        family: Family,
+        config: RunConfig,
+        audio_paths: list[Path],
+        batch_size: int,
+    ) -> list[str]:
+        """The JSON answer to each spoken request."""
+        return family.answer_files(
+            model,
+            processor,
+            audio_paths,
+            sampling_rate=config.data.sampling_rate,
+            instruction=config.slu.instruction,
+            batch_size=batch_size,
+            num_beams=config.training.num_beams,
+            max_new_tokens=config.training.max_new_tokens,
+        )

@@ -30,7 +30,8 @@ from audiolora.models.loading import load_model
 from audiolora.models.trainable import load_tensors, save_tensors, trainable_names
 from audiolora.precision import compute_precision, resolve_precision
 from audiolora.reporting.html import write_report
-from audiolora.tasks.base import Task, get_task
+from audiolora.tasks.base import Task
+from audiolora.tasks.registry import get_task
 from audiolora.training.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
 from audiolora.training.trainer import AdaLoraAllocator, AudioTrainer, SkipFinalStepEvaluation
 
@@ -111,7 +112,7 @@ def training_arguments(
         save_strategy=save_strategy,
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
-        report_to="none",
+        report_to=t.report_to,
         remove_unused_columns=False,
         dataloader_num_workers=0,
         label_names=["labels"],
@@ -213,10 +214,15 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         raise RunError(str(e)) from e
     reports, datasets = stage_reports[0], stage_datasets[0]
     t = config.training
+    try:
+        task.check_family(family, config.model.name)
+    except ValueError as e:
+        raise RunError(str(e)) from e
     eval_options = {
         "batch_size": t.eval_batch_size,
         "num_beams": t.num_beams,
         "max_new_tokens": t.max_new_tokens,
+        "family": family,
     }
     has_eval = "eval" in datasets
     base = (
@@ -270,15 +276,13 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             args=training_arguments(stage_config, stage_ckpts, "eval" in stage_data),
             train_dataset=stage_data["train"],
             eval_dataset=stage_data.get("eval"),
-            data_collator=task.collator(model, processor, family),
+            data_collator=task.collator(processor, family),
             processor=processor,
             task=task,
             callbacks=callbacks,
             group_by_length=stage_config.data.group_by_length,
             eval_options={**eval_options, "batch_size": st.eval_batch_size, "progress": False},
-            head_learning_rate=stage_config.temporal.head_learning_rate
-            if config.task == "temporal"
-            else None,
+            head_learning_rate=task.head_learning_rate(stage_config),
         )
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         stage_history = [
@@ -362,5 +366,5 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         "base_examples": (base or {}).get("examples", [])[:10],
     }
     atomic_write_json(run_dir / "metrics.json", metrics)
-    write_report(run_dir, metrics, config)
+    write_report(run_dir, metrics, config, task)
     return metrics

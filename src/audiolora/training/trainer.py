@@ -4,8 +4,9 @@
   reshuffled per epoch from the seed so a resumed run sees the same order;
 - a non-finite loss stops the run at once (the last complete checkpoint stays on disk);
 - evaluation is the task's own (WER/CER/BLEU/perplexity, MAE in seconds, ...), not loss only;
-- a model that is not a PEFT/transformers model (an LALM with a regression head) checkpoints only
-  its trainable tensors, not a copy of the frozen base, and restores them on resume;
+- a model with a task head (`HeadModel`) checkpoints only its trainable tensors, not a copy of
+  the frozen base, and restores them on resume (the Trainer saves PEFT/transformers models
+  itself); its head may get its own learning rate;
 - AdaLoRA's rank budget is updated after every optimizer step.
 """
 
@@ -18,7 +19,7 @@ from torch import nn
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from audiolora.models.regression import OffsetRegressor
+from audiolora.models.heads.base import HeadModel
 from audiolora.tasks.base import Task
 
 
@@ -43,7 +44,7 @@ class AudioTrainer(Trainer):
         self,
         *args: Any,
         processor: Any = None,
-        task: Task | None = None,
+        task: Task,
         group_by_length: bool = True,
         eval_options: dict[str, Any] | None = None,
         head_learning_rate: float | None = None,
@@ -53,10 +54,6 @@ class AudioTrainer(Trainer):
         # otherwise rewrite the model's special-token ids to the tokenizer's.
         super().__init__(*args, **kwargs)
         self.processor = processor
-        if task is None:
-            from audiolora.tasks.stt import SpeechToText
-
-            task = SpeechToText()
         self.task = task
         self.group_by_length = group_by_length
         self.head_learning_rate = head_learning_rate
@@ -109,12 +106,12 @@ class AudioTrainer(Trainer):
         return metrics
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
-        """The Trainer's optimizer; a regression head may get its own learning rate (a fresh
-        head usually wants a larger one than the adapters)."""
+        """The Trainer's optimizer; a task head may get its own learning rate (a fresh head
+        usually wants a larger one than the adapters)."""
         optimizer = super().create_optimizer(model)
-        if self.head_learning_rate is None or not isinstance(self.model, OffsetRegressor):
+        if self.head_learning_rate is None or not isinstance(self.model, HeadModel):
             return optimizer
-        head = {id(p) for p in self.model.head.parameters()}
+        head = {id(p) for p in self.model.head_parameters()}
         groups = []
         for group in optimizer.param_groups:
             rest = [p for p in group["params"] if id(p) not in head]
@@ -129,7 +126,7 @@ class AudioTrainer(Trainer):
         return optimizer
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        if isinstance(self.model, OffsetRegressor):
+        if isinstance(self.model, HeadModel):
             out = output_dir or self.args.output_dir
             self.model.save_trainable(out)
             torch.save(self.args, f"{out}/training_args.bin")
@@ -140,7 +137,7 @@ class AudioTrainer(Trainer):
         self, resume_from_checkpoint: str, model: nn.Module | None = None
     ) -> None:
         target = model if model is not None else self.model
-        if isinstance(target, OffsetRegressor):
+        if isinstance(target, HeadModel):
             target.load_trainable(resume_from_checkpoint)
             return
         super()._load_from_checkpoint(resume_from_checkpoint, model)

@@ -14,26 +14,21 @@ an output bias that must travel from 0 to logit(0.03) at Adam's few-thousandths 
 need ~1,000 steps to learn what one pass over the training windows tells, and without it a
 short run never even reaches the input-free prior. Training then learns what the input adds.
 
-The trainable state is the PEFT adapter (absent for the head-only baseline) plus the head:
-`save` writes the adapter the PEFT way and the head beside it; `save_trainable` /
-`load_trainable` hold every trainable tensor in one file for Trainer checkpoints, so a
-checkpoint is a few MB instead of a copy of the frozen base.
+The trainable state is the PEFT adapter (absent for the head-only baseline) plus the head,
+saved and restored through the `HeadModel` interface.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
-from peft import PeftModel
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from audiolora.models.trainable import load_tensors, save_tensors, trainable_names
+from audiolora.models.families import AudioLanguageFamily
+from audiolora.models.heads.base import HeadModel
 
 HEAD_WEIGHTS = "regression_head.safetensors"
 HEAD_CONFIG = "regression_head.json"
@@ -62,28 +57,38 @@ PRIOR_CLIP = 0.02
 on a recording's first sample) still leaves the sigmoid a gradient."""
 
 
-class OffsetRegressor(nn.Module):
+class OffsetRegressor(HeadModel):
     """`backbone` (an LALM, bare or wrapped by PEFT) + a linear head + sigmoid, one output per
     name in `boundaries` (a single unnamed output by default)."""
+
+    weights_file = HEAD_WEIGHTS
+    config_file = HEAD_CONFIG
 
     def __init__(
         self,
         backbone: nn.Module,
+        family: AudioLanguageFamily,
         hidden_size: int,
         loss: str = "l1",
         boundaries: Sequence[str] = ("offset",),
     ) -> None:
-        super().__init__()
+        super().__init__(backbone, family)
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose from {sorted(LOSSES)}")
         if not boundaries or len(set(boundaries)) != len(boundaries):
             raise ValueError(f"the head needs distinct output names, got {list(boundaries)}")
-        self.backbone = backbone
         self.loss_name = loss
         self.boundaries = list(boundaries)
         self.head = nn.Linear(hidden_size, len(self.boundaries))
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+
+    def head_config(self) -> dict[str, Any]:
+        return {
+            "hidden_size": self.head.in_features,
+            "loss": self.loss_name,
+            "boundaries": self.boundaries,
+        }
 
     def init_prior(self, prior: dict[str, float]) -> None:
         """Start each output at `prior[name]` (an offset in [0, 1]); names it lacks stay at 0.5."""
@@ -92,19 +97,6 @@ class OffsetRegressor(nn.Module):
                 if name in prior:
                     p = min(max(float(prior[name]), PRIOR_CLIP), 1 - PRIOR_CLIP)
                     self.head.bias[i] = math.log(p / (1 - p))
-
-    @property
-    def inner_model(self) -> nn.Module:
-        """The LALM without its lm_head (PEFT's LoRA layers live inside it, in place)."""
-        base = (
-            self.backbone.get_base_model()
-            if isinstance(self.backbone, PeftModel)
-            else self.backbone
-        )
-        return base.model
-
-    def backbone_trains(self) -> bool:
-        return any(p.requires_grad for p in self.backbone.parameters())
 
     def forward(
         self,
@@ -118,17 +110,13 @@ class OffsetRegressor(nn.Module):
         """`boundary_index` (batch,) picks each row's output (required with several outputs).
         A batch without `input_features` (text-only prompts) runs the LM alone."""
         head_param = self.head.weight
-        features = input_features
-        if features is not None:
-            features = features.to(next(self.inner_model.audio_tower.parameters()).dtype)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if input_features is not None:
+            inputs["input_features"] = input_features
+            inputs["feature_attention_mask"] = feature_attention_mask
         # A frozen backbone needs no graph: the head-only baseline then costs forwards only.
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.backbone_trains()):
-            hidden = self.inner_model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                input_features=features,
-                feature_attention_mask=feature_attention_mask,
-            ).last_hidden_state
+            hidden = self.family.hidden_states(self.backbone, inputs).last_hidden_state
         pooled = last_token_states(hidden, attention_mask).to(head_param.dtype)
         logits = self.head(pooled)
         if len(self.boundaries) == 1:  # one output serves every row
@@ -146,54 +134,6 @@ class OffsetRegressor(nn.Module):
             loss_fn = LOSSES[self.loss_name]
             out["loss"] = loss_fn(predictions.float(), targets.to(predictions.device).float())
         return out
-
-    # ---- persistence -------------------------------------------------------------------------
-
-    def save(self, out_dir: Path) -> None:
-        """The adapter (PEFT format, if any) and the head, for `from_pretrained` later."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if isinstance(self.backbone, PeftModel):
-            self.backbone.save_pretrained(str(out_dir))
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
-            str(out_dir / HEAD_WEIGHTS),
-        )
-        config = {
-            "hidden_size": self.head.in_features,
-            "loss": self.loss_name,
-            "boundaries": self.boundaries,
-        }
-        (out_dir / HEAD_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
-
-    @classmethod
-    def from_pretrained(cls, base: nn.Module, adapter_dir: Path) -> OffsetRegressor:
-        """Rebuild a saved regressor on top of a freshly loaded base model."""
-        adapter_dir = Path(adapter_dir)
-        config = json.loads((adapter_dir / HEAD_CONFIG).read_text(encoding="utf-8"))
-        backbone = base
-        if (adapter_dir / "adapter_config.json").exists():
-            backbone = PeftModel.from_pretrained(base, str(adapter_dir))
-        model = cls(
-            backbone, config["hidden_size"], config["loss"], config.get("boundaries", ["offset"])
-        )
-        model.head.load_state_dict(load_file(str(adapter_dir / HEAD_WEIGHTS)))
-        return model
-
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        return {
-            name: p.detach().cpu().contiguous()
-            for name, p in self.named_parameters()
-            if p.requires_grad
-        }
-
-    def save_trainable(self, out_dir: Path) -> None:
-        """Every trainable tensor (LoRA, head, modules PEFT trains) in one checkpoint file."""
-        save_tensors(self, trainable_names(self), out_dir)
-
-    def load_trainable(self, checkpoint_dir: Path) -> None:
-        """Restore `save_trainable`'s tensors; every trainable tensor must be in the file."""
-        load_tensors(self, checkpoint_dir, trainable_names(self))
 
 
 def hidden_size_of(model: nn.Module) -> int:

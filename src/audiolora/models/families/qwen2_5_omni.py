@@ -1,0 +1,118 @@
+"""Qwen2.5-Omni's thinker (the part that hears and answers in text), the paralinguistic seed's
+model: a Whisper-style audio tower that encodes only the real mel frames (no 30 s padding), whose
+output projection writes straight into a Qwen2.5 language model's embeddings.
+
+Its processor (`Qwen2_5OmniProcessor`) imports torchvision for its image and video parts, which
+fails on CPU-only installs, and audio needs none of that: `AudioPromptProcessor` is the feature
+extractor and the tokenizer (with the chat template) together, and this family expands each
+`<|AUDIO|>` itself, to the encoder's token count for the segment's real frames.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoTokenizer, ProcessorMixin, WhisperFeatureExtractor
+
+from audiolora.models.families.base import AudioLanguageFamily
+from audiolora.precision import full_precision
+
+AUDIO_TOKEN = "<|AUDIO|>"
+
+
+class AudioPromptProcessor:
+    """A feature extractor and a tokenizer saved in one folder, with the chat template of the
+    tokenizer (or of the folder's `chat_template.json` / `.jinja`, as the hub checkpoints ship
+    it)."""
+
+    def __init__(
+        self,
+        feature_extractor: WhisperFeatureExtractor,
+        tokenizer: object,
+        audio_token: str = AUDIO_TOKEN,
+    ) -> None:
+        self.feature_extractor = feature_extractor
+        self.tokenizer = tokenizer
+        self.audio_token = audio_token
+        self.audio_token_id = int(tokenizer.convert_tokens_to_ids(audio_token))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> AudioPromptProcessor:
+        path = Path(path)
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        if getattr(tokenizer, "chat_template", None) is None:
+            if (path / "chat_template.jinja").is_file():
+                tokenizer.chat_template = (path / "chat_template.jinja").read_text("utf-8")
+            elif (path / "chat_template.json").is_file():
+                template = json.loads((path / "chat_template.json").read_text("utf-8"))
+                tokenizer.chat_template = template["chat_template"]
+        return cls(WhisperFeatureExtractor.from_pretrained(str(path)), tokenizer)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        self.feature_extractor.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))
+
+    def apply_chat_template(self, conversation: list[dict], **kwargs: object) -> str:
+        return self.tokenizer.apply_chat_template(conversation, **kwargs)
+
+    def batch_decode(self, *args: object, **kwargs: object) -> list[str]:
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+
+class Qwen2_5Omni(AudioLanguageFamily):  # noqa: N801 (the model's own name)
+    name = "qwen2_5_omni"
+    model_types = ("qwen2_5_omni_thinker", "qwen2_5_omni")
+    """A full Omni checkpoint (thinker + talker) loads its thinker."""
+    model_class = "Qwen2_5OmniThinkerForConditionalGeneration"
+    audio_encoder_prefix = "model.audio_tower"
+    text_prefix = "model.language_model"
+    projector_prefix = "model.audio_tower.proj"
+    """The tower's output projection into the LM width (Omni has no separate projector)."""
+    default_targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    # The vision tower is never run on audio; it stays out of 4-bit with the audio side.
+    quant_skip_modules = ("model.audio_tower", "model.visual", "lm_head")
+    max_audio_seconds = 30.0
+    """The feature extractor's window; the encoder itself takes only real frames, so a short
+    clip costs its own length, not 30 s."""
+
+    def load_processor(self, path: str) -> AudioPromptProcessor:
+        return AudioPromptProcessor.from_pretrained(path)
+
+    def max_frames(self, processor: ProcessorMixin) -> int:
+        return 0  # features are only as wide as the longest real segment in a batch
+
+    def encode_audio_prompt(
+        self, processor: ProcessorMixin, prompt: str, audios: list[np.ndarray], sr: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        fe = processor.feature_extractor
+        with full_precision():
+            extracted = fe(
+                audios,
+                sampling_rate=sr,
+                padding="longest",
+                return_attention_mask=True,
+                return_tensors="pt",
+            )
+        features, mask = extracted["input_features"], extracted["attention_mask"].long()
+        counts = self.audio_token_counts(None, mask.sum(-1)).tolist()
+        pieces = prompt.split(processor.audio_token)
+        if len(pieces) != len(audios) + 1:
+            raise ValueError(
+                f"the prompt holds {len(pieces) - 1} {processor.audio_token} placeholders for "
+                f"{len(audios)} audio segments"
+            )
+        text = pieces[0] + "".join(
+            processor.audio_token * int(n) + piece
+            for n, piece in zip(counts, pieces[1:], strict=True)
+        )
+        ids = processor.tokenizer([text], return_tensors="pt", add_special_tokens=False)
+        return ids["input_ids"], features, mask
+
+    def audio_token_counts(self, model: nn.Module | None, frames: torch.Tensor) -> torch.Tensor:
+        # As the tower's `_get_feat_extract_output_lengths`: a stride-2 conv, then pooling.
+        after_conv = (frames - 1) // 2 + 1
+        return (after_conv - 2) // 2 + 1

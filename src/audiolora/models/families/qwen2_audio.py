@@ -1,0 +1,51 @@
+"""Qwen2-Audio: a Whisper-style audio tower (exactly 30 s of mel frames per pass), a linear
+projector and a Qwen2 language model; its processor expands each `<|AUDIO|>` of the prompt to the
+encoder's output count. The offline assembled model (`builtin:qwen2-audio-smollm2-tiny`) is one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import ProcessorMixin, Qwen2AudioProcessor
+
+from audiolora.models.families.base import AudioLanguageFamily
+from audiolora.precision import full_precision
+
+
+class Qwen2Audio(AudioLanguageFamily):
+    name = "qwen2_audio"
+    model_types = ("qwen2_audio",)
+    model_class = "Qwen2AudioForConditionalGeneration"
+    audio_encoder_prefix = "model.audio_tower"
+    text_prefix = "model.language_model"
+    projector_prefix = "model.multi_modal_projector"
+    # The LM's attention and MLP projections (the tower has q/k/v_proj too: see
+    # `adapts_audio_encoder`, which anchors them under `text_prefix`).
+    default_targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    # The tower and projector are small next to the LM and feed it every audio embedding: 4-bit
+    # error there reaches every audio token. lm_head stays full precision as in most QLoRA setups.
+    quant_skip_modules = ("model.audio_tower", "model.multi_modal_projector", "lm_head")
+    max_audio_seconds = 30.0
+
+    def load_processor(self, path: str) -> ProcessorMixin:
+        return Qwen2AudioProcessor.from_pretrained(path)
+
+    def encode_audio_prompt(
+        self, processor: ProcessorMixin, prompt: str, audios: list[np.ndarray], sr: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # The processor pads every segment to 30 s (padding="max_length"), returns the real-frame
+        # mask as feature_attention_mask and expands each <|AUDIO|> to the encoder's output count.
+        with full_precision():
+            encoded = processor(text=[prompt], audio=audios, sampling_rate=sr, return_tensors="pt")
+        return (
+            encoded["input_ids"],
+            encoded["input_features"],
+            encoded["feature_attention_mask"].long(),
+        )
+
+    def audio_token_counts(self, model: nn.Module, frames: torch.Tensor) -> torch.Tensor:
+        # The tower's two stride-2 stages: a conv, then average pooling.
+        after_conv = (frames - 1) // 2 + 1
+        return (after_conv - 2) // 2 + 1

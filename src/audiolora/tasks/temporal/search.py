@@ -1,0 +1,181 @@
+"""Whole recordings: every boundary of a session, found by a coarse pass and a refining pass.
+
+A user has whole recordings, not windows that happen to contain the boundary. `locate_boundaries`
+searches a session in two passes: a coarse pass tiles the recording with overlapping windows, and
+every window votes: a boundary at time t implies offset clip((t - start) / W, 0, 1) in each
+window, and the coarse estimate is the t whose implied offsets disagree least (L1) with what the
+head said, the boundaries kept in their phase order. One confused window cannot move the
+estimate; windows far before or after the boundary, which the head should call 1 or 0, vote too.
+A second pass re-centres a window on the estimate and asks again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from transformers import ProcessorMixin
+
+from audiolora.data.windows import BOUNDARIES, SessionRecord, Window, coarse_windows, window_words
+from audiolora.evaluation.temporal_metrics import localization_metrics
+from audiolora.models.heads.regression import OffsetRegressor
+from audiolora.tasks.temporal.windows import WindowDataset, predict_offsets
+
+
+def locate_boundaries(
+    model: OffsetRegressor,
+    processor: ProcessorMixin,
+    session: SessionRecord,
+    boundaries: Sequence[str],
+    *,
+    window_s: float,
+    hop_s: float,
+    sampling_rate: int = 16000,
+    transcript: bool = True,
+    audio: bool = True,
+    batch_size: int = 4,
+    progress: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Boundary times in a whole recording: coarse pass, then a re-centred refining pass.
+
+    Returns boundary -> {"time_s", "coarse_s", "window_start_s", "coarse_pass": [[start, said
+    offset], ...]}. Recordings shorter than the window are seen as one shorter window.
+    """
+    boundaries = sorted(boundaries, key=BOUNDARIES.index)  # time order, for the ordered search
+    length = min(window_s, session.duration)
+    starts = coarse_windows(session.duration, length, min(hop_s, length))
+
+    def windows_at(pairs: list[tuple[str, float]]) -> WindowDataset:
+        windows = [
+            Window(0, name, start, length, 0.0, window_words(session.words, start, length))
+            for name, start in pairs
+        ]
+        # The head's output order, not the search's time order, indexes the answers.
+        return WindowDataset(
+            model.family,
+            [session],
+            windows,
+            processor,
+            sampling_rate,
+            transcript,
+            audio,
+            model.boundaries,
+        )
+
+    coarse_pairs = [(name, start) for name in boundaries for start in starts]
+    coarse = predict_offsets(
+        model,
+        windows_at(coarse_pairs),
+        batch_size=batch_size,
+        desc="coarse pass",
+        progress=progress,
+    )
+    said = np.asarray(coarse, dtype=np.float64).reshape(len(boundaries), len(starts))
+    grid = candidate_times(np.asarray(starts), length, said, session.duration)
+    costs = np.stack([disagreement(grid, np.asarray(starts), length, row) for row in said])
+    estimates = dict(zip(boundaries, grid[ordered_argmin(costs)].tolist(), strict=True))
+    refine_pairs = [
+        (name, min(max(t - length / 2, 0.0), session.duration - length))
+        for name, t in estimates.items()
+    ]
+    refined = predict_offsets(
+        model, windows_at(refine_pairs), batch_size=batch_size, desc="refine", progress=progress
+    )
+    # Each boundary is refined in its own window, so a weak head can undo the coarse pass's
+    # phase order (P2_end before P2_start); a running maximum restores it.
+    times = np.maximum.accumulate(
+        [start + p * length for (_, start), p in zip(refine_pairs, refined, strict=True)]
+    )
+    return {
+        name: {
+            "time_s": float(time_s),
+            "coarse_s": estimates[name],
+            "window_start_s": start,
+            "coarse_pass": [
+                [round(s, 2), round(float(q), 4)] for s, q in zip(starts, row, strict=True)
+            ],
+        }
+        for (name, start), time_s, row in zip(refine_pairs, times, said, strict=True)
+    }
+
+
+def candidate_times(
+    starts: np.ndarray, length: float, said: np.ndarray, duration: float
+) -> np.ndarray:
+    """Every time where some window's disagreement bends: its start, its end and the time its
+    offset names. Disagreements are piecewise linear in t, so the (ordered) best lies on one."""
+    named = (starts[None, :] + said * length).ravel()
+    times = np.concatenate([starts, starts + length, named, [0.0, duration]])
+    return np.unique(np.clip(times, 0.0, duration))
+
+
+def disagreement(
+    grid: np.ndarray, starts: np.ndarray, length: float, said: np.ndarray
+) -> np.ndarray:
+    """For a boundary at each grid time: sum over windows of |implied offset - said offset|."""
+    implied = np.clip((grid[:, None] - starts[None, :]) / length, 0.0, 1.0)
+    return np.abs(implied - said[None, :]).sum(axis=1)
+
+
+def ordered_argmin(costs: np.ndarray) -> np.ndarray:
+    """Grid indices i_0 <= i_1 <= ... (one per row, rows in time order) minimising the summed
+    cost: boundaries of a session come in phase order, so a search may not swap them."""
+    n_rows, n_grid = costs.shape
+    total = costs[0].copy()
+    came_from = np.zeros((n_rows, n_grid), dtype=np.int64)
+    for row in range(1, n_rows):
+        best_before = np.minimum.accumulate(total)  # best total with the previous index <= here
+        came_from[row] = _running_argmin(total)
+        total = costs[row] + best_before
+    picks = np.zeros(n_rows, dtype=np.int64)
+    picks[-1] = int(np.argmin(total))
+    for row in range(n_rows - 1, 0, -1):
+        picks[row - 1] = came_from[row][picks[row]]
+    return picks
+
+
+def _running_argmin(values: np.ndarray) -> np.ndarray:
+    """out[i] = index of the smallest of values[: i + 1] (the first one on ties)."""
+    out = np.zeros(len(values), dtype=np.int64)
+    for i in range(1, len(values)):
+        out[i] = i if values[i] < values[out[i - 1]] else out[i - 1]
+    return out
+
+
+def phase_prior(sessions: Sequence[SessionRecord], boundaries: Sequence[str]) -> dict[str, float]:
+    """Each boundary's mean position as a fraction of the recording, over `sessions`.
+
+    Why: placing every boundary at its usual share of a new recording needs no model at all;
+    on recordings with regular phase lengths it is hard to beat, so a session-level result is
+    only worth its gap to this reference.
+    """
+    return {
+        name: float(np.mean(fractions))
+        for name in boundaries
+        if (
+            fractions := [s.boundaries[name] / s.duration for s in sessions if name in s.boundaries]
+        )
+    }
+
+
+def session_errors(
+    predicted: dict[str, dict[str, Any]], session: SessionRecord
+) -> dict[str, float]:
+    """|predicted - annotated| in seconds for each boundary the session annotates."""
+    return {
+        name: abs(found["time_s"] - session.boundaries[name])
+        for name, found in predicted.items()
+        if name in session.boundaries
+    }
+
+
+def session_metrics(errors: list[dict[str, float]]) -> dict[str, float]:
+    """Session-level MAE over all (session, boundary) pairs and per boundary type."""
+    flat = [(name, e) for per_session in errors for name, e in per_session.items()]
+    if not flat:
+        return {}
+    names = [n for n, _ in flat]
+    values = [e for _, e in flat]
+    # Offsets 0 vs error/1 with unit "windows" give errors in seconds directly.
+    return localization_metrics(values, [0.0] * len(values), [1.0] * len(values), names)

@@ -1,0 +1,173 @@
+"""`audiolora predict RUN --sessions M`: every boundary of every whole recording, scored
+against annotated boundaries when the manifest has them, with the no-model reference beside."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audiolora.atomic import atomic_write_json
+from audiolora.data.sources import resolve_session_manifests
+from audiolora.data.windows import check_sessions
+from audiolora.precision import compute_precision
+from audiolora.tasks.temporal.search import (
+    locate_boundaries,
+    phase_prior,
+    session_errors,
+    session_metrics,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Printout:
+    """What the CLI shows of a prediction: a table, sentences, and the files written."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    lines: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def locate_in_sessions(
+    run_dir: Path,
+    manifest: Path,
+    *,
+    on_bad_input: str = "stop",
+    progress: bool = True,
+    hop_s: float | None = None,
+) -> dict[str, Any]:
+    """Session-level inference for a temporal run: every boundary of every recording.
+
+    Sessions need a transcript when the run was trained with one; boundaries in the manifest
+    are optional and, when present, give session-level errors in seconds.
+    """
+    from audiolora.inference import load_run, run_config
+
+    config = run_config(run_dir, True)
+    cfg = config.temporal
+    reports = check_sessions(
+        {"sessions": Path(manifest)},
+        window_s=cfg.window_s,
+        boundaries=(),
+        on_bad_input=on_bad_input,  # type: ignore[arg-type]
+        rejected_path=None,
+    )
+    prior = training_prior(config)
+    model, processor, _ = load_run(run_dir, True)
+    sessions = reports["sessions"].rows
+    results, errors, coarse_errors, reference_errors = [], [], [], []
+    for session in sessions:
+        with compute_precision(config.training.precision):
+            found = locate_boundaries(
+                model,  # type: ignore[arg-type]
+                processor,
+                session,
+                cfg.boundaries,
+                window_s=cfg.window_s,
+                hop_s=hop_s or cfg.hop_s or cfg.window_s / 2,
+                sampling_rate=config.data.sampling_rate,
+                transcript=cfg.transcript,
+                audio=cfg.audio,
+                batch_size=config.training.eval_batch_size,
+                progress=progress,
+            )
+        err = session_errors(found, session)
+        errors.append(err)
+        coarse = {n: {"time_s": v["coarse_s"]} for n, v in found.items()}
+        coarse_errors.append(session_errors(coarse, session))
+        reference = {n: {"time_s": f * session.duration} for n, f in prior.items()}
+        reference_errors.append(session_errors(reference, session))
+        results.append(
+            {
+                "audio": str(session.audio),
+                "line": session.line,
+                "boundaries": {n: round(v["time_s"], 2) for n, v in found.items()},
+                "coarse": {n: round(v["coarse_s"], 2) for n, v in found.items()},
+                "annotated": {n: session.boundaries[n] for n in found if n in session.boundaries},
+                "abs_error_s": {n: round(e, 2) for n, e in err.items()},
+                "coarse_pass": {n: v["coarse_pass"] for n, v in found.items()},
+            }
+        )
+    result = {
+        "window_s": cfg.window_s,
+        "sessions": results,
+        "metrics": session_metrics(errors),
+        "coarse_metrics": session_metrics(coarse_errors),
+        "reference_metrics": session_metrics(reference_errors),
+        "rejected": len(reports["sessions"].problems),
+    }
+    return result
+
+
+def training_prior(config: Any) -> dict[str, float]:
+    """The run's training sessions' mean boundary positions (`phase_prior`), or {} when its
+    training manifest cannot be read here (a run copied without its data)."""
+    path = resolve_session_manifests(config.data.train, None).get("train")
+    if path is None or not path.is_file():
+        log.warning("no training sessions at %s: no prior reference", path)
+        return {}
+    report = check_sessions(
+        {"train": path},
+        window_s=config.temporal.window_s,
+        boundaries=(),
+        on_bad_input="skip",
+        rejected_path=None,
+    )["train"]
+    return phase_prior(report.rows, config.temporal.boundaries)
+
+
+def printout(run_dir: Path, manifest: Path, result: dict[str, Any]) -> Printout:
+    """The located boundaries as a table, the session-level errors as sentences, and the
+    result written to RUN/sessions-M.json with its plot."""
+    from audiolora.reporting.session_plot import plot_sessions
+
+    rows = [
+        [
+            Path(session["audio"]).name,
+            name,
+            f"{t:.1f}",
+            str(session["annotated"].get(name, "—")),
+            str(session["abs_error_s"].get(name, "—")),
+        ]
+        for session in result["sessions"]
+        for name, t in session["boundaries"].items()
+    ]
+    lines = []
+    m = result["metrics"]
+    if m:
+        lines.append(
+            f"session-level MAE {m['mae_s']:.2f} s (median {m['median_ae_s']:.2f} s, "
+            f"{m['within_5s']:.0%} within ±5 s, {m['within_10s']:.0%} within ±10 s, "
+            f"{m['count']} boundaries)"
+        )
+    c = result.get("coarse_metrics")
+    if m and c:
+        lines.append(
+            f"coarse pass alone (before re-centring): MAE {c['mae_s']:.2f} s "
+            f"(median {c['median_ae_s']:.2f} s, {c['within_10s']:.0%} within ±10 s)"
+        )
+    r = result.get("reference_metrics")
+    if m and r:
+        lines.append(
+            f"reference (each boundary at its mean share of the recording in the training "
+            f"sessions): MAE {r['mae_s']:.2f} s (median {r['median_ae_s']:.2f} s, "
+            f"{r['within_10s']:.0%} within ±10 s)"
+        )
+    out = run_dir / f"sessions-{manifest.stem}.json"
+    atomic_write_json(out, result)
+    plot = out.with_suffix(".png")
+    plot_sessions(result, plot, result["window_s"])
+    return Printout(
+        title=f"Boundaries located in {manifest}",
+        header=["recording", "boundary", "found (s)", "annotated (s)", "error (s)"],
+        rows=rows,
+        lines=lines,
+        files=[out, plot],
+        result=result,
+    )

@@ -1,0 +1,219 @@
+"""Windows of sessions as audio-LM prompts with an offset target, and their scoring.
+
+Training examples are windows of `temporal.window_s` seconds around annotated boundaries
+(`data.windows.sample_windows`: the boundary at a uniform random offset, target exact), plus
+"outside" windows whose target is 0 (the boundary lies before the window) or 1 (after it). The
+prompt is the window's audio (split into segments the encoder takes) followed by the task
+sentence naming the boundary and, optionally, the transcript words inside the window.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+from transformers import ProcessorMixin
+
+from audiolora.data.audio import load_audio
+from audiolora.data.windows import (
+    BOUNDARIES,
+    SessionRecord,
+    Window,
+    sample_windows,
+    window_prompt,
+    window_words,
+)
+from audiolora.evaluation.temporal_metrics import localization_metrics
+from audiolora.models.families import AudioLanguageFamily
+from audiolora.models.heads.regression import OffsetRegressor
+from audiolora.models.lalm import LalmCollator, encode_example
+from audiolora.tasks.temporal.config import TemporalConfig
+
+
+def window_instruction(window: Window, transcript: bool) -> str:
+    """The task sentence, then the words heard in the window (when the recipe wants them)."""
+    text = window_prompt(window.boundary, window_s=window.length)
+    if transcript:
+        text += "\nTranscript: " + (" ".join(window.words) if window.words else "(no speech)")
+    return text
+
+
+class WindowDataset(Dataset):
+    """Windows of sessions as LALM prompts with an offset target; audio read per item.
+
+    `audio=False` gives text-only prompts (the transcript alone, no audio segments). Each item's
+    `boundary_index` is its boundary's position in `boundaries`, the head's output order."""
+
+    def __init__(
+        self,
+        family: AudioLanguageFamily,
+        sessions: Sequence[SessionRecord],
+        windows: Sequence[Window],
+        processor: ProcessorMixin,
+        sampling_rate: int = 16000,
+        transcript: bool = True,
+        audio: bool = True,
+        boundaries: Sequence[str] = BOUNDARIES,
+    ) -> None:
+        self.family = family
+        self.sessions = list(sessions)
+        self.windows = list(windows)
+        self.processor = processor
+        self.sampling_rate = sampling_rate
+        self.transcript = transcript
+        self.audio = audio
+        self.boundaries = list(boundaries)
+        self.lengths = [w.length for w in self.windows]
+        self.prior: dict[str, float] = {}
+        """Training windows' mean offset per boundary type (`offset_prior`), for held-out sets."""
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        window = self.windows[index]
+        segments = []
+        if self.audio:
+            session = self.sessions[window.session]
+            audio = load_audio(session.audio, self.sampling_rate, window.start, window.length)
+            segments = self.family.split_audio(audio, self.sampling_rate)
+        example = encode_example(
+            self.family,
+            self.processor,
+            segments,
+            window_instruction(window, self.transcript),
+            None,
+            self.sampling_rate,
+        )
+        example["targets"] = torch.tensor(window.offset, dtype=torch.float32)
+        example["boundary_index"] = torch.tensor(self.boundaries.index(window.boundary))
+        return example
+
+
+class WindowCollator:
+    """`LalmCollator` for the prompts plus the stacked offset targets and boundary indices."""
+
+    STACKED = ("targets", "boundary_index")
+
+    def __init__(self, family: AudioLanguageFamily, processor: ProcessorMixin) -> None:
+        self.prompts = LalmCollator(family, processor, padding_side="right")
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = self.prompts(
+            [{k: v for k, v in it.items() if k not in self.STACKED} for it in items]
+        )
+        for key in self.STACKED:
+            if key in items[0]:
+                batch[key] = torch.stack([it[key] for it in items])
+        return batch
+
+
+def outside_windows(
+    sessions: Sequence[SessionRecord],
+    count: int,
+    window_s: float,
+    boundaries: Sequence[str],
+    rng: random.Random,
+) -> list[Window]:
+    """`count` windows that miss their boundary: target 1 when the window ends before it,
+    0 when it starts after it. Boundary/side pairs with no room for such a window are skipped."""
+    options = []
+    for index, session in enumerate(sessions):
+        for name in boundaries:
+            t = session.boundaries[name]
+            if t - window_s > 0:
+                options.append((index, name, 0.0, t - window_s, 1.0))
+            if session.duration - window_s > t:
+                options.append((index, name, t, session.duration - window_s, 0.0))
+    windows = []
+    for _ in range(count if options else 0):
+        index, name, lo, hi, target = rng.choice(options)
+        start = rng.uniform(lo, hi)
+        words = window_words(sessions[index].words, start, window_s)
+        windows.append(Window(index, name, start, window_s, target, words, inside=False))
+    return windows
+
+
+def training_windows(
+    sessions: Sequence[SessionRecord], cfg: TemporalConfig, seed: int
+) -> list[Window]:
+    """The seed's windows around each boundary, plus the recipe's share of outside windows."""
+    rng = random.Random(seed)
+    boundaries = tuple(cfg.boundaries)
+    inside = sample_windows(list(sessions), cfg.window_s, cfg.windows_per_boundary, boundaries, rng)
+    extra = round(len(inside) * cfg.outside_fraction / (1 - cfg.outside_fraction))
+    return inside + outside_windows(sessions, extra, cfg.window_s, boundaries, rng)
+
+
+def offset_prior(windows: Sequence[Window]) -> dict[str, float]:
+    """Median offset per boundary type over the windows that contain their boundary.
+
+    Why: near a recording's edges a window is moved inside, so offsets are not uniform and
+    "always the window centre" is a weak reference. This prior, taken from the training
+    windows, is the best a model that ignores its input can do for the MAE (the median
+    minimises absolute error): a trained model is only worth its gap to it. The head starts
+    from it (`OffsetRegressor.init_prior`).
+    """
+    by_type: dict[str, list[float]] = {}
+    for w in windows:
+        if w.inside:
+            by_type.setdefault(w.boundary, []).append(w.offset)
+    return {name: float(np.median(offsets)) for name, offsets in by_type.items()}
+
+
+@torch.no_grad()
+def predict_offsets(
+    model: OffsetRegressor,
+    dataset: WindowDataset,
+    *,
+    batch_size: int,
+    desc: str = "windows",
+    progress: bool = True,
+) -> list[float]:
+    """The head's offset for every window of `dataset`, in order."""
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        collate_fn=WindowCollator(dataset.family, dataset.processor),
+    )
+    device = next(model.head.parameters()).device
+    offsets: list[float] = []
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        batch.pop("targets")
+        out = model(**{k: v.to(device) for k, v in batch.items()})
+        offsets += [float(x) for x in out["predictions"].float().cpu()]
+    if was_training:
+        model.train()
+    return offsets
+
+
+def score_windows(dataset: WindowDataset, predictions: Sequence[float]) -> dict[str, Any]:
+    """Localization metrics in seconds, plus a few examples for the report."""
+    windows = dataset.windows
+    metrics: dict[str, Any] = localization_metrics(
+        predictions,
+        [w.offset for w in windows],
+        [w.length for w in windows],
+        [w.boundary for w in windows],
+    )
+    metrics["examples"] = [
+        {
+            "audio": str(dataset.sessions[w.session].audio),
+            "label": f"{Path(dataset.sessions[w.session].audio).name} · {w.boundary} · window "
+            f"at {round(w.start, 2)} s",
+            "boundary": w.boundary,
+            "window_start_s": round(w.start, 2),
+            "reference": f"{w.boundary_time:.1f} s",
+            "hypothesis": f"{w.start + p * w.length:.1f} s",
+        }
+        for w, p in zip(windows, predictions, strict=True)
+    ]
+    return metrics
