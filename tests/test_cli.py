@@ -127,12 +127,12 @@ def test_predict_prints_one_line_per_file(trained_run: Path, speech_dataset: Pat
     wavs = sorted((speech_dataset / "audio" / "eval").glob("*.wav"))[:2]
     result = runner.invoke(app, ["predict", str(trained_run), *map(str, wavs)])
     assert result.exit_code == 0, result.output
-    lines = result.stdout.strip().splitlines()
+    lines = result.stdout.splitlines()
     assert [line.split("\t")[0] for line in lines] == [str(w) for w in wavs]
     # The printed text is what the run's model transcribes, file by file.
     from audiolora.inference import predict_files
 
-    assert [line.split("\t", 1)[1] for line in lines] == predict_files(trained_run, wavs)
+    assert [line.partition("\t")[2] for line in lines] == predict_files(trained_run, wavs)
 
 
 def test_eval_scores_clips_longer_than_the_training_limit(
@@ -238,6 +238,10 @@ def test_data_convert_slurp_then_check_slu(tmp_path: Path) -> None:
         "intent": "alarm_set",
         "action": "set",
         "scenario": "alarm",
+        "tokens": [
+            {"surface": w, "id": k} for k, w in enumerate(["wake", "me", "up", "at", "five", "am"])
+        ],
+        "entities": [{"span": [4, 5], "type": "time"}],
         "recordings": [{"file": "audio-1.flac"}],
     }
     source = tmp_path / "train.jsonl"

@@ -155,7 +155,7 @@ class TrainingConfig(Section):
     num_beams: int = Field(1, ge=1)
     max_new_tokens: int = Field(128, ge=1)
     report_to: Literal["none", "tensorboard"] = "none"
-    """Also log to TensorBoard (event files under RUN/checkpoints; needs `pip install tensorboard`)."""
+    """Also log to TensorBoard (event files under RUN/checkpoints; `pip install tensorboard`)."""
 
 
 

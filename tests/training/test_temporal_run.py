@@ -166,12 +166,12 @@ def test_sessions_shorter_than_the_window_are_refused_before_training(
 def test_text_only_ablation_trains_and_locates_without_reading_audio(
     tiny_qwen2_audio_dir: Path, tiny_sessions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from audiolora.tasks import temporal
+    from audiolora.tasks.temporal import windows
 
     def no_audio(*args: object, **kwargs: object) -> None:
         raise AssertionError("a text-only temporal run read audio")
 
-    monkeypatch.setattr(temporal, "load_audio", no_audio)
+    monkeypatch.setattr(windows, "load_audio", no_audio)
     out = tmp_path / "text-only"
     config = load_config(
         None,
