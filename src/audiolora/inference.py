@@ -96,10 +96,6 @@ def predict_files(
         return task.predict_files(model, processor, family, config, audio_paths, batch_size)
 
 
-transcribe_files = predict_files
-"""The name earlier versions used for `predict_files`."""
-
-
 def predict_sessions(
     run_dir: Path, manifest: Path, *, hop_s: float | None = None, progress: bool = True
 ) -> Any:

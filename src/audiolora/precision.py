@@ -59,3 +59,12 @@ def compute_precision(precision: str) -> Iterator[None]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.autocast(device_type=device, dtype=AUTOCAST_DTYPES[resolved]):
         yield
+
+
+def model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and floating dtype of the model's weights: what audio features are cast to
+    before a forward (4-bit weights are not floating; the first floating parameter decides)."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    return torch.device("cpu"), torch.float32

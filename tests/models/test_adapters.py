@@ -82,3 +82,11 @@ def test_hub_id_is_refused_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE"):
         resolve_model_path("openai/whisper-small")
+
+
+def test_kimi_audio_is_named_as_not_in_transformers(tmp_path: Path) -> None:
+    folder = tmp_path / "Kimi-Audio-7B-Instruct"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "kimi_audio"}')
+    with pytest.raises(ModelLoadError, match="Kimi-Audio is not in transformers"):
+        load_model(ModelConfig(name=str(folder)))

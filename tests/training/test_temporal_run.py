@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from audiolora.cli import app
 from audiolora.config import load_config
 from audiolora.data.manifest import BadInputError
-from audiolora.training.run import run_training
+from audiolora.training.run import RunError, run_training
 
 
 def overrides(model: Path, sessions: Path, out: Path, *extra: str) -> list[str]:
@@ -190,3 +190,11 @@ def test_text_only_ablation_trains_and_locates_without_reading_audio(
     )
     assert result.exit_code == 0, result.output
     assert json.loads((out / "sessions-eval.json").read_text())["metrics"]["count"] == 6
+
+
+def test_an_encoder_decoder_is_refused_before_any_data_is_built(
+    tiny_random_whisper_dir: Path, tiny_sessions: Path, tmp_path: Path
+) -> None:
+    config = load_config(None, overrides(tiny_random_whisper_dir, tiny_sessions, tmp_path / "r"))
+    with pytest.raises(RunError, match="task temporal needs an audio LM .* is a whisper model"):
+        run_training(config)

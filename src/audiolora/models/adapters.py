@@ -14,6 +14,7 @@ from peft import AdaLoraConfig, LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
 from audiolora.models.families import Family
+from audiolora.models.heads.base import HeadModel
 from audiolora.settings import AdapterConfig
 
 
@@ -82,10 +83,9 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     count for a PEFT model; a model with a head adds the head to its backbone's."""
     if isinstance(model, PeftModel):
         return model.get_nb_trainable_parameters()
-    backbone = getattr(model, "backbone", None)
-    if isinstance(backbone, nn.Module):
-        trainable, total = count_parameters(backbone)
-        head = [p for name, p in model.named_parameters() if not name.startswith("backbone.")]
+    if isinstance(model, HeadModel):
+        trainable, total = count_parameters(model.backbone)
+        head = list(model.head.parameters())
         return (
             trainable + sum(p.numel() for p in head if p.requires_grad),
             total + sum(p.numel() for p in head),

@@ -24,7 +24,6 @@ as a plain causal LM.
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,6 +36,7 @@ from tqdm.auto import tqdm
 from transformers import ProcessorMixin
 
 from audiolora.data.audio import load_audio
+from audiolora.precision import model_device_dtype
 
 if TYPE_CHECKING:
     from audiolora.models.families.base import AudioLanguageFamily
@@ -192,7 +192,7 @@ def placeholder_guard(
     slot. Segments pair with runs of consecutive audio tokens in row-major order. Raises
     ValueError naming the example, the segment and both numbers.
     """
-    expected = [int(n) for n in family.audio_token_counts(None, feature_attention_mask.sum(-1))]
+    expected = [int(n) for n in family.audio_token_counts(feature_attention_mask.sum(-1))]
     runs = _placeholder_runs(input_ids, audio_token_id)
     if len(runs) != len(expected):
         raise ValueError(
@@ -402,14 +402,6 @@ class SpeechPromptDataset(PromptDataset):
         )
 
 
-def model_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Device and floating dtype of the model's first floating parameter."""
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.device, p.dtype
-    return torch.device("cpu"), torch.float32
-
-
 def _cast_features(batch: Batch, dtype: torch.dtype) -> Batch:
     """Audio features in the model's dtype; a text-only batch has none and passes unchanged."""
     if "input_features" in batch:
@@ -432,7 +424,7 @@ def answer_prompts(
 ) -> tuple[list[str], float, int]:
     """Perplexity of the reference answers (teacher forcing), then generation from the prompts.
     Returns texts, summed answer NLL and answer token count."""
-    device, dtype = model_dtype(model)
+    device, dtype = model_device_dtype(model)
     nll, tokens = 0.0, 0
     scoring = DataLoader(
         dataset, batch_size=batch_size, collate_fn=LalmCollator(family, processor)
@@ -457,21 +449,3 @@ def answer_prompts(
         batch = _cast_features(batch, dtype)
         texts.extend(generate_text(model, processor, batch, max_new_tokens, num_beams))
     return texts, nll, tokens
-
-
-def timed_answers(
-    family: AudioLanguageFamily,
-    model: nn.Module,
-    processor: ProcessorMixin,
-    dataset: PromptDataset,
-    **options: Any,
-) -> tuple[list[str], float, int, float]:
-    """`answer_prompts` in eval mode (restored after), plus the seconds it took."""
-    was_training = model.training
-    model.eval()
-    start = time.perf_counter()
-    hyps, nll, tokens = answer_prompts(family, model, processor, dataset, **options)
-    elapsed = time.perf_counter() - start
-    if was_training:
-        model.train()
-    return hyps, nll, tokens, elapsed

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, PreTrainedModel, ProcessorMixin
 
-from audiolora.models.families import Family, family_for
+from audiolora.models.families import KIMI_AUDIO, Family, family_for
 from audiolora.settings import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -87,11 +87,7 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, ProcessorMixin, Famil
         hf_config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as e:
         if "kimi" in cfg.name.lower():
-            raise ModelLoadError(
-                f"'{cfg.name}': Kimi-Audio is not in transformers (its hub repository ships "
-                "remote code); audiolora trains the audio LMs transformers implements: "
-                "Qwen2-Audio and Qwen2.5-Omni"
-            ) from e
+            raise ModelLoadError(f"'{cfg.name}': {KIMI_AUDIO}") from e
         raise ModelLoadError(f"cannot read the config of '{cfg.name}': {e}") from e
     try:
         family = family_for(hf_config, cfg.family)

@@ -99,10 +99,6 @@ class Task:
         name = key.rsplit("/", 1)[-1].removesuffix(" before training")
         return by_key.get(name, Metric(key, key, "{}"))
 
-    def options(self, config: RunConfig) -> Any:
-        """This task's section of the recipe (None for a task without one)."""
-        return getattr(config, self.name) if self.section is not None else None
-
     def stages(self, config: RunConfig) -> list[StageConfig]:
         """Ready-made stages a task setting stands for (SLU's schemes); used when the recipe
         lists no `stages` of its own."""
@@ -181,6 +177,11 @@ class Task:
 
     # ---- predict -------------------------------------------------------------------------------
 
+    def instruction(self, config: RunConfig) -> str | None:
+        """What the model is asked about a whole audio file in `predict` (None: the task does
+        not answer single files)."""
+        return None
+
     def predict_files(
         self,
         model: nn.Module,
@@ -190,8 +191,21 @@ class Task:
         audio_paths: list[Path],
         batch_size: int,
     ) -> list[str]:
-        """One answer per audio file (what `audiolora predict RUN FILES` prints)."""
-        raise ValueError(f"a {self.name} run does not answer single audio files")
+        """One answer per audio file (what `audiolora predict RUN FILES` prints), decoded as
+        the run decodes."""
+        instruction = self.instruction(config)
+        if instruction is None:
+            raise ValueError(f"a {self.name} run does not answer single audio files")
+        return family.answer_files(
+            model,
+            processor,
+            audio_paths,
+            sampling_rate=config.data.sampling_rate,
+            instruction=instruction,
+            batch_size=batch_size,
+            num_beams=config.training.num_beams,
+            max_new_tokens=config.training.max_new_tokens,
+        )
 
     def predict_sessions(
         self, run_dir: Path, manifest: Path, hop_s: float | None, progress: bool = True

@@ -31,7 +31,7 @@ from audiolora.evaluation.metrics import perplexity
 from audiolora.evaluation.slu_metrics import format_slu_json, slu_metrics
 from audiolora.models.adapters import attach_adapters
 from audiolora.models.families import AudioLanguageFamily, Family
-from audiolora.models.lalm import PromptDataset, encode_example, timed_answers
+from audiolora.models.lalm import PromptDataset, encode_example
 from audiolora.settings import Section, StageConfig
 from audiolora.tasks.base import PERPLEXITY, Metric, Task
 
@@ -218,8 +218,7 @@ def evaluate_slu(
     span_matching: str = "normalised",
 ) -> dict[str, Any]:
     """Generate an answer per utterance and score it; perplexity of the reference answers."""
-    hyps, nll, tokens, elapsed = timed_answers(
-        dataset.family,
+    hyps, nll, tokens, elapsed = dataset.family.timed_transcribe(
         model,
         processor,
         dataset,
@@ -341,7 +340,6 @@ class SpokenLanguageUnderstanding(Task):
         processor: ProcessorMixin,
         family: Family,
     ) -> dict[str, Dataset]:
-        self.check_family(family, config.model.name)
         cfg = config.slu
         datasets: dict[str, Dataset] = {}
         for split, report in reports.items():
@@ -391,23 +389,6 @@ class SpokenLanguageUnderstanding(Task):
                 model, processor, dataset, span_matching=dataset.span_matching, **options
             )
 
-    def predict_files(
-        self,
-        model: nn.Module,
-        processor: ProcessorMixin,
-        family: Family,
-        config: RunConfig,
-        audio_paths: list[Path],
-        batch_size: int,
-    ) -> list[str]:
-        """The JSON answer to each spoken request."""
-        return family.answer_files(
-            model,
-            processor,
-            audio_paths,
-            sampling_rate=config.data.sampling_rate,
-            instruction=config.slu.instruction,
-            batch_size=batch_size,
-            num_beams=config.training.num_beams,
-            max_new_tokens=config.training.max_new_tokens,
-        )
+    def instruction(self, config: RunConfig) -> str:
+        """`predict` on a file gives the JSON answer to the spoken request."""
+        return config.slu.instruction

@@ -5,7 +5,6 @@ checks the data, attaches adapters, and scores WER / CER / BLEU / perplexity / l
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,10 +38,7 @@ def evaluate_transcription(
     progress: bool = True,
 ) -> dict[str, Any]:
     """WER/CER/BLEU on decoded text, perplexity on the references, latency per clip."""
-    was_training = model.training
-    model.eval()
-    start = time.perf_counter()
-    hyps, nll, tokens = family.transcribe(
+    hyps, nll, tokens, elapsed = family.timed_transcribe(
         model,
         processor,
         dataset,
@@ -52,9 +48,6 @@ def evaluate_transcription(
         desc=desc,
         progress=progress,
     )
-    elapsed = time.perf_counter() - start
-    if was_training:
-        model.train()
     refs = [row.text or "" for row in dataset.rows]
     metrics: dict[str, Any] = transcription_metrics(hyps, refs)
     metrics["perplexity"] = perplexity(nll, tokens)
@@ -132,22 +125,5 @@ class SpeechToText(Task):
         family = options.pop("family")
         return evaluate_transcription(family, model, processor, dataset, **options)
 
-    def predict_files(
-        self,
-        model: nn.Module,
-        processor: ProcessorMixin,
-        family: Family,
-        config: RunConfig,
-        audio_paths: list[Path],
-        batch_size: int,
-    ) -> list[str]:
-        return family.answer_files(
-            model,
-            processor,
-            audio_paths,
-            sampling_rate=config.data.sampling_rate,
-            instruction=STT_INSTRUCTION,
-            batch_size=batch_size,
-            num_beams=config.training.num_beams,
-            max_new_tokens=config.training.max_new_tokens,
-        )
+    def instruction(self, config: RunConfig) -> str:
+        return STT_INSTRUCTION

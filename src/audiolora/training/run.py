@@ -206,6 +206,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     set_seed(config.training.seed)
     model, processor, family, model_path = load_model(config.model)
     try:
+        task.check_family(family, config.model.name)
         stage_datasets = [
             task.build_datasets(stage_config, reports, processor, family)
             for (_, stage_config), reports in zip(plan, stage_reports, strict=True)
@@ -214,10 +215,6 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         raise RunError(str(e)) from e
     reports, datasets = stage_reports[0], stage_datasets[0]
     t = config.training
-    try:
-        task.check_family(family, config.model.name)
-    except ValueError as e:
-        raise RunError(str(e)) from e
     eval_options = {
         "batch_size": t.eval_batch_size,
         "num_beams": t.num_beams,

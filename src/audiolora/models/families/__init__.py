@@ -16,12 +16,12 @@ from audiolora.models.families.whisper import Whisper
 WHISPER, QWEN2_AUDIO, QWEN2_5_OMNI = Whisper(), Qwen2Audio(), Qwen2_5Omni()
 FAMILIES: dict[str, Family] = {f.name: f for f in (WHISPER, QWEN2_AUDIO, QWEN2_5_OMNI)}
 
-NOT_IN_TRANSFORMERS = {
-    "kimi_audio": "Kimi-Audio is not in transformers (its hub repository ships remote code); "
-    "audiolora supports the audio LMs transformers implements: Qwen2-Audio, Qwen2.5-Omni",
-}
+KIMI_AUDIO = (
+    "Kimi-Audio is not in transformers (its hub repository ships remote code); audiolora "
+    "trains the audio LMs transformers implements: Qwen2-Audio and Qwen2.5-Omni"
+)
 
-__all__ = ["FAMILIES", "AudioLanguageFamily", "Family", "family_for"]
+__all__ = ["FAMILIES", "KIMI_AUDIO", "AudioLanguageFamily", "Family", "family_for"]
 
 
 def family_for(config: PretrainedConfig, requested: str = "auto") -> Family:
@@ -33,8 +33,8 @@ def family_for(config: PretrainedConfig, requested: str = "auto") -> Family:
     for family in FAMILIES.values():
         if config.model_type in family.model_types:
             return family
-    if config.model_type in NOT_IN_TRANSFORMERS:
-        raise ValueError(NOT_IN_TRANSFORMERS[config.model_type])
+    if config.model_type == "kimi_audio":
+        raise ValueError(KIMI_AUDIO)
     supported = ", ".join(sorted(t for f in FAMILIES.values() for t in f.model_types))
     raise ValueError(
         f"model_type '{config.model_type}' is not supported yet (supported: {supported})"

@@ -16,6 +16,7 @@ it is "audio + instruction -> answer text" (see `audiolora.models.lalm`).
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -136,6 +137,19 @@ class Family:
         """Decode every example; returns texts, summed reference NLL and reference tokens."""
         raise NotImplementedError
 
+    def timed_transcribe(
+        self, model: nn.Module, processor: ProcessorMixin, dataset: Dataset, **options: Any
+    ) -> tuple[list[str], float, int, float]:
+        """`transcribe` in eval mode (the mode restored after), plus the seconds it took."""
+        was_training = model.training
+        model.eval()
+        start = time.perf_counter()
+        hyps, nll, tokens = self.transcribe(model, processor, dataset, **options)
+        elapsed = time.perf_counter() - start
+        if was_training:
+            model.train()
+        return hyps, nll, tokens, elapsed
+
     def answer_files(
         self,
         model: nn.Module,
@@ -193,24 +207,23 @@ class AudioLanguageFamily(Family):
         """Frame width of a segment's features (all segments of an encoder that pads share it)."""
         return int(processor.feature_extractor.nb_max_frames)
 
-    def audio_token_counts(self, model: nn.Module, frames: torch.Tensor) -> torch.Tensor:
-        """Placeholder tokens the encoder fills for segments of `frames` real mel frames."""
-        raise NotImplementedError
+    def audio_token_counts(self, frames: torch.Tensor) -> torch.Tensor:
+        """Placeholder tokens the encoder fills for segments of `frames` real mel frames.
+
+        Qwen2-Audio's and Qwen2.5-Omni's Whisper-style towers halve the frames twice (a
+        stride-2 conv, then pooling), as their `_get_feat_extract_output_lengths` computes; a
+        tower that reduces otherwise overrides this."""
+        after_conv = (frames - 1) // 2 + 1
+        return (after_conv - 2) // 2 + 1
 
     def multimodal_model(self, model: nn.Module) -> nn.Module:
         """The module that merges audio into the LM and returns hidden states without the
         vocabulary projection (PEFT's LoRA layers live inside it, in place)."""
-        from peft import PeftModel
-
-        base = model.get_base_model() if isinstance(model, PeftModel) else model
-        return base.model
+        return _unwrapped(model).model
 
     def audio_dtype(self, model: nn.Module) -> torch.dtype:
         """The dtype audio features must have to enter the audio tower."""
-        from peft import PeftModel
-
-        base = model.get_base_model() if isinstance(model, PeftModel) else model
-        tower = base.get_submodule(self.audio_encoder_prefix)
+        tower = _unwrapped(model).get_submodule(self.audio_encoder_prefix)
         return next(tower.parameters()).dtype
 
     def hidden_states(
@@ -276,3 +289,10 @@ class AudioLanguageFamily(Family):
         for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collator):
             texts += generate_text(model, processor, batch, max_new_tokens, num_beams)
         return texts
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The transformers model under a PEFT wrapper (the model itself when unwrapped)."""
+    from peft import PeftModel
+
+    return model.get_base_model() if isinstance(model, PeftModel) else model

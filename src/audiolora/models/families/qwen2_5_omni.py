@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from transformers import AutoTokenizer, ProcessorMixin, WhisperFeatureExtractor
 
 from audiolora.models.families.base import AudioLanguageFamily
@@ -98,7 +97,7 @@ class Qwen2_5Omni(AudioLanguageFamily):  # noqa: N801 (the model's own name)
                 return_tensors="pt",
             )
         features, mask = extracted["input_features"], extracted["attention_mask"].long()
-        counts = self.audio_token_counts(None, mask.sum(-1)).tolist()
+        counts = self.audio_token_counts(mask.sum(-1)).tolist()
         pieces = prompt.split(processor.audio_token)
         if len(pieces) != len(audios) + 1:
             raise ValueError(
@@ -111,8 +110,3 @@ class Qwen2_5Omni(AudioLanguageFamily):  # noqa: N801 (the model's own name)
         )
         ids = processor.tokenizer([text], return_tensors="pt", add_special_tokens=False)
         return ids["input_ids"], features, mask
-
-    def audio_token_counts(self, model: nn.Module | None, frames: torch.Tensor) -> torch.Tensor:
-        # As the tower's `_get_feat_extract_output_lengths`: a stride-2 conv, then pooling.
-        after_conv = (frames - 1) // 2 + 1
-        return (after_conv - 2) // 2 + 1

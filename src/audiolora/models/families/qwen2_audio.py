@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 from transformers import ProcessorMixin, Qwen2AudioProcessor
 
 from audiolora.models.families.base import AudioLanguageFamily
@@ -44,8 +43,3 @@ class Qwen2Audio(AudioLanguageFamily):
             encoded["input_features"],
             encoded["feature_attention_mask"].long(),
         )
-
-    def audio_token_counts(self, model: nn.Module, frames: torch.Tensor) -> torch.Tensor:
-        # The tower's two stride-2 stages: a conv, then average pooling.
-        after_conv = (frames - 1) // 2 + 1
-        return (after_conv - 2) // 2 + 1

@@ -22,7 +22,7 @@ from transformers import PreTrainedModel, ProcessorMixin, WhisperProcessor
 
 from audiolora.data.audio import load_audio
 from audiolora.models.families.base import Family
-from audiolora.precision import full_precision
+from audiolora.precision import full_precision, model_device_dtype
 from audiolora.settings import DataConfig
 
 IGNORE_INDEX = -100
@@ -85,14 +85,6 @@ class SpeechCollator:
                 labels[i, : len(s)] = torch.tensor(s, dtype=torch.long)
             batch["labels"] = labels
         return batch
-
-
-def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Device and floating dtype that audio features must be cast to before a forward."""
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.device, p.dtype
-    return torch.device("cpu"), torch.float32
 
 
 @torch.no_grad()

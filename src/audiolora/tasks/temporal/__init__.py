@@ -1,21 +1,11 @@
 """Temporal localization of session phases (seed 000): where in a window does a phase begin/end?
 
-Training examples are windows of `temporal.window_s` seconds around annotated boundaries
-(`data.windows.sample_windows`: the boundary at a uniform random offset, target exact). The
-prompt is the window's audio (split into 30 s segments for the encoder) followed by the task
-sentence naming the boundary and, optionally, the transcript words inside the window; an
-`OffsetRegressor` reads the last prompt token's hidden state and predicts the offset in [0, 1].
-Errors are reported in seconds (`evaluation.temporal_metrics`).
-
-A user has whole recordings, not windows that happen to contain the boundary. So training can
-add "outside" windows whose target is 0 (the boundary lies before the window) or 1 (after it),
-and `locate_boundaries` searches a session in two passes: a coarse pass tiles the recording with
-overlapping windows, and every window votes: a boundary at time t implies offset
-clip((t - start) / W, 0, 1) in each window, and the coarse estimate is the t whose implied offsets
-disagree least (L1) with what the head said, the boundaries kept in their phase order. One
-confused window cannot move the estimate; windows far before or after the boundary, which the
-head should call 1 or 0, vote too. A second pass re-centres a window on the estimate and asks
-again.
+The task in one place: its recipe section (`config.py`), its metrics and reference, and the run
+steps below. Training windows and their scoring are in `windows.py` (windows around annotated
+boundaries plus "outside" windows whose target is 0 or 1); an `OffsetRegressor` reads the last
+prompt token's hidden state and predicts the offset in [0, 1], with errors reported in seconds
+(`evaluation.temporal_metrics`). Whole recordings are searched by `search.py` (a voting coarse
+pass, then a re-centred refining pass) and `sessions.py` (`predict --sessions`).
 """
 
 from __future__ import annotations
@@ -106,7 +96,6 @@ class TemporalLocalization(Task):
         processor: ProcessorMixin,
         family: Family,
     ) -> dict[str, Dataset]:
-        self.check_family(family, config.model.name)
         cfg = config.temporal
         datasets: dict[str, Dataset] = {}
         prior: dict[str, float] = {}

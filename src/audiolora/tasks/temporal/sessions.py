@@ -31,7 +31,6 @@ class Printout:
     rows: list[list[str]]
     lines: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
-    result: dict[str, Any] = field(default_factory=dict)
 
 
 def locate_in_sessions(
@@ -169,5 +168,4 @@ def printout(run_dir: Path, manifest: Path, result: dict[str, Any]) -> Printout:
         rows=rows,
         lines=lines,
         files=[out, plot],
-        result=result,
     )
