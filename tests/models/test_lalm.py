@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from audiolora.builtin.assemble import AUDIO_BOS_TOKEN, AUDIO_EOS_TOKEN, AUDIO_TOKEN
 from audiolora.config import AdapterConfig, ModelConfig
 from audiolora.models.adapters import attach_adapters
-from audiolora.models.assemble import AUDIO_BOS_TOKEN, AUDIO_EOS_TOKEN, AUDIO_TOKEN
 from audiolora.models.families import QWEN2_AUDIO
 from audiolora.models.lalm import (
     IGNORE_INDEX,

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from transformers import AutoProcessor
 
-from audiolora.data.windows import BOUNDARIES, SessionRecord, Window, Word, read_sessions
+from audiolora.data.sessions import BOUNDARIES, SessionRecord, Word, read_sessions
+from audiolora.data.windows import Window
 from audiolora.models.families import QWEN2_AUDIO
 from audiolora.tasks.temporal import TemporalConfig, search
 from audiolora.tasks.temporal.search import locate_boundaries, session_metrics

@@ -268,3 +268,24 @@ def test_paged_optimizer_on_cpu_is_refused_with_a_reason() -> None:
     with pytest.raises(RunError, match="needs a CUDA GPU"):
         pick_optimizer(load_config(None, ["training.optimizer=paged_adamw_8bit"]))
     assert pick_optimizer(load_config(None, ["model.quantization=nf4"])) == "adamw_torch"
+
+
+def test_tensorboard_logging_writes_event_files(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    """`training.report_to: tensorboard` logs offline: the training loss reaches event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    overrides = tiny_overrides(
+        tiny_random_whisper_dir,
+        speech_dataset,
+        out,
+        **{"training.report_to": "tensorboard", "training.max_steps": 2},
+    )
+    run_training(load_config(None, overrides))
+    events = sorted(out.rglob("events.out.tfevents.*"))
+    assert events, f"no TensorBoard event file under {out}"
+    accumulator = EventAccumulator(str(events[0].parent))
+    accumulator.Reload()
+    assert "train/loss" in accumulator.Tags()["scalars"]

@@ -17,18 +17,6 @@ from audiolora.config import RunConfig, load_config
 from audiolora.training.run import run_training
 
 
-@pytest.fixture(scope="module")
-def slu_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from audiolora.data.synth.slu import synth_slu_dataset
-    from audiolora.data.synth.speech import available_engines
-
-    if not available_engines():
-        pytest.skip("no TTS engine installed (apt-get install espeak-ng flite)")
-    out = tmp_path_factory.mktemp("slu") / "set"
-    synth_slu_dataset(out, train_utterances=8, eval_utterances=4, progress=False)
-    return out
-
-
 def slu_config(model: Path, data: Path, out: Path, extra: list[str]) -> RunConfig:
     """The SLU recipe on the tiny model and the tiny synthesized set, plus `extra`."""
     return load_config(

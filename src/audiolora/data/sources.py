@@ -22,7 +22,7 @@ def builtin_speech_dir() -> Path:
     """Synthesize the builtin TTS speech dataset on first use; later calls reuse it."""
     out = cache_dir() / "data" / "speech-v1"
     if not (out / "dataset.json").exists():
-        from audiolora.data.synth.speech import synth_speech_dataset
+        from audiolora.builtin.synth.speech import synth_speech_dataset
 
         synth_speech_dataset(out)
     return out
@@ -32,7 +32,7 @@ def builtin_sessions_dir() -> Path:
     """Synthesize the builtin three-phase sessions (8 train, 4 eval) on first use."""
     out = cache_dir() / "data" / "sessions-v1"
     if not (out / "dataset.json").exists():
-        from audiolora.data.synth.sessions import synth_sessions_dataset
+        from audiolora.builtin.synth.sessions import synth_sessions_dataset
 
         synth_sessions_dataset(out, n_sessions=12, n_eval=4)
     return out
@@ -48,7 +48,7 @@ def builtin_slu_dir(name: str = BUILTIN_SLU) -> Path:
     folder = "slu-v1" if languages == ("en",) else f"slu-{'-'.join(languages)}-v1"
     out = cache_dir() / "data" / folder
     if not (out / "summary.json").exists():
-        from audiolora.data.synth.slu import synth_slu_dataset
+        from audiolora.builtin.synth.slu import synth_slu_dataset
 
         n = len(languages)
         synth_slu_dataset(

@@ -26,7 +26,7 @@ def fully_trained(cfg: AdapterConfig, family: Family) -> list[str]:
 
 def build_peft_config(cfg: AdapterConfig, family: Family, total_steps: int) -> LoraConfig:
     common = {
-        "target_modules": family.adapter_targets(cfg),
+        **family.peft_targets(cfg),
         "lora_alpha": cfg.alpha,
         "lora_dropout": cfg.dropout,
         "rank_pattern": dict(cfg.rank_pattern),

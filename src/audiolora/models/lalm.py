@@ -426,9 +426,7 @@ def answer_prompts(
     Returns texts, summed answer NLL and answer token count."""
     device, dtype = model_device_dtype(model)
     nll, tokens = 0.0, 0
-    scoring = DataLoader(
-        dataset, batch_size=batch_size, collate_fn=LalmCollator(family, processor)
-    )
+    scoring = DataLoader(dataset, batch_size=batch_size, collate_fn=LalmCollator(family, processor))
     for batch in tqdm(scoring, desc=f"{desc} (score)", leave=False, disable=not progress):
         batch = _cast_features({k: v.to(device) for k, v in batch.items()}, dtype)
         labels = batch.pop("labels")

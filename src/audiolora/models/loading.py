@@ -31,8 +31,8 @@ class ModelLoadError(RuntimeError):
 def resolve_model_path(name: str) -> str:
     """Turn `builtin:NAME`, a local folder or a hub id into what `from_pretrained` takes."""
     if name.startswith(BUILTIN_PREFIX):
-        from audiolora.models.assemble import ASSEMBLED_MODELS, assembled_model_path
-        from audiolora.models.ct2_import import builtin_model_path
+        from audiolora.builtin.assemble import ASSEMBLED_MODELS, assembled_model_path
+        from audiolora.builtin.ct2_import import builtin_model_path
 
         builtin = name.removeprefix(BUILTIN_PREFIX)
         if builtin in ASSEMBLED_MODELS:

@@ -82,8 +82,6 @@ class SluConfig(Section):
     (row ids `slurp-...`), so scores compare with published ones, else `normalised`."""
 
 
-
-
 @dataclass
 class SluReport:
     """One checked SLU manifest, in the shape `manifest.apply_bad_input_policy` takes.
@@ -276,9 +274,7 @@ class SpokenLanguageUnderstanding(Task):
         scheme = config.slu.scheme
         epochs = config.training.epochs
         if scheme == "text_only":
-            return [
-                StageConfig(name="text", set={"slu.speech_fraction": 0.0}, trainable=["lora_"])
-            ]
+            return [StageConfig(name="text", set={"slu.speech_fraction": 0.0}, trainable=["lora_"])]
         if scheme == "mixing":
             return [StageConfig(name="mixed")]
         if scheme == "curriculum":

@@ -1,6 +1,6 @@
 """Qwen2.5-Omni's thinker as a family, on a tiny random one: real-length audio features, its own
 placeholder expansion (the model itself does not notice one token too few), LoRA in the language
-model only, NF4 skips, and the stt and temporal tasks end to end."""
+model only, NF4 skips, and the stt, temporal and slu tasks end to end."""
 
 from __future__ import annotations
 
@@ -53,8 +53,12 @@ def test_lora_stays_in_the_language_model_and_nf4_skips_the_towers(tiny_omni_dir
     assert set(family.quant_skip_modules) == {"model.audio_tower", "model.visual", "lm_head"}
 
 
-def test_stt_and_temporal_run_end_to_end(
-    tiny_omni_dir: Path, speech_dataset: Path, tiny_sessions: Path, tmp_path: Path
+def test_stt_temporal_and_slu_run_end_to_end(
+    tiny_omni_dir: Path,
+    speech_dataset: Path,
+    tiny_sessions: Path,
+    slu_dataset: Path,
+    tmp_path: Path,
 ) -> None:
     common = [
         f"model.name={tiny_omni_dir}",
@@ -93,3 +97,18 @@ def test_stt_and_temporal_run_end_to_end(
     )
     assert math.isfinite(temporal["final"]["mae_s"])
     assert (tmp_path / "temporal" / "adapter" / "regression_head.safetensors").exists()
+    slu = run_training(
+        load_config(
+            None,
+            [
+                *common,
+                "task=slu",
+                f"data.train={slu_dataset / 'train_speech.jsonl'}",
+                f"slu.text_train={slu_dataset / 'train_text.jsonl'}",
+                f"data.eval={slu_dataset / 'eval.jsonl'}",
+                f"output_dir={tmp_path / 'slu'}",
+            ],
+        )
+    )
+    assert slu["family"] == "qwen2_5_omni" and math.isfinite(slu["final"]["slu_f1"])
+    assert slu["data"]["train"]["examples"] == 16  # 8 text rows + all 8 speech rows

@@ -9,12 +9,12 @@ from __future__ import annotations
 from transformers import PretrainedConfig
 
 from audiolora.models.families.base import AudioLanguageFamily, Family
-from audiolora.models.families.qwen2_5_omni import Qwen2_5Omni
+from audiolora.models.families.qwen2_5_omni import Qwen2_5Omni, Qwen3Omni
 from audiolora.models.families.qwen2_audio import Qwen2Audio
 from audiolora.models.families.whisper import Whisper
 
-WHISPER, QWEN2_AUDIO, QWEN2_5_OMNI = Whisper(), Qwen2Audio(), Qwen2_5Omni()
-FAMILIES: dict[str, Family] = {f.name: f for f in (WHISPER, QWEN2_AUDIO, QWEN2_5_OMNI)}
+WHISPER, QWEN2_AUDIO, QWEN2_5_OMNI, QWEN3_OMNI = Whisper(), Qwen2Audio(), Qwen2_5Omni(), Qwen3Omni()
+FAMILIES: dict[str, Family] = {f.name: f for f in (WHISPER, QWEN2_AUDIO, QWEN2_5_OMNI, QWEN3_OMNI)}
 
 KIMI_AUDIO = (
     "Kimi-Audio is not in transformers (its hub repository ships remote code); audiolora "

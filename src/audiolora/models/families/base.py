@@ -99,6 +99,11 @@ class Family:
         names_re = "|".join(re.escape(n) for n in targets)
         return rf"({stack_re})\.layers\.({layer_re})\.(.*\.)?({names_re})"
 
+    def peft_targets(self, cfg: AdapterConfig) -> dict[str, Any]:
+        """The `LoraConfig` fields that say where LoRA goes (`target_modules`, and whatever else
+        a family needs to say it)."""
+        return {"target_modules": self.adapter_targets(cfg)}
+
     def fully_trained_modules(self, cfg: AdapterConfig) -> list[str]:
         """Modules trained in full next to LoRA (PEFT `modules_to_save`), from the recipe."""
         return []

@@ -11,14 +11,17 @@ extractor and the tokenizer (with the chat template) together, and this family e
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, ProcessorMixin, WhisperFeatureExtractor
+from transformers import AutoTokenizer, PreTrainedModel, ProcessorMixin, WhisperFeatureExtractor
 
 from audiolora.models.families.base import AudioLanguageFamily
 from audiolora.precision import full_precision
+from audiolora.settings import AdapterConfig
 
 AUDIO_TOKEN = "<|AUDIO|>"
 
@@ -110,3 +113,47 @@ class Qwen2_5Omni(AudioLanguageFamily):  # noqa: N801 (the model's own name)
         )
         ids = processor.tokenizer([text], return_tensors="pt", add_special_tokens=False)
         return ids["input_ids"], features, mask
+
+
+class Qwen3Omni(Qwen2_5Omni):
+    """Qwen3-Omni's thinker (`Qwen3OmniMoeThinkerForConditionalGeneration`): the same layout and
+    prompt as Qwen2.5-Omni, a mixture-of-experts language model, and an audio tower that reads
+    its frames in chunks of `2 * n_window` with three stride-2 stages per chunk."""
+
+    name = "qwen3_omni"
+    model_types = ("qwen3_omni_moe_thinker", "qwen3_omni_moe")
+    model_class = "Qwen3OmniMoeThinkerForConditionalGeneration"
+    projector_prefix = "model.audio_tower.proj2"
+    """The tower's last projection into the LM width."""
+    default_targets = ("q_proj", "k_proj", "v_proj", "o_proj")
+    """Attention only: the experts' weights are fused tensors, not linear layers LoRA wraps."""
+    n_window = 50
+    """The released checkpoints' audio chunking (100 frames a chunk, 13 tokens from each)."""
+
+    def peft_targets(self, cfg: AdapterConfig) -> dict[str, Any]:
+        """PEFT rewrites a regex `target_modules` of a transformers-5 mixture-of-experts model
+        into bare leaf names (its fused-experts conversion), which would put LoRA into the audio
+        tower and lose the layer selection. So the names go as a list, the layers as
+        `layers_to_transform`, and the towers are excluded by name."""
+        options: dict[str, Any] = {
+            "target_modules": list(cfg.target_modules or self.default_targets),
+            "exclude_modules": rf"({re.escape(self.audio_encoder_prefix)}|model\.visual)(\..*)?",
+        }
+        if cfg.layers is not None:
+            options.update(layers_to_transform=list(cfg.layers), layers_pattern="layers")
+        return options
+
+    def configure(self, model: PreTrainedModel, language: str | None) -> None:
+        found = model.config.audio_config.n_window
+        if found != self.n_window:
+            raise ValueError(
+                f"this Qwen3-Omni audio tower has n_window={found}; audiolora counts audio "
+                f"tokens for n_window={self.n_window}, the released checkpoints' value"
+            )
+
+    def audio_token_counts(self, frames: torch.Tensor) -> torch.Tensor:
+        # As the tower's `_get_feat_extract_output_lengths`: 13 tokens per full chunk, and three
+        # halvings of the frames left over.
+        chunk = 2 * self.n_window
+        rest = (frames % chunk - 1) // 2 + 1
+        return ((rest - 1) // 2 + 1 - 1) // 2 + 1 + (frames // chunk) * 13

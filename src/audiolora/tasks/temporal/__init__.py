@@ -21,8 +21,9 @@ from torch.utils.data import Dataset
 from transformers import ProcessorMixin
 
 from audiolora.data.augment import install_spec_augment
+from audiolora.data.sessions import SessionReport, check_sessions
 from audiolora.data.sources import resolve_session_manifests
-from audiolora.data.windows import SessionReport, check_sessions, sample_windows
+from audiolora.data.windows import sample_windows
 from audiolora.models.adapters import attach_adapters
 from audiolora.models.families import Family
 from audiolora.models.heads.regression import OffsetRegressor, hidden_size_of

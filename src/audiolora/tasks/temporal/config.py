@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from audiolora.data.windows import BOUNDARIES
+from audiolora.data.sessions import BOUNDARIES
 from audiolora.settings import Section
 
 

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from transformers import ProcessorMixin
 
-from audiolora.data.windows import BOUNDARIES, SessionRecord, Window, coarse_windows, window_words
+from audiolora.data.sessions import BOUNDARIES, SessionRecord
+from audiolora.data.windows import Window, coarse_windows, window_words
 from audiolora.evaluation.temporal_metrics import localization_metrics
 from audiolora.models.heads.regression import OffsetRegressor
 from audiolora.tasks.temporal.windows import WindowDataset, predict_offsets

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from audiolora.atomic import atomic_write_json
+from audiolora.data.sessions import check_sessions
 from audiolora.data.sources import resolve_session_manifests
-from audiolora.data.windows import check_sessions
 from audiolora.precision import compute_precision
 from audiolora.tasks.temporal.search import (
     locate_boundaries,

@@ -21,14 +21,8 @@ from tqdm.auto import tqdm
 from transformers import ProcessorMixin
 
 from audiolora.data.audio import load_audio
-from audiolora.data.windows import (
-    BOUNDARIES,
-    SessionRecord,
-    Window,
-    sample_windows,
-    window_prompt,
-    window_words,
-)
+from audiolora.data.sessions import BOUNDARIES, SessionRecord
+from audiolora.data.windows import Window, sample_windows, window_prompt, window_words
 from audiolora.evaluation.temporal_metrics import localization_metrics
 from audiolora.models.families import AudioLanguageFamily
 from audiolora.models.heads.regression import OffsetRegressor

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiolora.models.assemble import (
+from audiolora.builtin.assemble import (
     AUDIO_TOKEN,
     assembled_model_path,
     find_smollm2_gguf,
@@ -84,7 +84,7 @@ def _transcription_example(processor, audio: np.ndarray) -> dict:
 def test_missing_package_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
     from importlib import metadata
 
-    from audiolora.models import assemble
+    from audiolora.builtin import assemble
 
     def not_installed(name: str):
         raise metadata.PackageNotFoundError(name)

@@ -16,7 +16,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from audiolora.data.synth.text import WORDS as EVERYDAY_WORDS
+from audiolora.builtin.synth.text import WORDS as EVERYDAY_WORDS
 
 #: Slots shared by all phases; ``{slot2}`` draws again from ``slot`` without repeating.
 # fmt: off

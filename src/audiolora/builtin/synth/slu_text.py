@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from audiolora.data.synth.text import WORDS as EVERYDAY_WORDS
+from audiolora.builtin.synth.text import WORDS as EVERYDAY_WORDS
 
 #: Languages with templates; English has every intent, the others a subset.
 LANGUAGES = ("en", "de")

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audiolora.models import ct2_import
-from audiolora.models.ct2_import import (
+from audiolora.builtin import ct2_import
+from audiolora.builtin.ct2_import import (
     builtin_model_path,
     ct2_whisper_to_hf,
     find_packaged_model,

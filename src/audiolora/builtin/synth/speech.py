@@ -37,7 +37,7 @@ import soundfile as sf
 import soxr
 from tqdm import tqdm
 
-from audiolora.data.synth.text import sample_sentences
+from audiolora.builtin.synth.text import sample_sentences
 
 SAMPLE_RATE = 16_000
 ENGINES = ("espeak-ng", "flite")

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from audiolora.data.synth import slu_text
-from audiolora.data.synth.slu_text import (
+from audiolora.builtin.synth import slu_text
+from audiolora.builtin.synth.slu_text import (
     FILLERS,
     LANGUAGES,
     TEMPLATES,

@@ -42,7 +42,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from audiolora.atomic import fresh_work_dir, replace_dir
-from audiolora.data.synth.slu_text import (
+from audiolora.builtin.synth.slu_text import (
     LANGUAGES,
     SluUtterance,
     entity_types,
@@ -50,7 +50,7 @@ from audiolora.data.synth.slu_text import (
     sample_utterances,
     scenarios,
 )
-from audiolora.data.synth.speech import (
+from audiolora.builtin.synth.speech import (
     ESPEAK_BASES,
     INSTALL_HINT,
     SAMPLE_RATE,

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiolora.data.synth import sessions
-from audiolora.data.synth.session_text import (
+from audiolora.builtin.synth import sessions
+from audiolora.builtin.synth.session_text import (
     NARRATIVE_DETAILS,
     PAST_MARKERS,
     PRESENT_VERBS,
@@ -24,7 +24,7 @@ from audiolora.data.synth.session_text import (
     SCENARIOS,
     SessionScript,
 )
-from audiolora.data.synth.sessions import PHASES, check_session, synth_sessions_dataset
+from audiolora.builtin.synth.sessions import PHASES, check_session, synth_sessions_dataset
 
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)"

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiolora.data.synth import speech
-from audiolora.data.synth.speech import available_engines, synth_speech_dataset
-from audiolora.data.synth.text import normalize, sample_sentences
+from audiolora.builtin.synth import speech
+from audiolora.builtin.synth.speech import available_engines, synth_speech_dataset
+from audiolora.builtin.synth.text import normalize, sample_sentences
 
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)"

@@ -40,8 +40,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from audiolora.data.synth.session_text import SessionScript
-from audiolora.data.synth.speech import (
+from audiolora.builtin.synth.session_text import SessionScript
+from audiolora.builtin.synth.speech import (
     ESPEAK_SHARE,
     INSTALL_HINT,
     SAMPLE_RATE,

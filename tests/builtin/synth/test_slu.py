@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
+from audiolora.builtin.synth import speech
+from audiolora.builtin.synth.slu import MANIFESTS, SUMMARY, synth_slu_dataset
 from audiolora.cli import app
-from audiolora.data.synth import speech
-from audiolora.data.synth.slu import MANIFESTS, SUMMARY, synth_slu_dataset
 
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)"

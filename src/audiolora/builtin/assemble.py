@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audiolora.atomic import fresh_work_dir
+from audiolora.builtin.ct2_import import builtin_model_path, move_into_place, package_files
 from audiolora.cache import cache_dir as default_cache_dir
-from audiolora.models.ct2_import import builtin_model_path, move_into_place, package_files
 
 if TYPE_CHECKING:  # transformers and torch load lazily: locating files must stay cheap
     from torch import nn
