@@ -23,6 +23,15 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
+def atomic_save_torch(obj: Any, path: Path) -> None:
+    """`torch.save` to a temporary name, then rename: a reader sees the old file or the new."""
+    import torch
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
     """Move a fully written folder into place, replacing an older version of it.
 

@@ -383,6 +383,30 @@ def _split_summary(rows: list[dict], requested: int) -> dict:
     }
 
 
+def _held_out_split(folder: Path | None) -> tuple[set[str], set[str]]:
+    """Eval sentences and held-out voice ids of the dataset in ``folder`` (empty without one)."""
+    if folder is None:
+        return set(), set()
+    folder = Path(folder)
+    try:
+        summary = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+        lines = (folder / "eval.jsonl").read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError) as e:
+        raise ValueError(f"held_out_from={folder}: not a synthesized speech dataset ({e})") from e
+    texts = {json.loads(line)["text"] for line in lines if line.strip()}
+    return texts, set(summary.get("held_out_voices", []))
+
+
+def _reserve_voices(
+    train: dict[str, list[Voice]], evals: dict[str, list[Voice]], reserved: set[str]
+) -> tuple[dict[str, list[Voice]], dict[str, list[Voice]]]:
+    """Pools in which exactly the ``reserved`` voices are held out of train."""
+    everyone = {e: sorted({*train.get(e, []), *evals.get(e, [])}, key=lambda v: v.id) for e in train}
+    new_train = {e: [v for v in vs if v.id not in reserved] for e, vs in everyone.items()}
+    new_eval = {e: [v for v in vs if v.id in reserved] or new_train[e] for e, vs in everyone.items()}
+    return {e: vs for e, vs in new_train.items() if vs}, new_eval
+
+
 def _clear_old_clips(split_dir: Path) -> None:
     """Remove numbered WAVs of an earlier run so a smaller rerun leaves no orphans."""
     for old in split_dir.glob("[0-9][0-9][0-9][0-9][0-9].wav"):
@@ -397,13 +421,18 @@ def synth_speech_dataset(
     engines: tuple[str, ...] = ENGINES,
     timeout_s: float = 20.0,
     progress: bool = True,
+    held_out_from: Path | None = None,
 ) -> dict:
     """Synthesize a train/eval speech-to-text dataset into ``out_dir`` and return its summary.
 
     Eval sentences and eval voices are held out of train (one flite speaker, and one male and
     one female espeak-ng variant in every accent, when the engines have that many). The same
-    ``seed`` gives the same texts, voices and prosody. Raises RuntimeError when no engine is
-    installed or when not a single clip could be made.
+    ``seed`` gives the same texts, voices and prosody. ``held_out_from`` is another dataset of
+    this kind (a folder) whose held-out split must stay unheard: its eval sentences are used
+    nowhere here and its held-out voices only in this eval split, so a model trained on this
+    train split can be scored on both eval splits (the alignment data is built this way next to
+    ``builtin:speech``). Raises RuntimeError when no engine is installed or when not a single
+    clip could be made.
     """
     if n_train < 0 or n_eval < 0:
         raise ValueError(f"n_train and n_eval must be >= 0, got {n_train} and {n_eval}")
@@ -422,13 +451,17 @@ def synth_speech_dataset(
     # Distinct sentences, eval first: no eval text can then appear in train. Train repeats
     # its own sentences only if asked for more than the templates can make (tens of thousands).
     # Drawn before the voices, so the texts do not depend on which voices are installed.
-    texts = sample_sentences(n_train + n_eval, rng)
+    avoid_texts, avoid_voices = _held_out_split(held_out_from)
+    texts = sample_sentences(n_train + n_eval + len(avoid_texts), rng)
+    texts = [t for t in texts if t not in avoid_texts]
     eval_texts, train_distinct = texts[:n_eval], texts[n_eval:]
     if n_train and not train_distinct:
         raise ValueError(f"n_eval={n_eval} uses up every sentence the templates can make")
     train_texts = [train_distinct[i % len(train_distinct)] for i in range(n_train)]
 
     train_pools, eval_pools = split_voices(usable, timeout_s, rng)
+    if avoid_voices:
+        train_pools, eval_pools = _reserve_voices(train_pools, eval_pools, avoid_voices)
     if not train_pools:
         raise RuntimeError(f"{usable} found but they list no English voice; {INSTALL_HINT}")
 
