@@ -13,6 +13,10 @@ need_apt=()
 for tool in espeak-ng flite sox; do
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
 done
+# Festival voices read the out-of-domain retention set (builtin:speech-retention).
+for voice in english/ked_diphone us/cmu_us_slt_arctic_hts; do
+  [ -d "/usr/share/festival/voices/$voice" ] || need_apt+=(festival festvox-kdlpc16k festvox-us-slt-hts)
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] installing TTS/audio tools: ${need_apt[*]}"
   SUDO=""

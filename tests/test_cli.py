@@ -24,6 +24,7 @@ runner = CliRunner()
         ["data", "synth", "speech"],
         ["data", "synth", "sessions"],
         ["models", "assemble"],
+        ["models", "align"],
         ["data", "check"],
         ["models", "import-ct2"],
         ["models", "list"],

@@ -169,6 +169,10 @@ def test_sweep_cli_on_tiny_whisper(
     assert result.exit_code == 0, result.output
     assert "adapter.r=1" in result.output  # the console folds long names; sweep.md keeps them
     assert "| adapter.r=2,adapter.alpha=4 | 1 |" in (tmp_path / "sweep" / "sweep.md").read_text()
+    # The default recipe scores the out-of-domain retention set: its columns join the table.
+    table = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert "wer on builtin:speech-retention (%)" in table
+    assert "wer on builtin:speech-retention before training (%)" in table
     run = tmp_path / "sweep" / "adapter.r=2,adapter.alpha=4" / "seed-0"
     assert (run / "adapter").is_dir()
     assert json.loads((run / "adapter" / "adapter_config.json").read_text())["lora_alpha"] == 4

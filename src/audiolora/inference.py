@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from audiolora.config import ConfigError, RunConfig, load_config
+from audiolora.evaluation.retention import scoring_config
 from audiolora.models.families import Family
 from audiolora.models.loading import disable_cpu_repacking, load_model
 from audiolora.precision import compute_precision
@@ -51,19 +52,7 @@ def evaluate_run(
     them); only training keeps the recipe's length limit."""
     config = run_config(run_dir, use_adapter)
     task = get_task(config.task)
-    config = config.model_copy(
-        update={
-            "data": config.data.model_copy(
-                update={
-                    "train": str(manifest),
-                    "eval": None,
-                    "on_bad_input": on_bad_input,
-                    "max_duration_s": float("inf"),
-                    "max_eval_samples": None,
-                }
-            )
-        }
-    )
+    config = scoring_config(config, manifest, on_bad_input)
     reports = task.check_data(config, None)
     model, processor, _, family = load_run_with_family(run_dir, use_adapter)
     # Held-out windows are drawn the way the run drew its eval windows (fixed eval seed).

@@ -125,6 +125,10 @@ class DataConfig(Section):
     """Batch clips of similar length together (less padding of the label sequences)."""
     max_eval_samples: int | None = None
     max_label_tokens: int = Field(200, gt=0)
+    retention: list[str] = []
+    """Extra held-out manifests from outside the training domain (other voices, other speech,
+    a user's own recordings), each scored before and after training like the eval split:
+    what the adaptation cost elsewhere. Checked before training like every manifest."""
 
 
 class TrainingConfig(Section):

@@ -30,6 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from audiolora.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 from audiolora.config import ConfigError, load_config  # noqa: E402
 from audiolora.evaluation.metrics import summarize_over_seeds  # noqa: E402
+from audiolora.evaluation.retention import retention_figures  # noqa: E402
 from audiolora.tasks.registry import get_task  # noqa: E402
 from audiolora.training.run import run_training  # noqa: E402
 
@@ -196,6 +197,7 @@ def sweep_figures(metrics: dict[str, Any], task: Any) -> dict[str, float]:
     base = metrics.get("base") or {}
     if headline and headline[0] in base:  # what the run started from (base model, or prior)
         figures[f"{headline[0]} before training"] = base[headline[0]]
+    figures.update(retention_figures(metrics, headline))
     wall = (metrics.get("efficiency") or {}).get("wall_seconds")
     if wall is not None:
         figures["wall_s"] = wall
@@ -218,9 +220,11 @@ def sweep_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     if any(before in p["summary"] for p in summary["points"]):
         keys.insert(1, before)
     keys += per_type_keys(summary["points"])
+    keys += sorted({k for p in summary["points"] for k in p["summary"] if " on " in k})
     if any("wall_s" in p["summary"] for p in summary["points"]):
         keys.append("wall_s")
     percent = set(summary.get("percent", ()))
+    percent |= {k for k in keys if k.split(" ")[0] in percent}
     header = ["grid point", "runs", *[f"{k} (%)" if k in percent else k for k in keys]]
     rows = [
         [

@@ -32,6 +32,7 @@ def test_lalm_stt_run_trains_projector_and_lora(
         "training.logging_steps=1",
         "training.max_new_tokens=5",
         "training.learning_rate=0.01",
+        "data.retention=[]",
     ]
     metrics = run_training(load_config(None, overrides))
     assert metrics["family"] == "qwen2_audio"

@@ -39,6 +39,7 @@ def test_real_tiny_en_learns_and_reloads(
         "training.eval_steps=100",
         "training.save_steps=100",
         "training.max_new_tokens=40",
+        "data.retention=[]",
     ]
     metrics = run_training(load_config(None, overrides))
     losses = [h["loss"] for h in metrics["history"] if "loss" in h]

@@ -38,6 +38,7 @@ def tiny_overrides(model_dir: Path, data_dir: Path, out: Path, **extra: object) 
         "training.logging_steps": 1,
         "training.max_new_tokens": 8,
         "training.learning_rate": 0.01,
+        "data.retention": [],
     }
     settings.update(extra)
     return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in settings.items()]

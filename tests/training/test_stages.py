@@ -33,6 +33,7 @@ def staged(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
         "training.logging_steps=1",
         "training.max_new_tokens=8",
         STAGES.replace("DATA", str(data)),
+        "data.retention=[]",
         *extra,
     ]
 

@@ -36,6 +36,7 @@ def overrides(model: Path, sessions: Path, out: Path, *extra: str) -> list[str]:
         "training.eval_steps=100",
         "training.logging_steps=1",
         "training.learning_rate=0.01",
+        "data.retention=[]",
         *extra,
     ]
 

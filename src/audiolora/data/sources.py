@@ -16,6 +16,7 @@ from audiolora.cache import cache_dir
 BUILTIN_SPEECH = "builtin:speech"
 BUILTIN_SESSIONS = "builtin:sessions"
 BUILTIN_SLU = "builtin:slu"
+BUILTIN_SPEECH_RETENTION = "builtin:speech-retention"
 
 
 def builtin_speech_dir() -> Path:
@@ -25,6 +26,16 @@ def builtin_speech_dir() -> Path:
         from audiolora.builtin.synth.speech import synth_speech_dataset
 
         synth_speech_dataset(out)
+    return out
+
+
+def builtin_retention_dir() -> Path:
+    """Synthesize the out-of-domain retention set (Festival voices, prose) on first use."""
+    out = cache_dir() / "data" / "speech-retention-v1"
+    if not (out / "dataset.json").exists():
+        from audiolora.builtin.synth.retention import synth_retention_dataset
+
+        synth_retention_dataset(out)
     return out
 
 
@@ -138,6 +149,9 @@ def resolve_manifests(train: str | None, eval_: str | None) -> dict[str, Path]:
             continue
         if entry == BUILTIN_SPEECH:
             out[split] = builtin_speech_dir() / f"{split}.jsonl"
+            continue
+        if entry == BUILTIN_SPEECH_RETENTION:
+            out[split] = builtin_retention_dir() / "retention.jsonl"
             continue
         path = Path(entry).expanduser()
         is_saved_dataset = (path / "dataset_dict.json").exists() or (path / "state.json").exists()

@@ -31,10 +31,13 @@ class ModelLoadError(RuntimeError):
 def resolve_model_path(name: str) -> str:
     """Turn `builtin:NAME`, a local folder or a hub id into what `from_pretrained` takes."""
     if name.startswith(BUILTIN_PREFIX):
+        from audiolora.builtin.aligned import ALIGNED_MODELS, aligned_model_path
         from audiolora.builtin.assemble import ASSEMBLED_MODELS, assembled_model_path
         from audiolora.builtin.ct2_import import builtin_model_path
 
         builtin = name.removeprefix(BUILTIN_PREFIX)
+        if builtin in ALIGNED_MODELS:
+            return str(aligned_model_path(builtin))
         if builtin in ASSEMBLED_MODELS:
             return str(assembled_model_path(builtin))
         return str(builtin_model_path(builtin))

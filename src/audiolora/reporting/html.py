@@ -186,6 +186,14 @@ def render_report(metrics: dict[str, Any], config: Any, task: Task) -> str:
     note = task.reference_note(metrics.get("base_details") or {})
     if note:
         parts.append(f"<p>{html.escape(note)}</p>")
+    for name, scores in (metrics.get("retention") or {}).items():
+        parts += [
+            f"<h2>Retention: {html.escape(name)} (outside the training domain)</h2>",
+            _table(
+                ["metric", "base model", "adapted", "change"],
+                before_after_rows(task, scores.get("base"), scores.get("final")),
+            ),
+        ]
     per_type = per_type_rows(metrics, task)
     if per_type and task.breakdown is not None:
         b = task.breakdown

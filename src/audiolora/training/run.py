@@ -25,6 +25,7 @@ from transformers import TrainingArguments, set_seed
 from audiolora.atomic import atomic_write_json, replace_dir
 from audiolora.config import RunConfig, save_config, schedule, stage_configs
 from audiolora.evaluation.efficiency import EfficiencyMeter, folder_bytes, size_figures
+from audiolora.evaluation.retention import check_retention, retention_datasets, score_retention
 from audiolora.models.adapters import count_parameters
 from audiolora.models.loading import load_model
 from audiolora.models.trainable import load_tensors, save_tensors, trainable_names
@@ -170,6 +171,27 @@ def measure_base(
     return base
 
 
+def measure_base_retention(
+    task: Task,
+    run_dir: Path,
+    resume: bool,
+    model: Any,
+    processor: Any,
+    datasets: dict[str, Any],
+    eval_options: dict[str, Any],
+    precision: str,
+) -> dict[str, Any]:
+    """The base model on each `data.retention` set; a resumed run reuses the first scores."""
+    path = run_dir / "base_retention.json"
+    if resume and path.exists():
+        return json.loads(path.read_text())
+    scores = score_retention(
+        task, model, processor, datasets, eval_options, precision, adapted=False
+    )
+    atomic_write_json(path, scores)
+    return scores
+
+
 def check_stage_data(
     task: Task, plan: list[tuple[str, RunConfig]], run_dir: Path
 ) -> list[dict[str, Any]]:
@@ -203,6 +225,10 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     plan = stage_configs(config)
     stages = schedule(config)
     stage_reports = check_stage_data(task, plan, run_dir)
+    try:
+        retention_reports = check_retention(task, config, run_dir)
+    except ValueError as e:
+        raise RunError(str(e)) from e
     set_seed(config.training.seed)
     model, processor, family, model_path = load_model(config.model)
     try:
@@ -211,6 +237,9 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             task.build_datasets(stage_config, reports, processor, family)
             for (_, stage_config), reports in zip(plan, stage_reports, strict=True)
         ]
+        retention_sets = retention_datasets(
+            task, config, retention_reports, processor, family
+        )
     except ValueError as e:
         raise RunError(str(e)) from e
     reports, datasets = stage_reports[0], stage_datasets[0]
@@ -228,6 +257,9 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         )
         if has_eval
         else None
+    )
+    retention_base = measure_base_retention(
+        task, run_dir, resume, model, processor, retention_sets, eval_options, t.precision
     )
 
     total_steps = sum(
@@ -327,6 +359,9 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             *history,
             eval_log_entry(task, step_offset, final),
         ]
+    retention_final = score_retention(
+        task, peft_model, processor, retention_sets, eval_options, t.precision, adapted=True
+    )
     efficiency = meter.summary()
     efficiency.update(
         size_figures(trainable, total, folder_bytes(adapter_dir), folder_bytes(Path(model_path)))
@@ -355,6 +390,11 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         "final": headline(task, final) if final else None,
         "base_details": detailed(task, base) if base else None,
         "final_details": detailed(task, final) if final else None,
+        "retention": {
+            name: {"base": retention_base[name], "final": retention_final[name]}
+            for name in retention_sets
+        }
+        or None,
         "efficiency": efficiency,
         "resumed_from": str(resumed_from) if resumed_from else None,
         "stages": stages_summary if len(plan) > 1 else None,

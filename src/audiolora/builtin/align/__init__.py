@@ -18,7 +18,6 @@ scores it through the standard path and `model.merge_adapter: RUN` starts a reci
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -33,6 +32,7 @@ from audiolora.builtin.align.features import cached_examples
 from audiolora.builtin.align.loop import CachedAudioLM, LoopSettings, train_alignment, write_log
 from audiolora.builtin.align.projector_init import fit_projector
 from audiolora.cache import cache_dir
+from audiolora.precision import compute_precision, resolve_precision
 
 ASSEMBLED_BASE = "qwen2-audio-smollm2-tiny"
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -42,6 +42,11 @@ TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 class AlignRecipe:
     """Everything that decides the aligned weights; the same recipe gives the same weights."""
 
+    base: str = f"builtin:{ASSEMBLED_BASE}"
+    train: str | None = None
+    """Training manifest; None: `clips` utterances synthesized by `alignment_data_dir`."""
+    held_out: str | None = None
+    """Held-out manifest; None: the builtin speech set's eval split."""
     clips: int = 2000
     data_seed: int = 0
     lora_r: int = 8
@@ -61,7 +66,11 @@ def alignment_data_dir(clips: int, seed: int, progress: bool = True) -> Path:
     out = cache_dir() / "data" / f"speech-align-{clips}-seed{seed}"
     if not (out / "dataset.json").exists():
         synth_speech_dataset(
-            out, n_train=clips, n_eval=0, seed=seed, held_out_from=builtin_speech_dir(),
+            out,
+            n_train=clips,
+            n_eval=0,
+            seed=seed,
+            held_out_from=builtin_speech_dir(),
             progress=progress,
         )
     return out
@@ -73,7 +82,7 @@ def _run_config(recipe: AlignRecipe, output: Path, train: Path, held_out: Path) 
 
     overrides = {
         "output_dir": str(output),
-        "model.name": f"builtin:{ASSEMBLED_BASE}",
+        "model.name": recipe.base,
         "adapter.r": recipe.lora_r,
         "adapter.alpha": recipe.lora_alpha,
         "adapter.dropout": 0.0,
@@ -144,12 +153,17 @@ def align_assembled(
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    data_dir = alignment_data_dir(recipe.clips, recipe.data_seed, progress)
-    held_out = builtin_speech_dir() / "eval.jsonl"
+    if recipe.train is None:
+        train_manifest = (
+            alignment_data_dir(recipe.clips, recipe.data_seed, progress) / "train.jsonl"
+        )
+    else:
+        train_manifest = Path(recipe.train)
+    held_out = Path(recipe.held_out) if recipe.held_out else builtin_speech_dir() / "eval.jsonl"
     timings["data_s"] = time.perf_counter() - started
-    config = _run_config(recipe, output, data_dir / "train.jsonl", held_out)
+    config = _run_config(recipe, output, train_manifest, held_out)
     reports = check_manifests(
-        {"train": data_dir / "train.jsonl", "eval": held_out},
+        {"train": train_manifest, "eval": held_out},
         on_bad_input="stop",
         rejected_path=output / "rejected.jsonl",
         sampling_rate=16000,
@@ -161,12 +175,23 @@ def align_assembled(
 
     mark = time.perf_counter()
     train = cached_examples(
-        family, model, processor, reports["train"].rows, output / "features" / "train",
-        STT_INSTRUCTION, progress=progress,
+        family,
+        model,
+        processor,
+        reports["train"].rows,
+        output / "features" / "train",
+        STT_INSTRUCTION,
+        progress=progress,
     )
     evals = cached_examples(
-        family, model, processor, reports["eval"].rows, output / "features" / "eval",
-        STT_INSTRUCTION, desc="audio tower (held out)", progress=progress,
+        family,
+        model,
+        processor,
+        reports["eval"].rows,
+        output / "features" / "eval",
+        STT_INSTRUCTION,
+        desc="audio tower (held out)",
+        progress=progress,
     )
     timings["features_s"] = time.perf_counter() - mark
 
@@ -186,15 +211,20 @@ def align_assembled(
         projector.bias.copy_(init["bias"])
     timings["projector_init_s"] = time.perf_counter() - mark
 
-    text_before = text_retention(model, processor.tokenizer)
+    if resolve_precision(recipe.loop.precision) == "bf16":
+        # The frozen LM computes in bf16 under autocast anyway; stored in bf16 it is not cast
+        # again at every step. LoRA and the projector stay fp32 (PEFT keeps adapters fp32).
+        model.get_submodule(family.text_prefix).to(torch.bfloat16)
+        model.get_output_embeddings().to(torch.bfloat16)
     adapter = AdapterConfig(
-        r=recipe.lora_r, alpha=recipe.lora_alpha, dropout=0.0,
-        target_modules=list(recipe.targets), train_projector=True,
+        r=recipe.lora_r,
+        alpha=recipe.lora_alpha,
+        dropout=0.0,
+        target_modules=list(recipe.targets),
+        train_projector=True,
     )
     model = attach_adapters(model, adapter, family, recipe.loop.steps)
-    lm = CachedAudioLM(
-        model, family, family.audio_token_id(processor), padding_token_id(processor)
-    )
+    lm = CachedAudioLM(model, family, family.audio_token_id(processor), padding_token_id(processor))
     stop_ids = sorted({end_of_turn_id(processor), *_eos_ids(model)})
     mark = time.perf_counter()
     state = train_alignment(
@@ -204,7 +234,10 @@ def align_assembled(
     write_log(output, state)
 
     model.eval()
-    text_after = text_retention(model, processor.tokenizer)
+    with compute_precision(recipe.loop.precision):
+        text_after = text_retention(model, processor.tokenizer)
+        with model.disable_adapter():
+            text_before = text_retention(model, processor.tokenizer)
     tmp = output / ".adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -216,7 +249,7 @@ def align_assembled(
     evaluations = [e for e in state.log if "wer" in e]
     summary = {
         "recipe": asdict(recipe),
-        "data": str(data_dir),
+        "data": str(train_manifest),
         "held_out": str(held_out),
         "train_clips": len(train),
         "held_out_clips": len(evals),
@@ -247,11 +280,19 @@ def plot_curve(log: list[dict[str, Any]], out: Path, reference: list[dict] | Non
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     points = [e for e in log if "wer" in e]
-    ax.plot([e["wall_s"] / 60 for e in points], [100 * e["wer"] for e in points], "o-",
-            label="models align (cached tower, ridge start)")
+    ax.plot(
+        [e["wall_s"] / 60 for e in points],
+        [100 * e["wer"] for e in points],
+        "o-",
+        label="models align (cached tower, ridge start)",
+    )
     if reference:
-        ax.plot([e["wall_s"] / 60 for e in reference], [100 * e["wer"] for e in reference], "s--",
-                label="align recipe (Trainer)")
+        ax.plot(
+            [e["wall_s"] / 60 for e in reference],
+            [100 * e["wer"] for e in reference],
+            "s--",
+            label="align recipe (Trainer)",
+        )
     ax.set_xlabel("training wall time (min, 2 CPU cores)")
     ax.set_ylabel("held-out WER (%)")
     ax.set_yscale("log")
@@ -260,7 +301,3 @@ def plot_curve(log: list[dict[str, Any]], out: Path, reference: list[dict] | Non
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

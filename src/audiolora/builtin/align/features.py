@@ -109,9 +109,7 @@ def _encode_clip(
         raise ValueError(f"{row.audio}: alignment clips must fit one encoder pass")
     fe = processor.feature_extractor
     with full_precision():
-        encoded = fe(
-            segments[0], sampling_rate=sr, return_attention_mask=True, return_tensors="pt"
-        )
+        encoded = fe(segments[0], sampling_rate=sr, return_attention_mask=True, return_tensors="pt")
     frames = int(encoded["attention_mask"].sum())
     tower = model.get_submodule(family.audio_encoder_prefix)
     outputs = tower_outputs(tower, encoded["input_features"][0], frames)
@@ -123,8 +121,12 @@ def _encode_clip(
 
 
 def check_prompt_tokens(
-    family: AudioLanguageFamily, processor: ProcessorMixin, prompts: PromptTokens, row: ManifestRow,
-    instruction: str, sr: int,
+    family: AudioLanguageFamily,
+    processor: ProcessorMixin,
+    prompts: PromptTokens,
+    row: ManifestRow,
+    instruction: str,
+    sr: int,
 ) -> None:
     """Fail unless `PromptTokens` builds exactly the ids `encode_example` builds for `row`."""
     audio = load_audio(row.audio, sr, row.offset, row.duration)

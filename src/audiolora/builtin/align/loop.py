@@ -34,7 +34,7 @@ STATE_FILE = "align-state.pt"
 
 @dataclass(frozen=True)
 class LoopSettings:
-    steps: int = 600
+    steps: int = 400
     batch_size: int = 8
     lr_lora: float = 3e-3
     lr_projector: float = 1e-2
@@ -100,8 +100,12 @@ class CachedAudioLM:
 
     @torch.no_grad()
     def transcribe(
-        self, examples: list[AlignExample], stop_ids: list[int], batch_size: int,
-        max_new_tokens: int, tokenizer: Any,
+        self,
+        examples: list[AlignExample],
+        stop_ids: list[int],
+        batch_size: int,
+        max_new_tokens: int,
+        tokenizer: Any,
     ) -> list[str]:
         """Greedy answers to the prompts of `examples` (their answers are ignored)."""
         texts: list[str] = []
@@ -155,7 +159,10 @@ def _param_groups(model: nn.Module, settings: LoopSettings, projector_prefix: st
 
 
 def evaluate_cached(
-    lm: CachedAudioLM, examples: list[AlignExample], settings: LoopSettings, stop_ids: list[int],
+    lm: CachedAudioLM,
+    examples: list[AlignExample],
+    settings: LoopSettings,
+    stop_ids: list[int],
     tokenizer: Any,
 ) -> dict[str, Any]:
     hyps = lm.transcribe(
@@ -227,14 +234,16 @@ def train_alignment(
         if progress:
             tqdm.write(f"step {state.step}: held-out WER {metrics['wer']:.1%}")
 
-    order = batch_order([len(e.input_ids) for e in train], settings.steps, settings.batch_size,
-                        settings.seed)
+    order = batch_order(
+        [len(e.input_ids) for e in train], settings.steps, settings.batch_size, settings.seed
+    )
     if state.step == 0 and not state.log:
         evaluate()
     model.train()
     losses: list[float] = []
-    with tqdm(total=settings.steps, initial=state.step, desc="align", unit="step",
-              disable=not progress) as bar:
+    with tqdm(
+        total=settings.steps, initial=state.step, desc="align", unit="step", disable=not progress
+    ) as bar:
         while state.step < settings.steps:
             started = time.perf_counter()
             batch = [train[i] for i in order[state.step]]
@@ -247,12 +256,17 @@ def train_alignment(
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
             state.wall_s += time.perf_counter() - started
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             if state.step % 10 == 0:
-                state.log.append({"step": state.step, "wall_s": round(state.wall_s, 1),
-                                  "loss": sum(losses[-10:]) / len(losses[-10:])})
+                state.log.append(
+                    {
+                        "step": state.step,
+                        "wall_s": round(state.wall_s, 1),
+                        "loss": sum(losses[-10:]) / len(losses[-10:]),
+                    }
+                )
             if state.step % settings.eval_every == 0 or state.step == settings.steps:
                 evaluate()
             if state.step % settings.save_every == 0 or state.step == settings.steps:

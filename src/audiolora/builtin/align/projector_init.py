@@ -78,7 +78,9 @@ def fit_projector(
     table = embeddings.detach().float().numpy()
     x = np.concatenate([e.audio.float().numpy() for e in usable])
     token_rows = [table[_answer_tokens(e).numpy()] for e in usable]
-    assignments = [even_assignment(len(e.audio), len(t)) for e, t in zip(usable, token_rows)]
+    assignments = [
+        even_assignment(len(e.audio), len(t)) for e, t in zip(usable, token_rows, strict=True)
+    ]
     summary: dict[str, float] = {}
     for round_ in range(realign + 1):
         y = np.concatenate([t[a] for t, a in zip(token_rows, assignments, strict=True)])

@@ -401,9 +401,11 @@ def _reserve_voices(
     train: dict[str, list[Voice]], evals: dict[str, list[Voice]], reserved: set[str]
 ) -> tuple[dict[str, list[Voice]], dict[str, list[Voice]]]:
     """Pools in which exactly the ``reserved`` voices are held out of train."""
-    everyone = {e: sorted({*train.get(e, []), *evals.get(e, [])}, key=lambda v: v.id) for e in train}
+    everyone = {e: sorted({*train[e], *evals.get(e, [])}, key=lambda v: v.id) for e in train}
     new_train = {e: [v for v in vs if v.id not in reserved] for e, vs in everyone.items()}
-    new_eval = {e: [v for v in vs if v.id in reserved] or new_train[e] for e, vs in everyone.items()}
+    new_eval = {
+        e: [v for v in vs if v.id in reserved] or new_train[e] for e, vs in everyone.items()
+    }
     return {e: vs for e, vs in new_train.items() if vs}, new_eval
 
 

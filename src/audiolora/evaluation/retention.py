@@ -1,0 +1,114 @@
+"""Retention: what an adaptation cost outside its own domain (`data.retention`).
+
+Why: an adapter that improves its own held-out split can still make the model worse on speech
+it was not trained for (Whisper adapted to synthetic voices reads real voices worse). Every run
+can therefore score extra held-out manifests before and after training, through the same task
+code as its eval split, so the cost shows next to the gain in metrics.json, the report, the CLI
+table and sweeps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from transformers import ProcessorMixin
+
+from audiolora.precision import compute_precision
+
+if TYPE_CHECKING:
+    from audiolora.config import RunConfig
+    from audiolora.models.families import Family
+    from audiolora.tasks.base import Task
+
+
+def scoring_config(config: RunConfig, manifest: str | Path, on_bad_input: str) -> RunConfig:
+    """`config` reading `manifest` as its only split, every clip kept whatever its length (as
+    `audiolora eval` scores); the task builds held-out examples from it as from an eval split."""
+    data = config.data.model_copy(
+        update={
+            "train": str(manifest),
+            "eval": None,
+            "on_bad_input": on_bad_input,
+            "max_duration_s": float("inf"),
+            "max_eval_samples": None,
+            "retention": [],
+        }
+    )
+    return config.model_copy(update={"data": data})
+
+
+def retention_name(manifest: str) -> str:
+    """A short label for a retention set: the manifest's folder and file stem (no slash: sweep
+    tables read `a/b` keys as per-type figures)."""
+    path = Path(manifest)
+    return f"{path.parent.name}-{path.stem}" if path.parent.name else path.stem
+
+
+def check_retention(task: Task, config: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Every retention manifest checked up front: {name: the task's manifest report}."""
+    reports: dict[str, Any] = {}
+    for manifest in config.data.retention:
+        name = retention_name(manifest)
+        if name in reports:
+            raise ValueError(f"data.retention names '{name}' twice")
+        where = run_dir / "retention" / name
+        where.mkdir(parents=True, exist_ok=True)
+        sub = scoring_config(config, manifest, config.data.on_bad_input)
+        try:
+            reports[name] = task.check_data(sub, where)["train"]
+        except ValueError as e:
+            raise ValueError(f"data.retention {manifest}: {e}") from e
+    return reports
+
+
+def retention_datasets(
+    task: Task,
+    config: RunConfig,
+    reports: dict[str, Any],
+    processor: ProcessorMixin,
+    family: Family,
+) -> dict[str, Any]:
+    datasets = {}
+    for manifest, (name, report) in zip(config.data.retention, reports.items(), strict=True):
+        sub = scoring_config(config, manifest, config.data.on_bad_input)
+        datasets[name] = task.build_datasets(sub, {"eval": report}, processor, family)["eval"]
+    return datasets
+
+
+def score_retention(
+    task: Task,
+    model: Any,
+    processor: ProcessorMixin,
+    datasets: dict[str, Any],
+    eval_options: dict[str, Any],
+    precision: str,
+    adapted: bool,
+) -> dict[str, dict[str, Any]]:
+    """Headline metrics on each retention set: the base model's (`adapted=False`) or the
+    adapted one's."""
+    scores = {}
+    for name, dataset in datasets.items():
+        with compute_precision(precision):
+            if adapted:
+                result = task.evaluate(
+                    model, processor, dataset, desc=f"adapted on {name}", **eval_options
+                )
+            else:
+                result = task.base_metrics(
+                    model, processor, dataset, desc=f"base on {name}", **eval_options
+                )
+        scores[name] = {k: result[k] for k in task.headline if k in result}
+    return scores
+
+
+def retention_figures(metrics: dict[str, Any], keys: tuple[str, ...]) -> dict[str, float]:
+    """Flat `<metric> on <set>` figures (and `... before training`) for sweep tables."""
+    figures = {}
+    for name, scores in (metrics.get("retention") or {}).items():
+        for key in keys[:1]:
+            if key in (scores.get("final") or {}):
+                figures[f"{key} on {name}"] = scores["final"][key]
+            if key in (scores.get("base") or {}):
+                figures[f"{key} on {name} before training"] = scores["base"][key]
+    return figures
