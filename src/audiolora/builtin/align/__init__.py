@@ -262,7 +262,7 @@ def align_assembled(
         "torch_threads": torch.get_num_threads(),
     }
     atomic_write_json(output / "align.json", summary)
-    plot_curve(state.log, output / "align.png")
+    plot_curve({f"{recipe.loop.steps} steps": state.log}, output / "align.png")
     return summary
 
 
@@ -271,33 +271,24 @@ def _eos_ids(model: torch.nn.Module) -> list[int]:
     return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 
-def plot_curve(log: list[dict[str, Any]], out: Path, reference: list[dict] | None = None) -> None:
-    """Held-out WER against training wall time (and a reference curve when given)."""
+def plot_curve(logs: dict[str, list[dict[str, Any]]], out: Path) -> None:
+    """Held-out WER against training wall time, one line per labelled alignment log."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    points = [e for e in log if "wer" in e]
-    ax.plot(
-        [e["wall_s"] / 60 for e in points],
-        [100 * e["wer"] for e in points],
-        "o-",
-        label="models align (cached tower, ridge start)",
-    )
-    if reference:
-        ax.plot(
-            [e["wall_s"] / 60 for e in reference],
-            [100 * e["wer"] for e in reference],
-            "s--",
-            label="align recipe (Trainer)",
-        )
+    for label, log in logs.items():
+        points = [e for e in log if "wer" in e]
+        minutes = [e["wall_s"] / 60 for e in points]
+        ax.plot(minutes, [100 * e["wer"] for e in points], "o-", label=label)
+    ax.axhline(10, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("training wall time (min, 2 CPU cores)")
     ax.set_ylabel("held-out WER (%)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
