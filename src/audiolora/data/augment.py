@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from audiolora.config import SpecAugmentConfig
+from audiolora.settings import SpecAugmentConfig
 
 
 def spec_augment(features: torch.Tensor, cfg: SpecAugmentConfig) -> torch.Tensor:

@@ -41,7 +41,8 @@ def builtin_retention_dir() -> Path:
 
 def builtin_sessions_dir() -> Path:
     """Synthesize the builtin three-phase sessions (8 train, 4 eval) on first use."""
-    out = cache_dir() / "data" / "sessions-v1"
+    # v2: small talk before P1 and after P3, so that P1_start and P3_end are real boundaries.
+    out = cache_dir() / "data" / "sessions-v2"
     if not (out / "dataset.json").exists():
         from audiolora.builtin.synth.sessions import synth_sessions_dataset
 

@@ -373,6 +373,41 @@ CLOSING: tuple[tuple[str, ...], ...] = (
     ("You did a lot of hard work today. Thank you.", "Well done today. See you next {day}."),
 )  # fmt: skip
 
+#: Before P1 and after P3: small talk that belongs to no phase, so that P1_start and P3_end are
+#: boundaries to find rather than the recording's first and last second.
+LEAD_IN: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        ("Hello, come on in. Did you find a place to park?",
+         "Good to see you. Was the traffic okay on the way here?",
+         "Hi, please take a seat. How was the trip over?"),
+        ("Yes, it was easy today, thank you.",
+         "It was fine, there were only a few cars on the road.",
+         "Not bad at all. I left a little early to be safe."),
+    ),
+    (
+        ("Would you like a glass of water before we start?",
+         "Is the room warm enough for you?",
+         "Let me close the window, it is a bit loud outside."),
+        ("No thanks, I am fine.", "Yes, that is good, thank you.",
+         "Thanks, that is better."),
+    ),
+)  # fmt: skip
+WRAP_UP: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        ("Does the same time next {day} still work for you?",
+         "Shall we keep our usual time next week?",
+         "Let me check the calendar. Is {day} afternoon good for the next one?"),
+        ("Yes, that works for me.", "That should be fine, I will put it in my phone.",
+         "I think so. I will call if anything changes."),
+    ),
+    (
+        ("Take care on the way home.", "Have a good evening.",
+         "Drive safely, and see you soon."),
+        ("Thank you, you too. Goodbye.", "Thanks. See you next time.",
+         "Bye, and thank you."),
+    ),
+)  # fmt: skip
+
 _SLOT = re.compile(r"\{([a-z_]+?)(\d?)\}")
 
 
@@ -477,3 +512,11 @@ class SessionScript:
 
     def closing(self) -> list[str]:
         return [self._say(options) for options in CLOSING]
+
+    def lead_in(self) -> list[tuple[list[str], list[str]]]:
+        """Small talk before P1: (clinician, client) exchanges."""
+        return [([self._say(q)], [self._say(a)]) for q, a in LEAD_IN]
+
+    def wrap_up(self) -> list[tuple[list[str], list[str]]]:
+        """Scheduling and goodbyes after P3: (clinician, client) exchanges."""
+        return [([self._say(q)], [self._say(a)]) for q, a in WRAP_UP]

@@ -15,6 +15,9 @@ Layout written under ``out_dir``::
                                            "P3_end"}, "transcript", "speakers", "scenario"}
     dataset.json                          the summary that ``synth_sessions_dataset`` returns
 
+A session opens with small talk (greeting, a glass of water) before P1 and ends with
+scheduling and goodbyes after P3; those words carry the phase `lead_in` / `wrap_up` and belong
+to no phase, so P1_start and P3_end are boundaries to find, not the recording's edges.
 Phase spans run from the first to the last sample of the phase's utterances (each keeps a
 short, quiet margin of 80 ms). Word times inside an utterance are approximations: the voiced
 part of the utterance is shared among its words in proportion to their letters, because
@@ -58,6 +61,8 @@ from audiolora.builtin.synth.speech import (
 )
 
 PHASES = ("P1", "P2", "P3")
+OUTSIDE = ("lead_in", "wrap_up")
+"""Word phases of the small talk before P1 and after P3, which belong to no phase."""
 PHASE_NAMES = {"P1": "orientation", "P2": "imaginal exposure", "P3": "processing"}
 #: Silences in seconds, drawn uniformly. The narrative flows with short gaps between sentences;
 #: dialogue turns and phase changes get longer ones, as in a real session.
@@ -300,9 +305,23 @@ def _perform(plan: SessionPlan, cast: tuple[Speaker, Speaker], rec: _Recorder) -
     clinician, client = cast
     script = SessionScript(random.Random(rec.rng.random()))
     rec.pause(EDGE_SILENCE_S)
+    for question, answer in script.lead_in():
+        rec.place(
+            rec.turn(clinician, "lead_in", question),
+            pause_s=None if not rec.words else TURN_PAUSE_S,
+        )
+        rec.place(rec.turn(client, "lead_in", answer))
+    rec.pause(PHASE_PAUSE_S)
+    wrap_up = [
+        rec.turn(speaker, "wrap_up", sentences)
+        for question, answer in script.wrap_up()
+        for speaker, sentences in ((clinician, question), (client, answer))
+    ]
+    # The phases share what the small talk leaves of the target length.
+    phases_s = plan.target_s - rec.seconds - _exchange_s(wrap_up) - PHASE_PAUSE_S[1]
 
     # P1: agenda, check-in exchanges, then the hand-over, so P1 ends on the clinician's cue.
-    p1_target = plan.target_s * plan.p1_share
+    p1_target = phases_s * plan.p1_share
     handover = rec.turn(clinician, "P1", script.to_narrative())
     rec.place(rec.turn(clinician, "P1", script.agenda()), pause_s=None)
     while True:
@@ -318,12 +337,13 @@ def _perform(plan: SessionPlan, cast: tuple[Speaker, Speaker], rec: _Recorder) -
     question, answer = script.processing()
     first = [rec.turn(clinician, "P3", question), rec.turn(client, "P3", answer)]
     tail_s = (closing.samples / SAMPLE_RATE) + TURN_PAUSE_S[1] + EDGE_SILENCE_S[1]
+    tail_s += _exchange_s(wrap_up) + PHASE_PAUSE_S[1]
     reserve_s = PHASE_PAUSE_S[1] + _exchange_s(first) + tail_s
 
     # P2: the client's narrative alone, sentence after sentence with short gaps. A sentence
     # that would leave too little room for P3 ends it, once it has its minimum.
     rec.pause(PHASE_PAUSE_S)
-    p2_target = plan.target_s * plan.p2_share
+    p2_target = phases_s * plan.p2_share
     sentences = 0
     while sentences < MIN_NARRATIVE_SENTENCES or rec.phase_seconds("P2") < p2_target:
         turn = rec.turn(client, "P2", [script.narrative_sentence()])
@@ -347,6 +367,9 @@ def _perform(plan: SessionPlan, cast: tuple[Speaker, Speaker], rec: _Recorder) -
         if rec.seconds + _exchange_s(exchange) + tail_s > plan.max_s:
             break
     rec.place(closing)
+    rec.pause(PHASE_PAUSE_S)
+    for k, turn in enumerate(wrap_up):
+        rec.place(turn, pause_s=TURN_PAUSE_S if k else None)
     rec.pause(EDGE_SILENCE_S)
     return script.scenario.name
 
@@ -366,6 +389,11 @@ def check_session(row: dict, words: list[dict]) -> None:
     if edges[0] < 0 or edges != sorted(edges) or edges[-1] > row["duration"]:
         raise ValueError(f"{row['audio']}: phase boundaries out of order: {b}")
     for w in words:
+        if w["phase"] in OUTSIDE:
+            before, after = w["phase"] == "lead_in", w["phase"] == "wrap_up"
+            if (before and w["end"] > b["P1_start"]) or (after and w["start"] < b["P3_end"]):
+                raise ValueError(f"{row['audio']}: small talk inside the phases: {w} with {b}")
+            continue
         if w["phase"] not in PHASES or not (
             b[f"{w['phase']}_start"] <= w["start"] <= w["end"] <= b[f"{w['phase']}_end"]
         ):
