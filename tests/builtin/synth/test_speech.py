@@ -87,6 +87,22 @@ def test_eval_sentences_and_voices_are_held_out_of_train(dataset: tuple[Path, di
     assert set(available_engines()) <= held_engines, "each engine should hold a voice out"
 
 
+def test_held_out_from_keeps_another_sets_eval_split_unheard(
+    dataset: tuple[Path, dict], tmp_path: Path
+) -> None:
+    out, summary = dataset
+    other_texts = {r["text"] for r in read_manifest(out / "eval.jsonl")}
+    reserved = set(summary["held_out_voices"])
+    # Same seed: without held_out_from the first eval sentences would be the same ones.
+    synth_speech_dataset(tmp_path, n_train=40, n_eval=4, seed=0, progress=False,
+                         held_out_from=out)
+    train = read_manifest(tmp_path / "train.jsonl")
+    evals = read_manifest(tmp_path / "eval.jsonl")
+    assert not {r["text"] for r in train + evals} & other_texts
+    assert not {r["voice"] for r in train} & reserved
+    assert {r["voice"] for r in evals} <= reserved
+
+
 @needs_espeak
 def test_same_seed_gives_the_same_dataset(dataset: tuple[Path, dict], tmp_path: Path) -> None:
     out, _ = dataset
