@@ -278,6 +278,15 @@ def _pad_frames(tensor: torch.Tensor, frames: int) -> torch.Tensor:
     return torch.nn.functional.pad(tensor, (0, missing)) if missing > 0 else tensor
 
 
+def stop_token_ids(model: nn.Module, processor: ProcessorMixin) -> list[int]:
+    """Where generation stops: the model's own eos ids, then the template's end-of-turn token,
+    so a model fine-tuned on `encode_example` labels stops where its answers ended."""
+    eos = model.generation_config.eos_token_id
+    ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    stop = end_of_turn_id(processor)
+    return ids if stop in ids else [*ids, stop]
+
+
 def generate_text(
     model: nn.Module,
     processor: ProcessorMixin,
@@ -298,11 +307,7 @@ def generate_text(
         )
     device = next(model.parameters()).device
     inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-    eos = model.generation_config.eos_token_id
-    eos_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
-    stop = end_of_turn_id(processor)
-    if stop not in eos_ids:
-        eos_ids.append(stop)
+    eos_ids = stop_token_ids(model, processor)
     pad = processor.tokenizer.pad_token_id
     with torch.no_grad():
         out = model.generate(

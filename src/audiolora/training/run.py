@@ -16,6 +16,7 @@ import math
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,16 @@ def eval_log_entry(task: Task, step: int, metrics: dict[str, Any]) -> dict[str, 
     return {"step": step, **{f"eval_{k}": v for k, v in headline(task, metrics).items()}}
 
 
+def measured_once(path: Path, resume: bool, measure: Callable[[], Any]) -> Any:
+    """`measure()`, written to `path`; a resumed run reuses what the first attempt wrote, so
+    a base model measured before training is never measured again on a model that trained."""
+    if resume and path.exists():
+        return json.loads(path.read_text())
+    result = measure()
+    atomic_write_json(path, result)
+    return result
+
+
 def measure_base(
     task: Task,
     run_dir: Path,
@@ -162,34 +173,12 @@ def measure_base(
 ) -> dict[str, Any]:
     """Held-out metrics of the reference (the untouched base model, or the task's trivial
     predictor); a resumed run reuses the first measurement."""
-    base_path = run_dir / "base_metrics.json"
-    if resume and base_path.exists():
-        return json.loads(base_path.read_text())
-    with compute_precision(precision):
-        base = task.base_metrics(model, processor, dataset, desc="base model", **eval_options)
-    atomic_write_json(base_path, base)
-    return base
 
+    def measure() -> dict[str, Any]:
+        with compute_precision(precision):
+            return task.base_metrics(model, processor, dataset, desc="base model", **eval_options)
 
-def measure_base_retention(
-    task: Task,
-    run_dir: Path,
-    resume: bool,
-    model: Any,
-    processor: Any,
-    datasets: dict[str, Any],
-    eval_options: dict[str, Any],
-    precision: str,
-) -> dict[str, Any]:
-    """The base model on each `data.retention` set; a resumed run reuses the first scores."""
-    path = run_dir / "base_retention.json"
-    if resume and path.exists():
-        return json.loads(path.read_text())
-    scores = score_retention(
-        task, model, processor, datasets, eval_options, precision, adapted=False
-    )
-    atomic_write_json(path, scores)
-    return scores
+    return measured_once(run_dir / "base_metrics.json", resume, measure)
 
 
 def check_stage_data(
@@ -258,8 +247,12 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         if has_eval
         else None
     )
-    retention_base = measure_base_retention(
-        task, run_dir, resume, model, processor, retention_sets, eval_options, t.precision
+    retention_base = measured_once(
+        run_dir / "base_retention.json",
+        resume,
+        lambda: score_retention(
+            task, model, processor, retention_sets, eval_options, t.precision, adapted=False
+        ),
     )
 
     total_steps = sum(

@@ -129,7 +129,7 @@ def text_retention(model: torch.nn.Module, tokenizer: Any) -> dict[str, Any]:
         count += ids.shape[1] - 1
     chat = [{"role": "user", "content": "What is the capital of France?"}]
     prompt = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt")
-    ids = prompt["input_ids"] if isinstance(prompt, dict) or hasattr(prompt, "keys") else prompt
+    ids = prompt["input_ids"] if hasattr(prompt, "keys") else prompt
     out = lm.generate(input_ids=ids, max_new_tokens=12, do_sample=False)
     answer = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
     return {"text_perplexity": float(torch.exp(torch.tensor(nll / count))), "capital": answer}
@@ -143,7 +143,7 @@ def align_assembled(
     from audiolora.data.manifest import check_manifests
     from audiolora.data.sources import builtin_speech_dir
     from audiolora.models.adapters import attach_adapters
-    from audiolora.models.lalm import STT_INSTRUCTION, end_of_turn_id, padding_token_id
+    from audiolora.models.lalm import STT_INSTRUCTION, padding_token_id, stop_token_ids
     from audiolora.models.loading import load_model
     from audiolora.settings import AdapterConfig
 
@@ -225,7 +225,7 @@ def align_assembled(
     )
     model = attach_adapters(model, adapter, family, recipe.loop.steps)
     lm = CachedAudioLM(model, family, family.audio_token_id(processor), padding_token_id(processor))
-    stop_ids = sorted({end_of_turn_id(processor), *_eos_ids(model)})
+    stop_ids = stop_token_ids(model, processor)
     mark = time.perf_counter()
     state = train_alignment(
         lm, family, train, evals, recipe.loop, output, stop_ids, processor.tokenizer, progress
@@ -264,11 +264,6 @@ def align_assembled(
     atomic_write_json(output / "align.json", summary)
     plot_curve({f"{recipe.loop.steps} steps": state.log}, output / "align.png")
     return summary
-
-
-def _eos_ids(model: torch.nn.Module) -> list[int]:
-    eos = model.generation_config.eos_token_id
-    return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 
 def plot_curve(logs: dict[str, list[dict[str, Any]]], out: Path) -> None:
