@@ -90,6 +90,11 @@ class AdapterConfig(Section):
     train_audio_encoder: bool = True
     """False keeps the audio encoder free of adapters (only the text side adapts). Audio LMs
     (Qwen2-Audio) always keep LoRA inside the language model; see the two switches below."""
+    train_text_model: bool = True
+    """False keeps the text side (Whisper's decoder) free of adapters: only the audio encoder
+    adapts, to new voices and acoustics, while the decoder's language model stays as it was, so
+    spelling and phrasing out of domain do not drift towards the training transcripts. Families
+    whose encoder cannot take LoRA (audio LMs) reject it."""
     train_projector: bool = False
     """Audio LMs: train the audio-to-text projector fully (saved with the adapter). Needed when
     the audio tower and the language model come from different checkpoints."""

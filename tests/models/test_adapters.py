@@ -34,6 +34,20 @@ def test_frozen_audio_encoder_gets_no_adapters(base) -> None:
     assert names and not any(".encoder." in n for n in names)
 
 
+def test_encoder_only_leaves_the_decoder_as_it_was(base) -> None:
+    model, family = base
+    cfg = AdapterConfig(train_text_model=False)
+    names = lora_module_names(attach_adapters(model, cfg, family, 10))
+    assert names and all(".encoder.layers." in n for n in names)
+
+
+def test_encoder_only_needs_an_encoder_that_takes_lora(base) -> None:
+    model, family = base
+    cfg = AdapterConfig(train_text_model=False, train_audio_encoder=False)
+    with pytest.raises(ValueError, match="train_text_model"):
+        attach_adapters(model, cfg, family, 10)
+
+
 def test_selected_layers_only(base) -> None:
     model, family = base
     cfg = AdapterConfig(layers=[1], target_modules=["q_proj", "v_proj"])

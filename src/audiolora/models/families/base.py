@@ -91,9 +91,16 @@ class Family:
         """
         targets = list(cfg.target_modules or self.default_targets)
         with_encoder = cfg.train_audio_encoder and self.adapts_audio_encoder
-        if cfg.layers is None and with_encoder:
+        if not cfg.train_text_model and not with_encoder:
+            raise ValueError(
+                "adapter.train_text_model=false needs LoRA in the audio encoder, which "
+                f"{self.name} does not take (or adapter.train_audio_encoder is false)"
+            )
+        if cfg.layers is None and with_encoder and cfg.train_text_model:
             return targets
-        stacks = [self.text_prefix] + ([self.audio_encoder_prefix] if with_encoder else [])
+        stacks = ([self.text_prefix] if cfg.train_text_model else []) + (
+            [self.audio_encoder_prefix] if with_encoder else []
+        )
         stack_re = "|".join(re.escape(s) for s in stacks)
         layer_re = r"\d+" if cfg.layers is None else "|".join(str(i) for i in cfg.layers)
         names_re = "|".join(re.escape(n) for n in targets)
