@@ -391,3 +391,15 @@ def tiny_qwen3_omni_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = Qwen3OmniMoeThinkerForConditionalGeneration(config)
     return save_omni(model, tokenizer, tmp_path_factory.mktemp("tiny-qwen3-omni"))
+
+
+@pytest.fixture(scope="session")
+def paralinguistic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The paired-voice set cut to its first topic per set: 16 training clips, 8 held-out and
+    4 child-safety clips."""
+    from audiolora.builtin.synth.paralinguistic import synth_paralinguistic_dataset
+
+    require_tts()
+    out = tmp_path_factory.mktemp("paralinguistic") / "set"
+    synth_paralinguistic_dataset(out, topics=1, progress=False)
+    return out

@@ -148,7 +148,8 @@ def train(
     for name, scores in (metrics.get("retention") or {}).items():
         console.print(
             metrics_table(
-                f"Retention: {name}", {"base": scores["base"], "adapted": scores["final"]},
+                f"Retention: {name}",
+                {"base": scores["base"], "adapted": scores["final"]},
                 config.task,
             )
         )
@@ -546,7 +547,8 @@ def align(
         fail(str(e))
         return
     table = metrics_table(
-        "held-out builtin speech", {"assembled": summary["before"], "aligned": summary["after"]},
+        "held-out builtin speech",
+        {"assembled": summary["before"], "aligned": summary["after"]},
         "stt",
     )
     console.print(table)

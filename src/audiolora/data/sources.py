@@ -17,6 +17,7 @@ BUILTIN_SPEECH = "builtin:speech"
 BUILTIN_SESSIONS = "builtin:sessions"
 BUILTIN_SLU = "builtin:slu"
 BUILTIN_SPEECH_RETENTION = "builtin:speech-retention"
+BUILTIN_PARALINGUISTIC = "builtin:paralinguistic"
 
 
 def builtin_speech_dir() -> Path:
@@ -47,6 +48,31 @@ def builtin_sessions_dir() -> Path:
         from audiolora.builtin.synth.sessions import synth_sessions_dataset
 
         synth_sessions_dataset(out, n_sessions=12, n_eval=4)
+    return out
+
+
+def builtin_paralinguistic_dir() -> Path:
+    """Synthesize the paired-voice paralinguistic set (seed 004) on first use."""
+    out = cache_dir() / "data" / "paralinguistic-v1"
+    if not (out / "dataset.json").exists():
+        from audiolora.builtin.synth.paralinguistic import synth_paralinguistic_dataset
+
+        synth_paralinguistic_dataset(out)
+    return out
+
+
+def resolve_paralinguistic_manifests(train: str | None, eval_: str | None) -> dict[str, Path]:
+    """Paralinguistic manifests by split; `builtin:paralinguistic` gives both builtin splits
+    (the held-out one with its child-safety rows)."""
+    if train is None:
+        raise ValueError("data.train is not set: give a paralinguistic manifest or "
+                         f"{BUILTIN_PARALINGUISTIC}")  # fmt: skip
+    out: dict[str, Path] = {}
+    for split, entry in (("train", train), ("eval", eval_ if eval_ is not None else train)):
+        if entry == BUILTIN_PARALINGUISTIC:
+            out[split] = builtin_paralinguistic_dir() / f"{split}.jsonl"
+        elif not (split == "eval" and eval_ is None):
+            out[split] = Path(entry).expanduser()
     return out
 
 

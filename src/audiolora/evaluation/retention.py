@@ -5,6 +5,11 @@ it was not trained for (Whisper adapted to synthetic voices reads real voices wo
 can therefore score extra held-out manifests before and after training, through the same task
 code as its eval split, so the cost shows next to the gain in metrics.json, the report, the CLI
 table and sweeps.
+
+An entry may name another task before its manifest (`stt:builtin:speech-retention`): an audio
+LM adapted for one task (paralinguistic answers) is then also scored on plain speech-to-text,
+the general ability a narrow adaptation can cost. Such an entry is scored on the adapted
+backbone, without the run's task head.
 """
 
 from __future__ import annotations
@@ -20,6 +25,16 @@ if TYPE_CHECKING:
     from audiolora.config import RunConfig
     from audiolora.models.families import Family
     from audiolora.tasks.base import Task
+
+
+def split_entry(entry: str, task: Task) -> tuple[Task, str]:
+    """(the task that scores it, the manifest) of one `data.retention` entry."""
+    from audiolora.tasks.registry import TASKS
+
+    prefix, _, rest = entry.partition(":")
+    if rest and prefix in TASKS:
+        return TASKS[prefix], rest
+    return task, entry
 
 
 def scoring_config(config: RunConfig, manifest: str | Path, on_bad_input: str) -> RunConfig:
@@ -38,6 +53,12 @@ def scoring_config(config: RunConfig, manifest: str | Path, on_bad_input: str) -
     return config.model_copy(update={"data": data})
 
 
+def entry_config(config: RunConfig, task: Task, manifest: str) -> RunConfig:
+    """`scoring_config`, switched to `task` when the entry names another one."""
+    sub = scoring_config(config, manifest, config.data.on_bad_input)
+    return sub if task.name == config.task else sub.model_copy(update={"task": task.name})
+
+
 def retention_name(manifest: str) -> str:
     """A short label for a retention set: the manifest's folder and file stem (no slash: sweep
     tables read `a/b` keys as per-type figures)."""
@@ -48,17 +69,18 @@ def retention_name(manifest: str) -> str:
 def check_retention(task: Task, config: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Every retention manifest checked up front: {name: the task's manifest report}."""
     reports: dict[str, Any] = {}
-    for manifest in config.data.retention:
+    for entry in config.data.retention:
+        entry_task, manifest = split_entry(entry, task)
         name = retention_name(manifest)
         if name in reports:
             raise ValueError(f"data.retention names '{name}' twice")
         where = run_dir / "retention" / name
         where.mkdir(parents=True, exist_ok=True)
-        sub = scoring_config(config, manifest, config.data.on_bad_input)
         try:
-            reports[name] = task.check_data(sub, where)["train"]
+            sub = entry_config(config, entry_task, manifest)
+            reports[name] = entry_task.check_data(sub, where)["train"]
         except ValueError as e:
-            raise ValueError(f"data.retention {manifest}: {e}") from e
+            raise ValueError(f"data.retention {entry}: {e}") from e
     return reports
 
 
@@ -69,10 +91,13 @@ def retention_datasets(
     processor: ProcessorMixin,
     family: Family,
 ) -> dict[str, Any]:
+    """{name: (the task that scores it, its held-out dataset)}."""
     datasets = {}
-    for manifest, (name, report) in zip(config.data.retention, reports.items(), strict=True):
-        sub = scoring_config(config, manifest, config.data.on_bad_input)
-        datasets[name] = task.build_datasets(sub, {"eval": report}, processor, family)["eval"]
+    for entry, (name, report) in zip(config.data.retention, reports.items(), strict=True):
+        entry_task, manifest = split_entry(entry, task)
+        sub = entry_config(config, entry_task, manifest)
+        built = entry_task.build_datasets(sub, {"eval": report}, processor, family)["eval"]
+        datasets[name] = (entry_task, built)
     return datasets
 
 
@@ -87,18 +112,23 @@ def score_retention(
 ) -> dict[str, dict[str, Any]]:
     """Headline metrics on each retention set: the base model's (`adapted=False`) or the
     adapted one's."""
+    from audiolora.models.heads.base import HeadModel
+
     scores = {}
-    for name, dataset in datasets.items():
+    for name, (entry_task, dataset) in datasets.items():
+        # Another task's set is scored on the adapted backbone, without this task's head.
+        other = entry_task is not task and isinstance(model, HeadModel)
+        scorer = model.backbone if other else model
         with compute_precision(precision):
             if adapted:
-                result = task.evaluate(
-                    model, processor, dataset, desc=f"adapted on {name}", **eval_options
+                result = entry_task.evaluate(
+                    scorer, processor, dataset, desc=f"adapted on {name}", **eval_options
                 )
             else:
-                result = task.base_metrics(
-                    model, processor, dataset, desc=f"base on {name}", **eval_options
+                result = entry_task.base_metrics(
+                    scorer, processor, dataset, desc=f"base on {name}", **eval_options
                 )
-        scores[name] = {k: result[k] for k in task.headline if k in result}
+        scores[name] = {k: result[k] for k in entry_task.headline if k in result}
     return scores
 
 
@@ -106,7 +136,9 @@ def retention_figures(metrics: dict[str, Any], keys: tuple[str, ...]) -> dict[st
     """Flat `<metric> on <set>` figures (and `... before training`) for sweep tables."""
     figures = {}
     for name, scores in (metrics.get("retention") or {}).items():
-        for key in keys[:1]:
+        shown = scores.get("final") or scores.get("base") or {}
+        # A set scored by another task (`stt:...`) leads with that task's first metric.
+        for key in [k for k in keys[:1] if k in shown] or list(shown)[:1]:
             if key in (scores.get("final") or {}):
                 figures[f"{key} on {name}"] = scores["final"][key]
             if key in (scores.get("base") or {}):

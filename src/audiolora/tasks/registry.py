@@ -7,13 +7,19 @@ and one line here; the config, run, report, sweeps and CLI pick it up from this 
 from __future__ import annotations
 
 from audiolora.tasks.base import Task
+from audiolora.tasks.paralinguistic import Paralinguistic
 from audiolora.tasks.slu import SpokenLanguageUnderstanding
 from audiolora.tasks.stt import SpeechToText
 from audiolora.tasks.temporal import TemporalLocalization
 
 TASKS: dict[str, Task] = {
     task.name: task
-    for task in (SpeechToText(), TemporalLocalization(), SpokenLanguageUnderstanding())
+    for task in (
+        SpeechToText(),
+        TemporalLocalization(),
+        SpokenLanguageUnderstanding(),
+        Paralinguistic(),
+    )
 }
 
 

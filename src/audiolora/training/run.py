@@ -226,9 +226,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             task.build_datasets(stage_config, reports, processor, family)
             for (_, stage_config), reports in zip(plan, stage_reports, strict=True)
         ]
-        retention_sets = retention_datasets(
-            task, config, retention_reports, processor, family
-        )
+        retention_sets = retention_datasets(task, config, retention_reports, processor, family)
     except ValueError as e:
         raise RunError(str(e)) from e
     reports, datasets = stage_reports[0], stage_datasets[0]

@@ -94,8 +94,7 @@ def test_held_out_from_keeps_another_sets_eval_split_unheard(
     other_texts = {r["text"] for r in read_manifest(out / "eval.jsonl")}
     reserved = set(summary["held_out_voices"])
     # Same seed: without held_out_from the first eval sentences would be the same ones.
-    synth_speech_dataset(tmp_path, n_train=40, n_eval=4, seed=0, progress=False,
-                         held_out_from=out)
+    synth_speech_dataset(tmp_path, n_train=40, n_eval=4, seed=0, progress=False, held_out_from=out)
     train = read_manifest(tmp_path / "train.jsonl")
     evals = read_manifest(tmp_path / "eval.jsonl")
     assert not {r["text"] for r in train + evals} & other_texts

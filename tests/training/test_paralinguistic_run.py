@@ -1,0 +1,67 @@
+"""`audiolora train` with `task: paralinguistic` on a tiny random Qwen2-Audio and the paired-voice
+set cut to one topic: the auxiliary head trains beside LoRA, PA figures land in metrics.json,
+the saved adapter holds no head, and `audiolora eval` scores the run without it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+import audiolora
+from audiolora.cli import app
+from audiolora.config import load_config
+from audiolora.training.run import run_training
+
+
+def test_paralinguistic_run_with_aux_head(
+    tiny_qwen2_audio_dir: Path, paralinguistic_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    config = load_config(
+        Path(audiolora.__file__).parent / "recipes" / "paralinguistic-qwen2-audio-smollm2.yaml",
+        [
+            f"output_dir={out}",
+            f"model.name={tiny_qwen2_audio_dir}",
+            f"data.train={paralinguistic_dataset / 'train.jsonl'}",
+            f"data.eval={paralinguistic_dataset / 'eval.jsonl'}",
+            "data.retention=[]",
+            "adapter.layers=[0]",
+            "paralinguistic.aux_head=true",
+            "training.batch_size=4",
+            "training.eval_batch_size=4",
+            "training.max_steps=2",
+            "training.save_steps=2",
+            "training.logging_steps=1",
+            "training.max_new_tokens=8",
+        ],
+    )
+    metrics = run_training(config)
+    assert metrics["task"] == "paralinguistic"
+    for key in ("pa_score", "pa_rate", "safety/pa_rate"):
+        assert key in metrics["final"] and key in metrics["base"], key
+    for key in ("age/pa_score", "gender/pa_rate", "emotion/pa_rate", "safety/count"):
+        assert key in metrics["final_details"], key
+    assert -1 <= metrics["final"]["pa_score"] <= 1
+    # The judge is checked on the references themselves and must get most of them right.
+    assert metrics["final_details"]["judge_agreement"] > 0.8
+    losses = [h["loss"] for h in metrics["history"] if "loss" in h]
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+
+    adapter = out / "adapter"
+    assert (adapter / "aux_head.safetensors").exists()
+    head_config = json.loads((adapter / "aux_head.json").read_text())
+    assert head_config["layer"] == 0 and head_config["weight"] == 0.5
+    saved = load_file(str(adapter / "adapter_model.safetensors"))
+    assert saved and all("lora_" in k for k in saved), "the adapter must hold LoRA only"
+
+    result = CliRunner().invoke(
+        app, ["eval", str(out), "--json", "--data", str(paralinguistic_dataset / "eval.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.stdout)
+    assert again["pa_score"] == pytest.approx(metrics["final"]["pa_score"])
