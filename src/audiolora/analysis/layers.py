@@ -1,0 +1,234 @@
+"""Where does an audio LM carry *who* speaks, and where *what* is said? (seed 004's analyses)
+
+Each clip's hidden states are mean-pooled over its audio positions at every language-model
+layer; then, per layer:
+- **probe accuracy**: a cross-validated logistic-regression probe for each attribute category
+  (folds keep a query's clips together, so a probe cannot lean on the words) and for the content
+  (the query's intent, folds stratified by intent);
+- **cross-voice similarity**: mean cosine between the same query in different voices, minus the
+  mean cosine between different queries (how far a layer has stopped hearing the voice);
+- **separability**: the Fisher ratio of each attribute's classes (between-class over
+  within-class scatter, on standardised features).
+The suggested split: the *transition* is the first layer from which the content probe (above
+chance, scaled to [0, 1]) stays at or above the mean attribute probe; layers before it are
+paralinguistic, layers from it up to the last where the content probe keeps 90 % of its best
+are semantic. The seed reports layers 0-6 / 7-14 on a 28-layer model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audiolora.data.paralinguistic import ParaExample
+
+
+@dataclass
+class LayerStack:
+    """Pooled states (layers, clips, width) with each clip's labels."""
+
+    states: np.ndarray
+    categories: list[str]
+    values: list[str]
+    intents: list[str]
+    groups: list[str]
+    """Clips of one group are the same query in different voices."""
+
+
+def probe_accuracy(features: np.ndarray, labels: Sequence[str], groups: Sequence[str] | None,
+                   folds: int = 5, seed: int = 0) -> float:  # fmt: skip
+    """Mean held-out accuracy of a linear probe; `groups` keeps a group's rows in one fold."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.asarray(labels)
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        return float("nan")
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, C=0.5))
+    if groups is not None and len(set(groups)) >= 2:
+        splitter: Any = GroupKFold(n_splits=min(folds, len(set(groups))))
+        scores = cross_val_score(probe, features, y, groups=np.asarray(groups), cv=splitter)
+    else:
+        splitter = StratifiedKFold(min(folds, int(counts.min())), shuffle=True, random_state=seed)
+        scores = cross_val_score(probe, features, y, cv=splitter)
+    return float(np.mean(scores))
+
+
+def fisher_ratio(features: np.ndarray, labels: Sequence[str]) -> float:
+    """Between-class over within-class scatter (traces), features standardised first."""
+    x = (features - features.mean(0)) / (features.std(0) + 1e-8)
+    y = np.asarray(labels)
+    between = within = 0.0
+    for label in np.unique(y):
+        part = x[y == label]
+        between += len(part) * float(np.sum(part.mean(0) ** 2))
+        within += float(np.sum((part - part.mean(0)) ** 2))
+    return between / max(within, 1e-12)
+
+
+def cross_voice_similarity(features: np.ndarray, groups: Sequence[str]) -> float:
+    """Mean cosine within groups (same query, other voice) minus mean cosine across groups."""
+    x = features - features.mean(0)
+    x = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-8)
+    sims = x @ x.T
+    g = np.asarray(groups)
+    same = (g[:, None] == g[None, :]) & ~np.eye(len(g), dtype=bool)
+    other = g[:, None] != g[None, :]
+    if not same.any() or not other.any():
+        return float("nan")
+    return float(sims[same].mean() - sims[other].mean())
+
+
+def chance(labels: Sequence[str]) -> float:
+    """Accuracy of always answering the most common label."""
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    return float(counts.max() / counts.sum())
+
+
+def scaled(accuracy: float, base: float) -> float:
+    """Probe accuracy above chance, scaled so chance is 0 and perfect is 1."""
+    return float(max(accuracy - base, 0.0) / max(1 - base, 1e-8))
+
+
+def suggest_split(attribute: Sequence[float], content: Sequence[float]) -> dict[str, Any]:
+    """Paralinguistic layers, semantic layers and the transition layer from two scaled curves."""
+    layers = len(content)
+    after = [
+        t for t in range(layers)
+        if all(content[k] >= attribute[k] for k in range(t, layers))
+    ]  # fmt: skip
+    if not after or max(content) <= 0:
+        return {"transition": None, "paralinguistic": list(range(layers)), "semantic": [],
+                "note": "the content probe never overtakes the attribute probes"}  # fmt: skip
+    transition = after[0]
+    best = max(content)
+    last = max(k for k in range(transition, layers) if content[k] >= 0.9 * best)
+    return {
+        "transition": transition,
+        "paralinguistic": list(range(transition)),
+        "semantic": list(range(transition, last + 1)),
+    }
+
+
+def analyze(stack: LayerStack, folds: int = 5) -> dict[str, Any]:
+    """Every curve per layer, and the suggested split."""
+    cats = np.asarray(stack.categories)
+    layers = stack.states.shape[0]
+    result: dict[str, Any] = {"layers": layers, "probe": {}, "chance": {}, "separability": {}}
+    content_labels = stack.intents
+    result["chance"]["content"] = chance(content_labels)
+    result["probe"]["content"] = [
+        probe_accuracy(stack.states[k], content_labels, None, folds) for k in range(layers)
+    ]
+    for category in sorted(set(stack.categories)):
+        rows = np.flatnonzero(cats == category)
+        labels = [stack.values[i] for i in rows]
+        groups = [stack.groups[i] for i in rows]
+        result["chance"][category] = chance(labels)
+        result["probe"][category] = [
+            probe_accuracy(stack.states[k][rows], labels, groups, folds) for k in range(layers)
+        ]
+        result["separability"][category] = [
+            fisher_ratio(stack.states[k][rows], labels) for k in range(layers)
+        ]
+    result["cross_voice_similarity"] = [
+        cross_voice_similarity(stack.states[k], stack.groups) for k in range(layers)
+    ]
+    attributes = [c for c in result["probe"] if c != "content"]
+    attribute_curve = [
+        float(np.mean([scaled(result["probe"][c][k], result["chance"][c]) for c in attributes]))
+        for k in range(layers)
+    ]
+    content_curve = [
+        scaled(result["probe"]["content"][k], result["chance"]["content"]) for k in range(layers)
+    ]
+    result["scaled"] = {"attributes": attribute_curve, "content": content_curve}
+    result["split"] = suggest_split(attribute_curve, content_curve)
+    return result
+
+
+def plot(result: dict[str, Any], out: Path, title: str) -> None:
+    """One figure: probe accuracies, cross-voice similarity and separability against layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = np.arange(result["layers"])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for name, curve in result["probe"].items():
+        style = "k-" if name == "content" else "-"
+        axes[0].plot(layers, curve, style, marker=".", label=f"{name} (chance "
+                     f"{result['chance'][name]:.2f})")  # fmt: skip
+    axes[0].set_title("Linear-probe accuracy (held-out folds)")
+    axes[0].set_ylim(0, 1.02)
+    axes[1].plot(layers, result["cross_voice_similarity"], "m-", marker=".")
+    axes[1].set_title("Same query, other voice: cosine minus other-query cosine")
+    for name, curve in result["separability"].items():
+        axes[2].plot(layers, curve, marker=".", label=name)
+    axes[2].set_title("Attribute separability (Fisher ratio)")
+    transition = result["split"].get("transition")
+    for ax in axes:
+        ax.set_xlabel("LM layer")
+        if transition is not None:
+            ax.axvline(transition - 0.5, color="grey", linestyle="--", linewidth=1)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[2].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def collect_states(model: Any, processor: Any, family: Any, rows: Sequence[ParaExample],
+                   instruction: str, sampling_rate: int = 16000, batch_size: int = 8,
+                   progress: bool = True) -> LayerStack:  # fmt: skip
+    """Pool every LM layer's output over each clip's audio positions (prompt only, no answer)."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from audiolora.models.heads.dual_level import audio_pooled
+    from audiolora.models.lalm import LalmCollator
+    from audiolora.tasks.paralinguistic import ParaDataset, ParalinguisticConfig
+
+    cfg = ParalinguisticConfig(instruction=instruction)
+    dataset = ParaDataset(family, rows, processor, cfg, sampling_rate).prompts_only()
+    collator = LalmCollator(family, processor, padding_side="right")
+    audio_token_id = family.audio_token_id(processor)
+    pooled: list[np.ndarray] = []
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
+    with torch.no_grad():
+        for batch in tqdm(loader, desc="hidden states", disable=not progress):
+            out = family.hidden_states(model, batch, output_hidden_states=True)
+            per_layer = [
+                audio_pooled(
+                    h.float(), batch["input_ids"], batch["attention_mask"], audio_token_id
+                ).numpy()  # fmt: skip
+                for h in out.hidden_states[1:]
+            ]
+            pooled.append(np.stack(per_layer))
+    return LayerStack(
+        states=np.concatenate(pooled, axis=1),
+        categories=[r.category for r in rows],
+        values=[r.value for r in rows],
+        intents=[r.intent for r in rows],
+        groups=[f"{r.intent}|{r.text}|{r.category}" for r in rows],
+    )
+
+
+def write_analysis(result: dict[str, Any], out_dir: Path, title: str) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "layers.json", "plot": out_dir / "layers.png"}
+    paths["json"].write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    plot(result, paths["plot"], title)
+    return paths
