@@ -620,33 +620,19 @@ def analyze_layers(
     """Layer-wise analysis (seed 004): per LM layer, linear-probe accuracy for each attribute
     and for the content, cross-voice similarity and attribute separability; suggests the
     paralinguistic layers, the semantic layers and the transition layer."""
-    from audiolora.analysis.layers import analyze, collect_states, write_analysis
-    from audiolora.config import ModelConfig
-    from audiolora.data.paralinguistic import read_paralinguistic_manifest
-    from audiolora.inference import load_run_with_family
-    from audiolora.models.loading import load_model
-    from audiolora.tasks.paralinguistic import PA_INSTRUCTION, ParalinguisticConfig
+    from audiolora.analysis.layers import analyze, layer_states, write_analysis
+    from audiolora.data.manifest import BadInputError
 
-    categories = ParalinguisticConfig().categories
-    instruction = PA_INSTRUCTION
-    if Path(model_or_run, "config.yaml").exists():
-        model, processor, config, family = load_run_with_family(Path(model_or_run))
-        if config.task == "paralinguistic":
-            categories = config.paralinguistic.categories
-            instruction = config.paralinguistic.instruction
-    else:
-        model, processor, family, _ = load_model(ModelConfig(name=model_or_run))
-        model.eval()
-    rows, report = read_paralinguistic_manifest(data, categories)
-    if report.problems:
-        fail(report.summary())
+    try:
+        stack = layer_states(model_or_run, data, output, batch_size=batch_size, max_rows=max_rows)
+    except BadInputError as e:
+        fail(str(e))
         return
-    rows = rows[:max_rows] if max_rows else rows
-    stack = collect_states(model, processor, family, rows, instruction, batch_size=batch_size)
     result = analyze(stack)
     result["model"] = model_or_run
     result["data"] = str(data)
-    paths = write_analysis(result, output, f"{model_or_run} on {data.name} ({len(rows)} clips)")
+    clips = stack.states.shape[1]
+    paths = write_analysis(result, output, f"{model_or_run} on {data.name} ({clips} clips)")
     split = result["split"]
     console.print(
         f"transition layer: {split['transition']}; paralinguistic layers "

@@ -31,6 +31,7 @@ def planted_stack(seed: int = 0) -> LayerStack:
         values=[v for _, v, _ in rows],
         intents=[i for i, _, _ in rows],
         groups=[f"{i}-{r}" for i, _, r in rows],
+        texts=[f"{i} phrasing {r % 2}" for i, _, r in rows],
     )
 
 
@@ -65,3 +66,15 @@ def test_analyze_layers_command(tiny_qwen2_audio_dir: Path, paralinguistic_datas
     assert set(numbers["probe"]) == {"content", "age", "gender", "emotion"}
     assert (out / "layers.png").stat().st_size > 10_000
     assert "transition layer" in result.output
+    # A rerun reads the cached states instead of running the model again.
+    (out / "layers.json").unlink()
+    again = CliRunner().invoke(app, [
+        "analyze", "layers", "no-such-model",
+        "--data", str(paralinguistic_dataset / "train.jsonl"), "--output", str(out),
+    ])  # fmt: skip
+    assert again.exit_code != 0  # another model: the cache is not used for it
+    again = CliRunner().invoke(app, [
+        "analyze", "layers", str(tiny_qwen2_audio_dir),
+        "--data", str(paralinguistic_dataset / "train.jsonl"), "--output", str(out),
+    ])  # fmt: skip
+    assert again.exit_code == 0 and json.loads((out / "layers.json").read_text()) == numbers

@@ -4,7 +4,9 @@ Each clip's hidden states are mean-pooled over its audio positions at every lang
 layer; then, per layer:
 - **probe accuracy**: a cross-validated logistic-regression probe for each attribute category
   (folds keep a query's clips together, so a probe cannot lean on the words) and for the content
-  (the query's intent, folds stratified by intent);
+  (the query's intent; folds keep each phrasing's clips together, so the probe must recognise
+  the intent of a phrasing it has not seen, not the sound of a sentence it has: an intent needs
+  two phrasings or more);
 - **cross-voice similarity**: mean cosine between the same query in different voices, minus the
   mean cosine between different queries (how far a layer has stopped hearing the voice);
 - **separability**: the Fisher ratio of each attribute's classes (between-class over
@@ -38,6 +40,26 @@ class LayerStack:
     intents: list[str]
     groups: list[str]
     """Clips of one group are the same query in different voices."""
+    texts: list[str]
+    """The query's words (its phrasing)."""
+
+    def save(self, path: Path, source: dict[str, Any]) -> None:
+        """Cache the pooled states so the analysis reruns without the model."""
+        labels = {k: getattr(self, k) for k in ("categories", "values", "intents", "groups",
+                                                "texts")}  # fmt: skip
+        np.savez_compressed(path, states=self.states.astype(np.float32),
+                            meta=json.dumps({"source": source, **labels}))  # fmt: skip
+
+    @classmethod
+    def load(cls, path: Path, source: dict[str, Any]) -> LayerStack | None:
+        """The cached stack, or None when it was made from another model or data."""
+        if not path.is_file():
+            return None
+        with np.load(path) as cached:
+            meta = json.loads(str(cached["meta"]))
+            if meta.pop("source") != source:
+                return None
+            return cls(states=cached["states"].astype(np.float32), **meta)
 
 
 def probe_accuracy(features: np.ndarray, labels: Sequence[str], groups: Sequence[str] | None,
@@ -126,7 +148,7 @@ def analyze(stack: LayerStack, folds: int = 5) -> dict[str, Any]:
     content_labels = stack.intents
     result["chance"]["content"] = chance(content_labels)
     result["probe"]["content"] = [
-        probe_accuracy(stack.states[k], content_labels, None, folds) for k in range(layers)
+        probe_accuracy(stack.states[k], content_labels, stack.texts, folds) for k in range(layers)
     ]
     for category in sorted(set(stack.categories)):
         rows = np.flatnonzero(cats == category)
@@ -223,7 +245,42 @@ def collect_states(model: Any, processor: Any, family: Any, rows: Sequence[ParaE
         values=[r.value for r in rows],
         intents=[r.intent for r in rows],
         groups=[f"{r.intent}|{r.text}|{r.category}" for r in rows],
+        texts=[r.text for r in rows],
     )
+
+
+def layer_states(model_or_run: str, data: Path, output: Path, batch_size: int = 8,
+                 max_rows: int | None = None) -> LayerStack:  # fmt: skip
+    """The pooled states of a model (or a finished run, adapter applied) on a manifest, cached
+    in `output/states.npz` so a rerun of the analysis needs no model."""
+    from audiolora.config import ModelConfig
+    from audiolora.data.manifest import BadInputError
+    from audiolora.data.paralinguistic import read_paralinguistic_manifest
+    from audiolora.inference import load_run_with_family
+    from audiolora.models.loading import load_model
+    from audiolora.tasks.paralinguistic import ParalinguisticConfig
+
+    source = {"model": model_or_run, "data": str(Path(data).resolve()), "max_rows": max_rows}
+    cache = output / "states.npz"
+    stack = LayerStack.load(cache, source)
+    if stack is not None:
+        return stack
+    cfg = ParalinguisticConfig()
+    if Path(model_or_run, "config.yaml").exists():
+        model, processor, config, family = load_run_with_family(Path(model_or_run))
+        if config.task == "paralinguistic":
+            cfg = config.paralinguistic
+    else:
+        model, processor, family, _ = load_model(ModelConfig(name=model_or_run))
+        model.eval()
+    rows, report = read_paralinguistic_manifest(data, cfg.categories)
+    if report.problems:
+        raise BadInputError([report])
+    rows = rows[:max_rows] if max_rows else rows
+    stack = collect_states(model, processor, family, rows, cfg.instruction, batch_size=batch_size)
+    output.mkdir(parents=True, exist_ok=True)
+    stack.save(cache, source)
+    return stack
 
 
 def write_analysis(result: dict[str, Any], out_dir: Path, title: str) -> dict[str, Path]:
