@@ -176,3 +176,26 @@ def test_sweep_cli_on_tiny_whisper(
     run = tmp_path / "sweep" / "adapter.r=2,adapter.alpha=4" / "seed-0"
     assert (run / "adapter").is_dir()
     assert json.loads((run / "adapter" / "adapter_config.json").read_text())["lora_alpha"] == 4
+
+
+def test_arms_with_the_same_base_share_one_base_measurement(tmp_path: Path) -> None:
+    """Two adapter placements on the same model and data: the base is measured once, the second
+    arm starts from a copy of it (as a resumed run), and each seed measures its own."""
+    measured: list[str] = []
+
+    def fake_train(config: RunConfig, resume: bool = False) -> dict[str, Any]:
+        out = Path(config.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("base_metrics.json", "base_retention.json"):
+            if not (resume and (out / name).exists()):
+                measured.append(f"{out.parent.name}/{out.name}")
+                (out / name).write_text("{}")
+        metrics = {"final": {"wer": 0.1, "cer": 0.05, "bleu": 50.0, "perplexity": 2.0}}
+        (out / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    variants = ["adapter.layers=null", "adapter.layers=[0]"]
+    run_sweep(None, [], 2, tmp_path, train=fake_train, variants=variants)
+    assert sorted(set(measured)) == ["adapter.layers=null/seed-0", "adapter.layers=null/seed-1"]
+    copied = tmp_path / "adapter.layers=[0]" / "seed-1" / "base_metrics.json"
+    assert copied.exists()

@@ -9,14 +9,22 @@ Some comparisons are not products: "head only, or LoRA at rank 2, 4 or 8" has fo
 rank means nothing to the head-only arm. `--variant` gives such an axis, one bundle of settings
 per arm (`--variant temporal.head_only=true --variant adapter.r=2 ...`), crossed with the
 `--grid` axes like any other axis.
+
+Arms that differ only in how they train (adapter placement, an auxiliary loss) have the same
+reference: the untouched base model on the same held-out data, decoded the same way. The first
+run measures it; the runs after it that share its `base_key` start from a copy of that
+measurement instead of decoding the same clips with the same model again. A run killed
+half-way is resumed from its last complete checkpoint.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import itertools
 import json
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +41,25 @@ from audiolora.evaluation.metrics import summarize_over_seeds  # noqa: E402
 from audiolora.evaluation.retention import retention_figures  # noqa: E402
 from audiolora.tasks.registry import get_task  # noqa: E402
 from audiolora.training.run import run_training  # noqa: E402
+
+BASE_FILES = ("base_metrics.json", "base_retention.json")
+"""What a run measures on the base model before training (`training.run.measured_once`)."""
+
+
+def base_key(config: Any) -> str:
+    """A digest of everything the base measurement depends on: the model, the data, the task's
+    own section, the seed (tasks may draw held-out items with it) and the decoding settings;
+    not the adapter or the optimisation, which the base model never sees."""
+    t = config.training
+    task = getattr(config, config.task, None)
+    relevant = {
+        "task": config.task,
+        "model": config.model.model_dump(mode="json"),
+        "data": config.data.model_dump(mode="json"),
+        "section": task.model_dump(mode="json") if task is not None else None,
+        "decoding": [t.seed, t.eval_batch_size, t.num_beams, t.max_new_tokens, t.precision],
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -131,13 +158,25 @@ def run_sweep(
     axes = [*grid, *(f"variant: {v}" for v in variants or [])]
     results: dict[str, list[dict[str, Any]]] = {p.name: [] for p in points}
     summary: dict[str, Any] = {}
+    measured: dict[str, Path] = {}
     for (point, _), config in configs.items():
-        metrics_path = Path(config.output_dir) / "metrics.json"
+        run_dir = Path(config.output_dir)
+        key = base_key(config)
+        metrics_path = run_dir / "metrics.json"
         if metrics_path.exists():
             metrics = json.loads(metrics_path.read_text())
         else:
-            metrics = train(config)
+            source = measured.get(key)
+            if source is not None:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                for name in BASE_FILES:
+                    if (source / name).exists() and not (run_dir / name).exists():
+                        shutil.copy2(source / name, run_dir / name)
+            # A run folder that exists holds a base measurement or checkpoints to continue.
+            metrics = train(config, resume=True) if run_dir.exists() else train(config)
             gc.collect()
+        if all((run_dir / name).exists() for name in BASE_FILES):
+            measured.setdefault(key, run_dir)
         results[point.name].append(sweep_figures(metrics, task))
         # Rewritten after every run, so a long sweep shows its table as it goes.
         summary = summarize_sweep(recipe, task, axes, seeds, points, results, relative_to)
