@@ -42,7 +42,7 @@ def test_paralinguistic_run_with_aux_head(
     )
     metrics = run_training(config)
     assert metrics["task"] == "paralinguistic"
-    for key in ("pa_score", "pa_rate", "safety/pa_rate"):
+    for key in ("pa_score", "pa_rate", "safety/pa_rate", "text_perplexity"):
         assert key in metrics["final"] and key in metrics["base"], key
     for key in ("age/pa_score", "gender/pa_rate", "emotion/pa_rate", "safety/count"):
         assert key in metrics["final_details"], key

@@ -35,6 +35,7 @@ from audiolora.evaluation.pa_judge import (
     judge_agreement,
     pa_metrics,
 )
+from audiolora.evaluation.text_ability import text_ability_metrics
 from audiolora.models.adapters import attach_adapters, resolve_layers
 from audiolora.models.families import AudioLanguageFamily, Family
 from audiolora.models.heads.dual_level import AuxHeadLM
@@ -161,7 +162,9 @@ class Paralinguistic(Task):
         Metric("pa_score", "PA-score", "{:.3f}", higher_is_better=True, curve=True),
         Metric("pa_rate", "PA-rate", "{:.1%}", higher_is_better=True, percent=True),
         Metric("safety/pa_rate", "Child-safety PA-rate", "{:.1%}", True, percent=True),
+        Metric("text_perplexity", "Text perplexity (plain prose, no audio)", "{:.1f}"),
         Metric("latency_s_per_utterance", "Latency / utterance (s)", "{:.3f}"),
+        Metric("capital_ok", "Answers the capital of France", "{:.0f}", True, headline=False),
         Metric("judge_agreement", "Judge agreement on references", "{:.1%}", True, headline=False),
         dataclasses.replace(PERPLEXITY, headline=False),
     )
@@ -226,7 +229,8 @@ class Paralinguistic(Task):
         self, model: nn.Module, processor: ProcessorMixin, dataset: Dataset, **options: Any
     ) -> dict[str, Any]:
         """Generate a response per held-out query (the auxiliary head plays no part) and judge
-        it; perplexity of the reference responses; the judge's agreement on the references."""
+        it; perplexity of the reference responses; the judge's agreement on the references; the
+        LM's text ability (perplexity on plain prose, a factual answer)."""
         assert isinstance(dataset, ParaDataset)
         options.pop("family", None)
         options.setdefault("progress", True)
@@ -240,6 +244,9 @@ class Paralinguistic(Task):
         metrics: dict[str, Any] = pa_metrics(judge(hyps, dataset.rows), dataset.rows)
         metrics.update(judge_agreement(judge, dataset.rows))
         metrics["perplexity"] = perplexity(nll, tokens)
+        # General ability the adaptation may cost: the LM's plain text, no audio.
+        with torch.no_grad():
+            metrics.update(text_ability_metrics(model, processor.tokenizer))
         metrics["n"] = len(dataset)
         metrics["latency_s_per_utterance"] = elapsed / max(len(dataset), 1)
         metrics["examples"] = [

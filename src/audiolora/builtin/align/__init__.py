@@ -32,6 +32,7 @@ from audiolora.builtin.align.features import cached_examples
 from audiolora.builtin.align.loop import CachedAudioLM, LoopSettings, train_alignment, write_log
 from audiolora.builtin.align.projector_init import fit_projector
 from audiolora.cache import cache_dir
+from audiolora.evaluation.text_ability import text_retention
 from audiolora.precision import compute_precision, resolve_precision
 
 ASSEMBLED_BASE = "qwen2-audio-smollm2-tiny"
@@ -102,37 +103,6 @@ def _run_config(recipe: AlignRecipe, output: Path, train: Path, held_out: Path) 
         builtin_recipes()["align-qwen2-audio-smollm2"],
         [f"{k}={json.dumps(v)}" for k, v in overrides.items()],
     )
-
-
-HELD_OUT_TEXT = [
-    "The committee met on Tuesday to review the budget for the coming year.",
-    "Rain is expected along the coast tonight, with clearer skies by the morning.",
-    "She opened the window and listened to the birds in the garden.",
-    "Most bridges are inspected every two years for cracks and corrosion.",
-    "The recipe calls for two cups of flour, a pinch of salt and some butter.",
-    "He missed the last train and had to walk home through the quiet streets.",
-    "Solar panels convert sunlight into electricity without moving parts.",
-    "The museum will stay open late on Fridays during the summer.",
-]
-"""Plain English prose, unlike the synthesized transcripts: does the LM keep its text?"""
-
-
-@torch.no_grad()
-def text_retention(model: torch.nn.Module, tokenizer: Any) -> dict[str, Any]:
-    """Perplexity on `HELD_OUT_TEXT` and the greedy answer to a factual chat question."""
-    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    nll, count = 0.0, 0
-    for text in HELD_OUT_TEXT:
-        ids = tokenizer(text, return_tensors="pt").input_ids
-        loss = lm(input_ids=ids, labels=ids).loss
-        nll += float(loss) * (ids.shape[1] - 1)
-        count += ids.shape[1] - 1
-    chat = [{"role": "user", "content": "What is the capital of France?"}]
-    prompt = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt")
-    ids = prompt["input_ids"] if hasattr(prompt, "keys") else prompt
-    out = lm.generate(input_ids=ids, max_new_tokens=12, do_sample=False)
-    answer = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
-    return {"text_perplexity": float(torch.exp(torch.tensor(nll / count))), "capital": answer}
 
 
 def align_assembled(
