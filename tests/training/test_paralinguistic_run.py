@@ -14,32 +14,39 @@ from typer.testing import CliRunner
 
 import audiolora
 from audiolora.cli import app
-from audiolora.config import load_config
+from audiolora.config import RunConfig, load_config
 from audiolora.training.run import run_training
+
+
+def para_config(model: Path, data: Path, out: Path, extra: list[str]) -> RunConfig:
+    """The shipped recipe on `model` and the one-topic set, with the head on, plus `extra`."""
+    return load_config(
+        Path(audiolora.__file__).parent / "recipes" / "paralinguistic-qwen2-audio-smollm2.yaml",
+        [
+            f"output_dir={out}",
+            f"model.name={model}",
+            f"data.train={data / 'train.jsonl'}",
+            f"data.eval={data / 'eval.jsonl'}",
+            "data.retention=[]",
+            "paralinguistic.aux_head=true",
+            "training.batch_size=4",
+            "training.max_steps=2",
+            *extra,
+        ],
+    )
 
 
 def test_paralinguistic_run_with_aux_head(
     tiny_qwen2_audio_dir: Path, paralinguistic_dataset: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    config = load_config(
-        Path(audiolora.__file__).parent / "recipes" / "paralinguistic-qwen2-audio-smollm2.yaml",
-        [
-            f"output_dir={out}",
-            f"model.name={tiny_qwen2_audio_dir}",
-            f"data.train={paralinguistic_dataset / 'train.jsonl'}",
-            f"data.eval={paralinguistic_dataset / 'eval.jsonl'}",
-            "data.retention=[]",
-            "adapter.layers=[0]",
-            "paralinguistic.aux_head=true",
-            "training.batch_size=4",
-            "training.eval_batch_size=4",
-            "training.max_steps=2",
-            "training.save_steps=2",
-            "training.logging_steps=1",
-            "training.max_new_tokens=8",
-        ],
-    )
+    config = para_config(
+        tiny_qwen2_audio_dir,
+        paralinguistic_dataset,
+        out,
+        ["adapter.layers=[0]", "training.eval_batch_size=4", "training.save_steps=2",
+         "training.logging_steps=1", "training.max_new_tokens=8"],
+    )  # fmt: skip
     metrics = run_training(config)
     assert metrics["task"] == "paralinguistic"
     for key in ("pa_score", "pa_rate", "safety/pa_rate", "text_perplexity"):
@@ -76,21 +83,11 @@ def test_short_real_run_on_the_embedded_aligned_model(
 
     model = aligned_model_path("qwen2-audio-smollm2-aligned", cache_dir=cache_root)
     out = tmp_path / "real"
-    config = load_config(
-        Path(audiolora.__file__).parent / "recipes" / "paralinguistic-qwen2-audio-smollm2.yaml",
-        [
-            f"output_dir={out}",
-            f"model.name={model}",
-            f"data.train={paralinguistic_dataset / 'train.jsonl'}",
-            f"data.eval={paralinguistic_dataset / 'eval.jsonl'}",
-            "data.retention=[]",
-            "data.max_eval_samples=4",
-            "adapter.layers=[0,1,2,3]",
-            "paralinguistic.aux_head=true",
-            "training.batch_size=4",
-            "training.max_steps=2",
-            "training.max_new_tokens=16",
-        ],
+    config = para_config(
+        model,
+        paralinguistic_dataset,
+        out,
+        ["data.max_eval_samples=4", "adapter.layers=[0,1,2,3]", "training.max_new_tokens=16"],
     )
     metrics = run_training(config)
     assert metrics["final_details"]["judge_agreement"] > 0.8
