@@ -616,6 +616,10 @@ def analyze_layers(
     output: Annotated[Path, typer.Option(help="Folder for layers.json and layers.png.")],
     batch_size: Annotated[int, typer.Option()] = 8,
     max_rows: Annotated[int | None, typer.Option(help="Analyse the first N rows only.")] = None,
+    pool: Annotated[
+        str,
+        typer.Option(help="audio: mean over the audio positions; last: the prompt's last token."),
+    ] = "audio",
 ) -> None:
     """Layer-wise analysis (seed 004): per LM layer, linear-probe accuracy for each attribute
     and for the content, cross-voice similarity and attribute separability; suggests the
@@ -628,11 +632,16 @@ def analyze_layers(
     except BadInputError as e:
         fail(str(e))
         return
-    result = analyze(stack)
+    try:
+        result = analyze(stack, pool=pool)
+    except ValueError as e:
+        fail(str(e))
+        return
     result["model"] = model_or_run
     result["data"] = str(data)
     clips = stack.states.shape[1]
-    paths = write_analysis(result, output, f"{model_or_run} on {data.name} ({clips} clips)")
+    title = f"{model_or_run} on {data.name} ({clips} clips, {pool} pooling)"
+    paths = write_analysis(result, output, title)
     split = result["split"]
     console.print(
         f"transition layer: {split['transition']}; paralinguistic layers "

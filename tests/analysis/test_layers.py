@@ -27,6 +27,7 @@ def planted_stack(seed: int = 0) -> LayerStack:
             states[layer, n] += 3.0 * intent_directions[intents.index(intent)]
     return LayerStack(
         states=states,
+        last=states[:, :, ::-1].copy(),
         categories=["age"] * len(rows),
         values=[v for _, v, _ in rows],
         intents=[i for i, _, _ in rows],
@@ -78,3 +79,8 @@ def test_analyze_layers_command(tiny_qwen2_audio_dir: Path, paralinguistic_datas
         "--data", str(paralinguistic_dataset / "train.jsonl"), "--output", str(out),
     ])  # fmt: skip
     assert again.exit_code == 0 and json.loads((out / "layers.json").read_text()) == numbers
+    last = CliRunner().invoke(app, [
+        "analyze", "layers", str(tiny_qwen2_audio_dir), "--pool", "last",
+        "--data", str(paralinguistic_dataset / "train.jsonl"), "--output", str(out),
+    ])  # fmt: skip
+    assert last.exit_code == 0 and json.loads((out / "layers.json").read_text())["pool"] == "last"

@@ -1,7 +1,8 @@
 """Where does an audio LM carry *who* speaks, and where *what* is said? (seed 004's analyses)
 
-Each clip's hidden states are mean-pooled over its audio positions at every language-model
-layer; then, per layer:
+Each clip's hidden states are taken at every language-model layer, either mean-pooled over its
+audio positions (`pool="audio"`: what the LM holds where it sees the speech) or at the prompt's
+last token (`pool="last"`: what it has gathered by the time it answers); then, per layer:
 - **probe accuracy**: a cross-validated logistic-regression probe for each attribute category
   (folds keep a query's clips together, so a probe cannot lean on the words) and for the content
   (the query's intent; folds keep each phrasing's clips together, so the probe must recognise
@@ -35,6 +36,9 @@ class LayerStack:
     """Pooled states (layers, clips, width) with each clip's labels."""
 
     states: np.ndarray
+    """Mean over the audio positions."""
+    last: np.ndarray
+    """The prompt's last token."""
     categories: list[str]
     values: list[str]
     intents: list[str]
@@ -48,6 +52,7 @@ class LayerStack:
         labels = {k: getattr(self, k) for k in ("categories", "values", "intents", "groups",
                                                 "texts")}  # fmt: skip
         np.savez_compressed(path, states=self.states.astype(np.float32),
+                            last=self.last.astype(np.float32),
                             meta=json.dumps({"source": source, **labels}))  # fmt: skip
 
     @classmethod
@@ -57,9 +62,9 @@ class LayerStack:
             return None
         with np.load(path) as cached:
             meta = json.loads(str(cached["meta"]))
-            if meta.pop("source") != source:
+            if meta.pop("source") != source or "last" not in cached:
                 return None
-            return cls(states=cached["states"].astype(np.float32), **meta)
+            return cls(states=cached["states"], last=cached["last"], **meta)
 
 
 def probe_accuracy(features: np.ndarray, labels: Sequence[str], groups: Sequence[str] | None,
@@ -140,15 +145,19 @@ def suggest_split(attribute: Sequence[float], content: Sequence[float]) -> dict[
     }
 
 
-def analyze(stack: LayerStack, folds: int = 5) -> dict[str, Any]:
-    """Every curve per layer, and the suggested split."""
+def analyze(stack: LayerStack, folds: int = 5, pool: str = "audio") -> dict[str, Any]:
+    """Every curve per layer, and the suggested split, on the `pool` states."""
+    if pool not in ("audio", "last"):
+        raise ValueError(f"pool must be 'audio' or 'last', got {pool!r}")
+    states = stack.states if pool == "audio" else stack.last
     cats = np.asarray(stack.categories)
-    layers = stack.states.shape[0]
-    result: dict[str, Any] = {"layers": layers, "probe": {}, "chance": {}, "separability": {}}
+    layers = states.shape[0]
+    result: dict[str, Any] = {"layers": layers, "pool": pool, "probe": {}, "chance": {},
+                              "separability": {}}  # fmt: skip
     content_labels = stack.intents
     result["chance"]["content"] = chance(content_labels)
     result["probe"]["content"] = [
-        probe_accuracy(stack.states[k], content_labels, stack.texts, folds) for k in range(layers)
+        probe_accuracy(states[k], content_labels, stack.texts, folds) for k in range(layers)
     ]
     for category in sorted(set(stack.categories)):
         rows = np.flatnonzero(cats == category)
@@ -156,13 +165,13 @@ def analyze(stack: LayerStack, folds: int = 5) -> dict[str, Any]:
         groups = [stack.groups[i] for i in rows]
         result["chance"][category] = chance(labels)
         result["probe"][category] = [
-            probe_accuracy(stack.states[k][rows], labels, groups, folds) for k in range(layers)
+            probe_accuracy(states[k][rows], labels, groups, folds) for k in range(layers)
         ]
         result["separability"][category] = [
-            fisher_ratio(stack.states[k][rows], labels) for k in range(layers)
+            fisher_ratio(states[k][rows], labels) for k in range(layers)
         ]
     result["cross_voice_similarity"] = [
-        cross_voice_similarity(stack.states[k], stack.groups) for k in range(layers)
+        cross_voice_similarity(states[k], stack.groups) for k in range(layers)
     ]
     attributes = [c for c in result["probe"] if c != "content"]
     attribute_curve = [
@@ -220,6 +229,7 @@ def collect_states(model: Any, processor: Any, family: Any, rows: Sequence[ParaE
     from tqdm import tqdm
 
     from audiolora.models.heads.dual_level import audio_pooled
+    from audiolora.models.heads.regression import last_token_states
     from audiolora.models.lalm import LalmCollator
     from audiolora.tasks.paralinguistic import ParaDataset, ParalinguisticConfig
 
@@ -228,6 +238,7 @@ def collect_states(model: Any, processor: Any, family: Any, rows: Sequence[ParaE
     collator = LalmCollator(family, processor, padding_side="right")
     audio_token_id = family.audio_token_id(processor)
     pooled: list[np.ndarray] = []
+    last: list[np.ndarray] = []
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator)
     with torch.no_grad():
         for batch in tqdm(loader, desc="hidden states", disable=not progress):
@@ -239,8 +250,13 @@ def collect_states(model: Any, processor: Any, family: Any, rows: Sequence[ParaE
                 for h in out.hidden_states[1:]
             ]
             pooled.append(np.stack(per_layer))
+            last.append(np.stack([
+                last_token_states(h.float(), batch["attention_mask"]).numpy()
+                for h in out.hidden_states[1:]
+            ]))  # fmt: skip
     return LayerStack(
         states=np.concatenate(pooled, axis=1),
+        last=np.concatenate(last, axis=1),
         categories=[r.category for r in rows],
         values=[r.value for r in rows],
         intents=[r.intent for r in rows],
