@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from audiolora.analysis.layers import LayerStack, analyze, probe_accuracy
+from audiolora.analysis.layers import LayerStack, analyze, probe_accuracy, suggest_split
 from audiolora.cli import app
 
 
@@ -45,6 +45,14 @@ def test_planted_signal_is_found_and_the_split_falls_where_it_was_planted() -> N
     assert result["split"]["paralinguistic"] == [0, 1, 2]
     assert result["split"]["semantic"] == [3, 4, 5]
     assert min(result["separability"]["age"][:3]) > 3 * max(result["separability"]["age"][3:])
+
+
+def test_without_content_the_split_falls_where_voices_stop_mattering() -> None:
+    flat = [0.0] * 6
+    split = suggest_split([0.5] * 6, flat, [0.3, 0.35, 0.4, 0.7, 0.8, 0.8])
+    assert split["rule"] == "voice" and split["transition"] == 3
+    assert split["paralinguistic"] == [0, 1, 2] and split["semantic"] == [3, 4, 5]
+    assert suggest_split([0.5] * 6, flat, [0.5] * 6)["transition"] is None
 
 
 def test_noise_gives_chance() -> None:

@@ -15,7 +15,8 @@ last token (`pool="last"`: what it has gathered by the time it answers); then, p
 The suggested split: the *transition* is the first layer from which the content probe (above
 chance, scaled to [0, 1]) stays at or above the mean attribute probe; layers before it are
 paralinguistic, layers from it up to the last where the content probe keeps 90 % of its best
-are semantic. The seed reports layers 0-6 / 7-14 on a 28-layer model.
+are semantic. A model whose content probe never gets there is split where its layers stop
+telling voices apart (`suggest_split`). The seed reports layers 0-6 / 7-14 on a 28-layer model.
 """
 
 from __future__ import annotations
@@ -125,24 +126,46 @@ def scaled(accuracy: float, base: float) -> float:
     return float(max(accuracy - base, 0.0) / max(1 - base, 1e-8))
 
 
-def suggest_split(attribute: Sequence[float], content: Sequence[float]) -> dict[str, Any]:
-    """Paralinguistic layers, semantic layers and the transition layer from two scaled curves."""
+def suggest_split(attribute: Sequence[float], content: Sequence[float],
+                  voice_invariance: Sequence[float] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Paralinguistic layers, semantic layers and the transition layer.
+
+    By content: the transition is the first layer from which the (scaled) content probe stays
+    at or above the mean attribute probe. When the content probe never gets there (a model that
+    does not form paraphrase-invariant meaning), by voice: the first layer whose cross-voice
+    similarity is past half-way between its lowest and highest value, if that range is 0.1 or
+    more (the layers before it still hear who speaks; the layers from it no longer do).
+    """
     layers = len(content)
     after = [
         t for t in range(layers)
         if all(content[k] >= attribute[k] for k in range(t, layers))
     ]  # fmt: skip
-    if not after or max(content) <= 0:
-        return {"transition": None, "paralinguistic": list(range(layers)), "semantic": [],
-                "note": "the content probe never overtakes the attribute probes"}  # fmt: skip
-    transition = after[0]
-    best = max(content)
-    last = max(k for k in range(transition, layers) if content[k] >= 0.9 * best)
-    return {
-        "transition": transition,
-        "paralinguistic": list(range(transition)),
-        "semantic": list(range(transition, last + 1)),
-    }
+    if after and max(content) > 0:
+        transition = after[0]
+        best = max(content)
+        last = max(k for k in range(transition, layers) if content[k] >= 0.9 * best)
+        return {
+            "rule": "content",
+            "transition": transition,
+            "paralinguistic": list(range(transition)),
+            "semantic": list(range(transition, last + 1)),
+        }
+    sims = list(voice_invariance or [])
+    if sims and max(sims) - min(sims) >= 0.1:
+        half = min(sims) + 0.5 * (max(sims) - min(sims))
+        transition = next(k for k, v in enumerate(sims) if v >= half)
+        return {
+            "rule": "voice",
+            "transition": transition,
+            "paralinguistic": list(range(transition)),
+            "semantic": list(range(transition, layers)),
+            "note": "the content probe never overtakes the attribute probes; split where the "
+            "layers stop telling voices apart",
+        }
+    return {"rule": None, "transition": None, "paralinguistic": list(range(layers)),
+            "semantic": [], "note": "the content probe never overtakes the attribute probes, "
+            "and similarity across voices hardly changes with depth"}  # fmt: skip
 
 
 def analyze(stack: LayerStack, folds: int = 5, pool: str = "audio") -> dict[str, Any]:
@@ -182,7 +205,9 @@ def analyze(stack: LayerStack, folds: int = 5, pool: str = "audio") -> dict[str,
         scaled(result["probe"]["content"][k], result["chance"]["content"]) for k in range(layers)
     ]
     result["scaled"] = {"attributes": attribute_curve, "content": content_curve}
-    result["split"] = suggest_split(attribute_curve, content_curve)
+    result["split"] = suggest_split(
+        attribute_curve, content_curve, result["cross_voice_similarity"]
+    )
     return result
 
 
