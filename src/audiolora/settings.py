@@ -100,7 +100,22 @@ class AdapterConfig(Section):
     the audio tower and the language model come from different checkpoints."""
     train_audio_encoder_fully: bool = False
     """Audio LMs: train every weight of the audio tower (for new audio domains; memory heavy)."""
+    final_scale: float = Field(1.0, ge=0, le=1)
+    """WiSE-FT for LoRA: the trained update is scaled by this factor before the final
+    evaluation and before the adapter is saved (1: as trained; 0.7: 70 % of the way from the
+    base model). Interpolating towards the base keeps more of what the base model did well
+    outside the training domain; the curves during training show the unscaled adapter. LoRA
+    weights only: a recipe that trains whole modules (projector, audio tower) must keep 1."""
     adalora: AdaLoraConfig = AdaLoraConfig()
+
+    @model_validator(mode="after")
+    def _scale_needs_lora_only(self) -> AdapterConfig:
+        if self.final_scale != 1 and (self.train_projector or self.train_audio_encoder_fully):
+            raise ValueError(
+                "adapter.final_scale scales LoRA weights only; it cannot interpolate fully "
+                "trained modules (train_projector / train_audio_encoder_fully): keep it at 1"
+            )
+        return self
 
 
 class SpecAugmentConfig(Section):

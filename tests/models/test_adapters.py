@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from audiolora.config import AdapterConfig, ModelConfig
-from audiolora.models.adapters import attach_adapters, count_parameters
+from audiolora.models.adapters import attach_adapters, count_parameters, scale_adapter
 from audiolora.models.families import WHISPER
 from audiolora.models.loading import ModelLoadError, load_model, resolve_model_path
 
@@ -104,3 +104,21 @@ def test_kimi_audio_is_named_as_not_in_transformers(tmp_path: Path) -> None:
     (folder / "config.json").write_text('{"model_type": "kimi_audio"}')
     with pytest.raises(ModelLoadError, match="Kimi-Audio is not in transformers"):
         load_model(ModelConfig(name=str(folder)))
+
+
+def test_final_scale_interpolates_the_update_towards_the_base(base) -> None:
+    model, family = base
+    peft_model = attach_adapters(model, AdapterConfig(r=2), family, 10).eval()  # no dropout
+    layer = next(m for m in peft_model.modules() if hasattr(m, "lora_B"))
+    with torch.no_grad():
+        layer.lora_B["default"].weight.normal_()
+    x = torch.randn(3, layer.in_features)
+    base_out = layer.base_layer(x)
+    full = layer(x) - base_out
+    assert scale_adapter(peft_model, 0.7) > 0
+    assert torch.allclose(layer(x) - base_out, 0.7 * full, atol=1e-5)
+
+
+def test_final_scale_refuses_fully_trained_modules() -> None:
+    with pytest.raises(ValueError, match="final_scale"):
+        AdapterConfig(final_scale=0.5, train_projector=True)

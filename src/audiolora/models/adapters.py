@@ -10,6 +10,7 @@ PEFT `modules_to_save`: PEFT trains a copy of each (the frozen original stays fo
 
 from __future__ import annotations
 
+import torch
 from peft import AdaLoraConfig, LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
@@ -76,6 +77,20 @@ def attach_adapters(
             f"adapter.layers={cfg.layers} and train_audio_encoder={cfg.train_audio_encoder} "
             f"matched no module: {e}"
         ) from e
+
+
+def scale_adapter(model: nn.Module, scale: float) -> int:
+    """Scale every LoRA update by `scale` in place (its `lora_B` factor, so the update
+    B·A becomes scale·B·A exactly); returns how many tensors were scaled."""
+    if scale == 1:
+        return 0
+    scaled = 0
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.mul_(scale)
+                scaled += 1
+    return scaled
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

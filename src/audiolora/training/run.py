@@ -27,7 +27,7 @@ from audiolora.atomic import atomic_write_json, replace_dir
 from audiolora.config import RunConfig, save_config, schedule, stage_configs
 from audiolora.evaluation.efficiency import EfficiencyMeter, folder_bytes, size_figures
 from audiolora.evaluation.retention import check_retention, retention_datasets, score_retention
-from audiolora.models.adapters import count_parameters
+from audiolora.models.adapters import count_parameters, scale_adapter
 from audiolora.models.loading import load_model
 from audiolora.models.trainable import load_tensors, save_tensors, trainable_names
 from audiolora.precision import compute_precision, resolve_precision
@@ -337,6 +337,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
                 stage_out / STAGE_DONE, {"summary": summary, "history": stage_history}
             )
     select_trainable(peft_model, run_trainable, None)
+    scale_adapter(peft_model, config.adapter.final_scale)
 
     adapter_dir = save_adapter(task, peft_model, processor, run_dir)
     final = None
@@ -387,6 +388,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         }
         or None,
         "efficiency": efficiency,
+        "adapter_scale": config.adapter.final_scale,
         "resumed_from": str(resumed_from) if resumed_from else None,
         "stages": stages_summary if len(plan) > 1 else None,
         "history": history,
