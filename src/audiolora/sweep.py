@@ -40,10 +40,9 @@ from audiolora.config import ConfigError, load_config  # noqa: E402
 from audiolora.evaluation.metrics import summarize_over_seeds  # noqa: E402
 from audiolora.evaluation.retention import retention_figures  # noqa: E402
 from audiolora.tasks.registry import get_task  # noqa: E402
-from audiolora.training.run import run_training  # noqa: E402
+from audiolora.training.run import BASE_METRICS, BASE_RETENTION, run_training  # noqa: E402
 
-BASE_FILES = ("base_metrics.json", "base_retention.json")
-"""What a run measures on the base model before training (`training.run.measured_once`)."""
+BASE_FILES = (BASE_METRICS, BASE_RETENTION)
 
 
 def base_key(config: Any) -> str:

@@ -151,6 +151,11 @@ def eval_log_entry(task: Task, step: int, metrics: dict[str, Any]) -> dict[str, 
     return {"step": step, **{f"eval_{k}": v for k, v in headline(task, metrics).items()}}
 
 
+BASE_METRICS = "base_metrics.json"
+BASE_RETENTION = "base_retention.json"
+"""What a run measures on the base model before training (reused on resume, shared by sweeps)."""
+
+
 def measured_once(path: Path, resume: bool, measure: Callable[[], Any]) -> Any:
     """`measure()`, written to `path`; a resumed run reuses what the first attempt wrote, so
     a base model measured before training is never measured again on a model that trained."""
@@ -178,7 +183,7 @@ def measure_base(
         with compute_precision(precision):
             return task.base_metrics(model, processor, dataset, desc="base model", **eval_options)
 
-    return measured_once(run_dir / "base_metrics.json", resume, measure)
+    return measured_once(run_dir / BASE_METRICS, resume, measure)
 
 
 def check_stage_data(
@@ -246,7 +251,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         else None
     )
     retention_base = measured_once(
-        run_dir / "base_retention.json",
+        run_dir / BASE_RETENTION,
         resume,
         lambda: score_retention(
             task, model, processor, retention_sets, eval_options, t.precision, adapted=False
