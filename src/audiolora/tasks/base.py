@@ -81,6 +81,8 @@ class Task:
     breakdown: ClassVar[Breakdown | None] = None
     needs_audio_lm: ClassVar[bool] = False
     """True for tasks that prompt with audio + text (they refuse an encoder-decoder)."""
+    contrastive: ClassVar[bool] = False
+    """True for tasks on audio-text embedding models (CLAP); the others refuse those models."""
 
     # ---- declarations read by the report, sweeps and the CLI -----------------------------------
 
@@ -117,6 +119,12 @@ class Task:
         return Path(example["audio"]).name
 
     def check_family(self, family: Family, model_name: str) -> None:
+        if family.contrastive != self.contrastive:
+            kind = "an audio-text embedding model (CLAP)" if family.contrastive else "a model"
+            want = "needs a contrastive model" if self.contrastive else "needs a generative one"
+            raise ValueError(
+                f"task {self.name} {want}; '{model_name}' is {kind} of family {family.name}"
+            )
         if self.needs_audio_lm and not isinstance(family, AudioLanguageFamily):
             raise ValueError(
                 f"task {self.name} needs an audio LM (Qwen2-Audio, Qwen2.5-Omni); "

@@ -7,6 +7,7 @@ and one line here; the config, run, report, sweeps and CLI pick it up from this 
 from __future__ import annotations
 
 from audiolora.tasks.base import Task
+from audiolora.tasks.contrastive import Contrastive
 from audiolora.tasks.paralinguistic import Paralinguistic
 from audiolora.tasks.slu import SpokenLanguageUnderstanding
 from audiolora.tasks.stt import SpeechToText
@@ -19,6 +20,7 @@ TASKS: dict[str, Task] = {
         TemporalLocalization(),
         SpokenLanguageUnderstanding(),
         Paralinguistic(),
+        Contrastive(),
     )
 }
 

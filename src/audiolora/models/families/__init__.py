@@ -9,19 +9,30 @@ from __future__ import annotations
 from transformers import PretrainedConfig
 
 from audiolora.models.families.base import AudioLanguageFamily, Family
+from audiolora.models.families.contrastive import Clap, ContrastiveFamily, DualEncoder
 from audiolora.models.families.qwen2_5_omni import Qwen2_5Omni, Qwen3Omni
 from audiolora.models.families.qwen2_audio import Qwen2Audio
 from audiolora.models.families.whisper import Whisper
 
 WHISPER, QWEN2_AUDIO, QWEN2_5_OMNI, QWEN3_OMNI = Whisper(), Qwen2Audio(), Qwen2_5Omni(), Qwen3Omni()
-FAMILIES: dict[str, Family] = {f.name: f for f in (WHISPER, QWEN2_AUDIO, QWEN2_5_OMNI, QWEN3_OMNI)}
+CLAP, DUAL_ENCODER = Clap(), DualEncoder()
+FAMILIES: dict[str, Family] = {
+    f.name: f for f in (WHISPER, QWEN2_AUDIO, QWEN2_5_OMNI, QWEN3_OMNI, CLAP, DUAL_ENCODER)
+}
 
 KIMI_AUDIO = (
     "Kimi-Audio is not in transformers (its hub repository ships remote code); audiolora "
     "trains the audio LMs transformers implements: Qwen2-Audio and Qwen2.5-Omni"
 )
 
-__all__ = ["FAMILIES", "KIMI_AUDIO", "AudioLanguageFamily", "Family", "family_for"]
+__all__ = [
+    "FAMILIES",
+    "KIMI_AUDIO",
+    "AudioLanguageFamily",
+    "ContrastiveFamily",
+    "Family",
+    "family_for",
+]
 
 
 def family_for(config: PretrainedConfig, requested: str = "auto") -> Family:

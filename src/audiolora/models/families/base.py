@@ -50,6 +50,8 @@ class Family:
     """Full-name prefixes kept in full precision under 4-bit loading (transformers 5 matches
     `llm_int8_skip_modules` from the start of the module name)."""
     adapts_audio_encoder: ClassVar[bool] = True
+    contrastive: ClassVar[bool] = False
+    """True for models that embed audio and text (CLAP); only the contrastive task takes them."""
     """Whether `adapter.train_audio_encoder` may put LoRA into the audio encoder."""
     audio_input_name: ClassVar[str] = "input_features"
     max_audio_seconds: ClassVar[float | None] = 30.0

