@@ -290,6 +290,18 @@ def predict(
         float | None,
         typer.Option(help="With --sessions: hop of the coarse pass (default: the run's)."),
     ] = None,
+    clip: Annotated[
+        Path | None,
+        typer.Option("--audio", help="Contrastive runs: the clip whose --captions are ranked."),
+    ] = None,
+    captions: Annotated[
+        bool,
+        typer.Option(
+            "--captions",
+            help="Contrastive runs: the arguments are captions; rank them for --audio CLIP, e.g. "
+            "predict RUN --audio clip.wav --captions 'a dog, then a door' 'a door, then a dog'",
+        ),
+    ] = False,
 ) -> None:
     """Transcribe audio files (one line per file: path<TAB>text), or with --sessions locate
     phase boundaries in whole recordings (coarse pass + refinement) and score them against
@@ -300,6 +312,25 @@ def predict(
     from audiolora.data.manifest import BadInputError
     from audiolora.inference import predict_files, predict_sessions
 
+    if captions or clip is not None:
+        from audiolora.inference import rank_captions
+
+        texts = [str(a) for a in audio or []]
+        if clip is None or not texts:
+            fail("rank captions with: predict RUN --audio CLIP --captions 'caption 1' 'caption 2'")
+            return
+        try:
+            ranked = rank_captions(run_dir, clip, texts, use_adapter=not base)
+        except (ConfigError, AudioError, ValueError) as e:
+            fail(str(e))
+            return
+        table = Table(title=f"captions for {clip}")
+        for column in ("caption", "cosine", "probability"):
+            table.add_column(column)
+        for text, cosine, prob in ranked:
+            table.add_row(text, f"{cosine:.3f}", f"{prob:.1%}")
+        console.print(table)
+        return
     if sessions is not None:
         try:
             shown = predict_sessions(run_dir, sessions, hop_s=hop_s)
@@ -342,6 +373,30 @@ def synth_speech(
 
     try:
         summary = synth_speech_dataset(out_dir, n_train=n_train, n_eval=n_eval, seed=seed)
+    except RuntimeError as e:
+        fail(str(e))
+        return
+    console.print_json(json.dumps(summary, default=str))
+
+
+@synth_app.command("sound-events")
+def synth_sound_events(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for FLAC clips and manifests.")],
+    seed: Annotated[int, typer.Option()] = 0,
+    train_combos: Annotated[
+        int, typer.Option(help="Class pairs composed for training (each as A-B, B-A, A+B).")
+    ] = 200,
+    eval_combos: Annotated[int, typer.Option(help="Class pairs from held-out clips.")] = 80,
+) -> None:
+    """Real recorded sound events from Debian packages (49 classes: footsteps, glass, doors,
+    animals, drums, bells...), one-second cuts split by source file, and pairs: A then B, the
+    reversed pair, A while B; captions in several phrasings and a licence per clip."""
+    from audiolora.builtin.synth.sound_events import synth_sound_event_dataset
+
+    try:
+        summary = synth_sound_event_dataset(
+            out_dir, seed=seed, train_combos=train_combos, eval_combos=eval_combos
+        )
     except RuntimeError as e:
         fail(str(e))
         return

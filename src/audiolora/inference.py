@@ -91,3 +91,14 @@ def predict_sessions(
     """Whole recordings of a session manifest, for tasks that search sessions."""
     config = run_config(run_dir, True)
     return get_task(config.task).predict_sessions(Path(run_dir), manifest, hop_s, progress)
+
+
+def rank_captions(
+    run_dir: Path, clip: Path, captions: list[str], *, use_adapter: bool = True
+) -> list[tuple[str, float, float]]:
+    """Contrastive runs: (caption, cosine, probability) for one clip, best first."""
+    model, processor, config, family = load_run_with_family(run_dir, use_adapter)
+    task = get_task(config.task)
+    if not hasattr(task, "rank_captions"):
+        raise ValueError(f"a {config.task} run does not rank captions (--captions)")
+    return task.rank_captions(model, processor, family, clip, captions)

@@ -169,7 +169,9 @@ def warm_up(
     }
 
 
-def build_dual_encoder(out: Path, data_dir: Path, seed: int = 0) -> dict[str, Any]:
+def build_dual_encoder(
+    out: Path, data_dir: Path, seed: int = 0, steps: int = 400
+) -> dict[str, Any]:
     """Assemble, warm up on `data_dir`'s single-event clips, save to `out` atomically."""
     from audiolora.data.sound_events import read_sound_event_manifest
 
@@ -182,7 +184,7 @@ def build_dual_encoder(out: Path, data_dir: Path, seed: int = 0) -> dict[str, An
         if report.problems:
             raise ValueError(report.summary())
         splits[split] = [e for e in events if e.relation == "single"]
-    summary = warm_up(model, processor, splits["train"], splits["eval"], seed=seed)
+    summary = warm_up(model, processor, splits["train"], splits["eval"], seed=seed, steps=steps)
     log.info("dual encoder warm-up: %s", summary)
     work = fresh_work_dir(out)
     model.save_pretrained(str(work))

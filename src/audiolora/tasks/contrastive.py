@@ -268,12 +268,12 @@ class Contrastive(Task):
         assert isinstance(family, ContrastiveFamily)
         sr = family.sampling_rate(processor)
         events = {split: [to_event(r) for r in rep.rows] for split, rep in reports.items()}
-        datasets: dict[str, Dataset] = {
-            "train": SoundEventDataset(events["train"], sr, config.contrastive.captions)
-        }
+        datasets: dict[str, Dataset] = {}
+        if "train" in events:
+            datasets["train"] = SoundEventDataset(events["train"], sr, config.contrastive.captions)
         if "eval" in events:
             rows = events["eval"][: config.data.max_eval_samples or None]
-            classes = sorted({x for e in events["train"] + events["eval"] for x in e.labels})
+            classes = sorted({x for split in events.values() for e in split for x in e.labels})
             datasets["eval"] = EvalEvents(rows, classes, sr)
         return datasets
 

@@ -249,7 +249,9 @@ def collect_events(trees: dict[str, Path]) -> dict[str, list[tuple[Source, np.nd
     sources = list(list_sources(trees))
     for source, handle in tqdm(sources, desc="cutting sound events", unit="file"):
         matches = (
-            lb for lb, (pkg, rx) in rules.items() if pkg == source.package and rx.search(source.path)
+            lb
+            for lb, (pkg, rx) in rules.items()
+            if pkg == source.package and rx.search(source.path)
         )
         label = next(matches, None)
         if label is None:
