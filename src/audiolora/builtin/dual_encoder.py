@@ -105,6 +105,67 @@ def text_outputs(
     return mean_pool(hidden, enc["attention_mask"])
 
 
+def warm_up_projections(
+    audio_train: torch.Tensor,
+    train_labels: list[int],
+    audio_held: torch.Tensor,
+    held_labels: list[int],
+    text_x: torch.Tensor,
+    audio_projection: torch.nn.Module,
+    text_projection: torch.nn.Module,
+    logit_scale: torch.nn.Parameter,
+    *,
+    steps: int = 400,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Symmetric InfoNCE on frozen tower outputs: `audio_*` (clips, d_audio), `text_x`
+    (phrasings, classes, d_text) class captions; one clip per class in a batch. Returns the
+    final loss and the held-out zero-shot accuracy. Shared by the builtin build and the
+    tower benchmark (`benchmarks/contrastive_towers.py`), so both towers get the same warm-up."""
+    by_class: dict[int, list[int]] = {}
+    for i, c in enumerate(train_labels):
+        by_class.setdefault(c, []).append(i)
+    params = [*audio_projection.parameters(), *text_projection.parameters(), logit_scale]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    losses = []
+    for _ in tqdm(range(steps), desc="warm-up: projections", unit="step"):
+        chosen = rng.sample(sorted(by_class), min(batch_size, len(by_class)))
+        clips = [rng.choice(by_class[c]) for c in chosen]
+        phrasing = rng.randrange(text_x.shape[0])
+        a = F.normalize(audio_projection(audio_train[clips]), dim=-1)
+        t = F.normalize(text_projection(text_x[phrasing, chosen]), dim=-1)
+        logits = logit_scale.exp().clamp(max=100) * a @ t.T
+        target = torch.arange(len(chosen))
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    with torch.no_grad():
+        a = F.normalize(audio_projection(audio_held), dim=-1)
+        t = F.normalize(text_projection(text_x[1 % text_x.shape[0]]), dim=-1)
+        predicted = (a @ t.T).argmax(1).tolist()
+    accuracy = sum(p == y for p, y in zip(predicted, held_labels, strict=True))
+    return {
+        "steps": steps,
+        "seed": seed,
+        "final_loss": sum(losses[-20:]) / max(len(losses[-20:]), 1),
+        "held_out_zero_shot_accuracy": accuracy / max(len(held_labels), 1),
+    }
+
+
+def class_captions(
+    model: DualEncoderModel, processor: DualEncoderProcessor, classes: list[str]
+) -> torch.Tensor:
+    """Mean-pooled text-tower outputs of every class in every single-event phrasing (P, C, d)."""
+    phrased = [[caption((c,), "single", p) for c in classes] for p in range(len(SINGLE_PHRASES))]
+    return torch.stack([text_outputs(model, processor, texts) for texts in phrased])
+
+
 def warm_up(
     model: DualEncoderModel,
     processor: DualEncoderProcessor,
@@ -112,59 +173,28 @@ def warm_up(
     held_out: list[SoundEvent],
     *,
     steps: int = 400,
-    batch_size: int = 32,
-    lr: float = 1e-3,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Train the projections and logit scale (towers frozen) with symmetric InfoNCE on single
-    clips, one clip per class in a batch; returns the held-out zero-shot accuracy."""
+    """The model's projections and logit scale warmed up on single clips (towers frozen)."""
     classes = sorted({e.labels[0] for e in train})
-    audio_x = tower_outputs(model, processor, train)
-    phrased = [[caption((c,), "single", p) for c in classes] for p in range(len(SINGLE_PHRASES))]
-    text_x = torch.stack([text_outputs(model, processor, texts) for texts in phrased])  # P,C,d
-    labels = [classes.index(e.labels[0]) for e in train]
-    by_class: dict[int, list[int]] = {}
-    for i, c in enumerate(labels):
-        by_class.setdefault(c, []).append(i)
-    params = [
-        *model.audio_projection.parameters(),
-        *model.text_projection.parameters(),
+    model.eval()  # the towers' outputs without dropout; the projections have none
+    summary = warm_up_projections(
+        tower_outputs(model, processor, train),
+        [classes.index(e.labels[0]) for e in train],
+        tower_outputs(model, processor, held_out),
+        [classes.index(e.labels[0]) for e in held_out],
+        class_captions(model, processor, classes),
+        model.audio_projection,
+        model.text_projection,
         model.logit_scale,
-    ]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    rng = random.Random(seed)
-    torch.manual_seed(seed)
-    model.train()
-    losses = []
-    for _ in tqdm(range(steps), desc="warm-up: projections", unit="step"):
-        chosen = rng.sample(sorted(by_class), min(batch_size, len(by_class)))
-        clips = [rng.choice(by_class[c]) for c in chosen]
-        phrasing = rng.randrange(len(SINGLE_PHRASES))
-        a = F.normalize(model.audio_projection(audio_x[clips]), dim=-1)
-        t = F.normalize(model.text_projection(text_x[phrasing, chosen]), dim=-1)
-        logits = model.logit_scale.exp().clamp(max=100) * a @ t.T
-        target = torch.arange(len(chosen))
-        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss))
-    model.eval()
-    with torch.no_grad():
-        held = tower_outputs(model, processor, held_out)
-        a = F.normalize(model.audio_projection(held), dim=-1)
-        t = F.normalize(model.text_projection(text_x[1]), dim=-1)
-        predicted = (a @ t.T).argmax(1).tolist()
-    truth = [classes.index(e.labels[0]) for e in held_out]
-    accuracy = sum(p == y for p, y in zip(predicted, truth, strict=True)) / max(len(truth), 1)
+        steps=steps,
+        seed=seed,
+    )
     return {
-        "steps": steps,
-        "seed": seed,
+        **summary,
         "classes": len(classes),
         "train_clips": len(train),
         "held_out_clips": len(held_out),
-        "final_loss": sum(losses[-20:]) / max(len(losses[-20:]), 1),
-        "held_out_zero_shot_accuracy": accuracy,
         "chance": 1 / max(len(classes), 1),
     }
 
