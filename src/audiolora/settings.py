@@ -87,6 +87,17 @@ class AdapterConfig(Section):
     """Per-module rank overrides, keys are regexes on module names (PEFT semantics)."""
     alpha_pattern: dict[str, float] = {}
     """Per-module alpha overrides, keys are regexes on module names."""
+    rank_allocation: Literal["uniform", "entropy"] = "uniform"
+    """`entropy`: before training, measure the spectral entropy of every adapted module's input
+    on a few training batches and give richer inputs more rank, at the trainable-parameter
+    budget of uniform rank `r` (`models.rank_allocation`); written to RUN/rank_allocation.json
+    and as an ordinary PEFT `rank_pattern`."""
+    rank_min: int = Field(2, ge=1)
+    """Smallest rank entropy allocation gives a module."""
+    rank_max: int = Field(64, ge=1)
+    """Largest rank entropy allocation gives a module."""
+    calibration_batches: int = Field(4, ge=1)
+    """Training batches whose activations the entropy allocation measures."""
     train_audio_encoder: bool = True
     """False keeps the audio encoder free of adapters (only the text side adapts). Audio LMs
     (Qwen2-Audio) always keep LoRA inside the language model; see the two switches below."""
@@ -107,6 +118,21 @@ class AdapterConfig(Section):
     outside the training domain; the curves during training show the unscaled adapter. LoRA
     weights only: a recipe that trains whole modules (projector, audio tower) must keep 1."""
     adalora: AdaLoraConfig = AdaLoraConfig()
+
+    @model_validator(mode="after")
+    def _entropy_allocation_is_lora_only(self) -> AdapterConfig:
+        if self.rank_allocation == "entropy":
+            if self.method != "lora":
+                raise ValueError(
+                    "adapter.rank_allocation=entropy allocates LoRA ranks once, before training; "
+                    "AdaLoRA reallocates its own: use adapter.method=lora"
+                )
+            if self.rank_pattern:
+                raise ValueError(
+                    "adapter.rank_allocation=entropy writes adapter.rank_pattern itself: leave "
+                    "rank_pattern empty"
+                )
+        return self
 
     @model_validator(mode="after")
     def _scale_needs_lora_only(self) -> AdapterConfig:

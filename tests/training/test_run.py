@@ -290,3 +290,29 @@ def test_tensorboard_logging_writes_event_files(
     accumulator = EventAccumulator(str(events[0].parent))
     accumulator.Reload()
     assert "train/loss" in accumulator.Tags()["scalars"]
+
+
+def test_entropy_rank_allocation_run(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    """The allocation measured on training batches lands in the adapter as a plain PEFT
+    rank_pattern at uniform LoRA's parameter budget, with its heatmap beside it."""
+    out = tmp_path / "run"
+    overrides = tiny_overrides(
+        tiny_random_whisper_dir, speech_dataset, out,
+        **{"adapter.rank_allocation": "entropy", "adapter.r": 4, "adapter.rank_min": 1,
+           "adapter.rank_max": 16, "adapter.calibration_batches": 1, "training.max_steps": 2},
+    )  # fmt: skip
+    metrics = run_training(load_config(None, overrides))
+    report = json.loads((out / "rank_allocation.json").read_text())
+    assert report["allocated"] <= report["budget"] and report["allocated"] > 0.9 * report["budget"]
+    ranks = {m["rank"] for m in report["modules"]}
+    assert len(ranks) > 1, "entropy allocation gave every module the same rank"
+    assert (out / "rank_allocation.png").stat().st_size > 0
+    assert metrics["rank_allocation"]["budget"] == report["budget"]
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert len(config["rank_pattern"]) == len(report["modules"])
+    base = WhisperForConditionalGeneration.from_pretrained(tiny_random_whisper_dir)
+    reloaded = PeftModel.from_pretrained(base, out / "adapter")
+    trainable = sum(p.numel() for n, p in reloaded.named_parameters() if "lora_" in n)
+    assert trainable == report["allocated"]

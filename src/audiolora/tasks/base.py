@@ -159,6 +159,11 @@ class Task:
     def collator(self, processor: ProcessorMixin, family: Family) -> Any:
         raise NotImplementedError
 
+    def calibration_forward(self, model: nn.Module, batch: dict[str, Any], family: Family) -> Any:
+        """One forward of the bare base model on a training batch, for measurements made before
+        adapters attach (entropy-aware rank allocation)."""
+        return model(**batch)
+
     def base_metrics(
         self, model: nn.Module, processor: ProcessorMixin, dataset: Dataset, **options: Any
     ) -> dict[str, Any]:

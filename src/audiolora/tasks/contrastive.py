@@ -301,6 +301,10 @@ class Contrastive(Task):
         assert isinstance(family, ContrastiveFamily)
         return ContrastiveCollator(family, processor)
 
+    def calibration_forward(self, model: nn.Module, batch: dict[str, Any], family: Family) -> Any:
+        assert isinstance(family, ContrastiveFamily)
+        return family.embed_audio(model, batch["audio"]), family.embed_text(model, batch["text"])
+
     def evaluate(
         self, model: nn.Module, processor: ProcessorMixin, dataset: Dataset, **options: Any
     ) -> dict[str, Any]:

@@ -186,6 +186,67 @@ def measure_base(
     return measured_once(run_dir / BASE_METRICS, resume, measure)
 
 
+RANK_ALLOCATION = "rank_allocation.json"
+
+
+def allocate_by_entropy(
+    task: Task,
+    config: RunConfig,
+    model: Any,
+    processor: Any,
+    family: Any,
+    train: Any,
+    run_dir: Path,
+    resume: bool,
+) -> tuple[RunConfig, dict[str, Any]]:
+    """`adapter.rank_allocation: entropy`: measure the adapted modules' input entropy on a few
+    training batches (once; a resumed run reuses RUN/rank_allocation.json), allocate ranks, and
+    return the config with the resulting PEFT rank/alpha patterns, plus the report."""
+    from torch.utils.data import DataLoader
+
+    from audiolora.models.adapters import build_peft_config, resolve_layers
+    from audiolora.models.rank_allocation import (
+        RankAllocationError,
+        allocate_ranks,
+        measure_entropies,
+        rank_patterns,
+        target_modules,
+    )
+    from audiolora.reporting.rank_heatmap import plot_rank_allocation
+
+    cfg = resolve_layers(model, config.adapter, family)
+
+    def measure() -> dict[str, Any]:
+        names = target_modules(model, build_peft_config(cfg, family, 1))
+        collate = task.collator(processor, family)
+        loader = DataLoader(train, batch_size=config.training.batch_size, collate_fn=collate)
+        batches = (b for i, b in zip(range(cfg.calibration_batches), loader, strict=False))
+        forward = lambda m, b: task.calibration_forward(m, b, family)  # noqa: E731
+        stats = measure_entropies(model, names, batches, forward)
+        ranks = allocate_ranks(stats, cfg.r, cfg.rank_min, cfg.rank_max)
+        return {
+            "estimator": "spectral entropy of the centred inputs (effective rank = exp(H))",
+            "r": cfg.r,
+            "budget": sum(cfg.r * s.cost for s in stats),
+            "allocated": sum(ranks[s.name] * s.cost for s in stats),
+            "modules": [
+                {"name": s.name, "d_in": s.d_in, "d_out": s.d_out, "entropy": s.entropy,
+                 "effective_rank": s.effective_rank, "rank": ranks[s.name]}
+                for s in stats
+            ],
+        }  # fmt: skip
+
+    try:
+        report = measured_once(run_dir / RANK_ALLOCATION, resume, measure)
+    except RankAllocationError as e:
+        raise RunError(str(e)) from e
+    plot_rank_allocation(report, run_dir / "rank_allocation.png")
+    ranks = {m["name"]: m["rank"] for m in report["modules"]}
+    rank_pattern, alpha_pattern = rank_patterns(ranks, cfg.r, cfg.alpha)
+    adapter = cfg.model_copy(update={"rank_pattern": rank_pattern, "alpha_pattern": alpha_pattern})
+    return config.model_copy(update={"adapter": adapter}), report
+
+
 def check_stage_data(
     task: Task, plan: list[tuple[str, RunConfig]], run_dir: Path
 ) -> list[dict[str, Any]]:
@@ -262,6 +323,11 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         total_optimizer_steps(stage_config, len(ds["train"]))
         for (_, stage_config), ds in zip(plan, stage_datasets, strict=True)
     )
+    rank_report = None
+    if config.adapter.rank_allocation == "entropy":
+        config, rank_report = allocate_by_entropy(
+            task, config, model, processor, family, datasets["train"], run_dir, resume
+        )
     peft_model = task.prepare_model(model, config, family, total_steps, datasets["train"])
     trainable, total = count_parameters(peft_model)
     run_trainable = trainable_names(peft_model)
@@ -394,6 +460,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         or None,
         "efficiency": efficiency,
         "adapter_scale": config.adapter.final_scale,
+        "rank_allocation": rank_report,
         "resumed_from": str(resumed_from) if resumed_from else None,
         "stages": stages_summary if len(plan) > 1 else None,
         "history": history,
