@@ -98,6 +98,10 @@ class AdapterConfig(Section):
     """Largest rank entropy allocation gives a module."""
     calibration_batches: int = Field(4, ge=1)
     """Training batches whose activations the entropy allocation measures."""
+    entropy_weight: float = 0.0
+    """lambda of the entropy regulariser L = L_task + lambda * sum_m H(dW_m), H the entropy of
+    the normalised singular values of each LoRA update (`models.lora_entropy`); 0: off.
+    Positive values concentrate each update on fewer directions."""
     train_audio_encoder: bool = True
     """False keeps the audio encoder free of adapters (only the text side adapts). Audio LMs
     (Qwen2-Audio) always keep LoRA inside the language model; see the two switches below."""

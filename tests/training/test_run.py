@@ -296,12 +296,14 @@ def test_entropy_rank_allocation_run(
     tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
 ) -> None:
     """The allocation measured on training batches lands in the adapter as a plain PEFT
-    rank_pattern at uniform LoRA's parameter budget, with its heatmap beside it."""
+    rank_pattern at uniform LoRA's parameter budget, with its heatmap beside it; the entropy
+    regulariser is logged and the updates' spectra are tracked."""
     out = tmp_path / "run"
     overrides = tiny_overrides(
         tiny_random_whisper_dir, speech_dataset, out,
         **{"adapter.rank_allocation": "entropy", "adapter.r": 4, "adapter.rank_min": 1,
-           "adapter.rank_max": 16, "adapter.calibration_batches": 1, "training.max_steps": 2},
+           "adapter.rank_max": 16, "adapter.calibration_batches": 1, "training.max_steps": 2,
+           "adapter.entropy_weight": 0.01},
     )  # fmt: skip
     metrics = run_training(load_config(None, overrides))
     report = json.loads((out / "rank_allocation.json").read_text())
@@ -316,3 +318,9 @@ def test_entropy_rank_allocation_run(
     reloaded = PeftModel.from_pretrained(base, out / "adapter")
     trainable = sum(p.numel() for n, p in reloaded.named_parameters() if "lora_" in n)
     assert trainable == report["allocated"]
+    assert any("lora_entropy" in h for h in metrics["history"])
+    tracking = json.loads((out / "adapter_tracking.json").read_text())
+    assert [t["step"] for t in tracking] == [1, 2]
+    tracked = {n.removeprefix("base_model.model.") for n in tracking[-1]["modules"]}
+    assert tracked == {m["name"] for m in report["modules"]}
+    assert (out / "adapter_tracking.png").stat().st_size > 0

@@ -31,11 +31,17 @@ from audiolora.models.adapters import count_parameters, scale_adapter
 from audiolora.models.loading import load_model
 from audiolora.models.trainable import load_tensors, save_tensors, trainable_names
 from audiolora.precision import compute_precision, resolve_precision
+from audiolora.reporting.adapter_tracking import plot_adapter_tracking
 from audiolora.reporting.html import write_report
 from audiolora.tasks.base import Task
 from audiolora.tasks.registry import get_task
 from audiolora.training.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
-from audiolora.training.trainer import AdaLoraAllocator, AudioTrainer, SkipFinalStepEvaluation
+from audiolora.training.trainer import (
+    AdaLoraAllocator,
+    AdapterTracker,
+    AudioTrainer,
+    SkipFinalStepEvaluation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +193,8 @@ def measure_base(
 
 
 RANK_ALLOCATION = "rank_allocation.json"
+ADAPTER_TRACKING = "adapter_tracking.json"
+"""Entropy, effective rank and norm of every LoRA update at each logging step."""
 
 
 def allocate_by_entropy(
@@ -332,6 +340,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     trainable, total = count_parameters(peft_model)
     run_trainable = trainable_names(peft_model)
 
+    tracker = AdapterTracker(peft_model)
     meter = EfficiencyMeter(samples_per_step=t.batch_size * t.gradient_accumulation_steps)
     history: list[dict[str, Any]] = []
     stages_summary: list[dict[str, Any]] = []
@@ -359,7 +368,8 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             )
         resumed_from = resumed_from or resume_from
         st = stage_config.training
-        callbacks: list[Any] = [CompleteMarkerCallback(), meter, SkipFinalStepEvaluation()]
+        tracker.offset = step_offset
+        callbacks: list[Any] = [CompleteMarkerCallback(), meter, SkipFinalStepEvaluation(), tracker]
         if config.adapter.method == "adalora":
             callbacks.append(AdaLoraAllocator(peft_model))
         trainer = AudioTrainer(
@@ -374,6 +384,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             group_by_length=stage_config.data.group_by_length,
             eval_options={**eval_options, "batch_size": st.eval_batch_size, "progress": False},
             head_learning_rate=task.head_learning_rate(stage_config),
+            entropy_weight=config.adapter.entropy_weight,
         )
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         stage_history = [
@@ -467,6 +478,9 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         "examples": (final or {}).get("examples", [])[:10],
         "base_examples": (base or {}).get("examples", [])[:10],
     }
+    if tracker.history:
+        atomic_write_json(run_dir / ADAPTER_TRACKING, tracker.history)
+        plot_adapter_tracking(tracker.history, run_dir / "adapter_tracking.png")
     atomic_write_json(run_dir / "metrics.json", metrics)
     write_report(run_dir, metrics, config, task)
     return metrics

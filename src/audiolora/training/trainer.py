@@ -20,6 +20,7 @@ from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState,
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from audiolora.models.heads.base import HeadModel
+from audiolora.models.lora_entropy import entropy_penalty, update_stats
 from audiolora.tasks.base import Task
 
 
@@ -48,6 +49,7 @@ class AudioTrainer(Trainer):
         group_by_length: bool = True,
         eval_options: dict[str, Any] | None = None,
         head_learning_rate: float | None = None,
+        entropy_weight: float = 0.0,
         **kwargs: Any,
     ) -> None:
         # The processor is kept here rather than passed as `processing_class`: the Trainer would
@@ -58,6 +60,35 @@ class AudioTrainer(Trainer):
         self.group_by_length = group_by_length
         self.head_learning_rate = head_learning_rate
         self.eval_options = eval_options or {}
+        self.entropy_weight = entropy_weight
+        self._entropies: list[float] = []
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        """The task's loss, plus `adapter.entropy_weight` x the LoRA updates' spectral entropy."""
+        result = super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
+        if not self.entropy_weight:
+            return result
+        penalty = entropy_penalty(model)
+        if penalty is None:
+            return result
+        loss, outputs = result if return_outputs else (result, None)
+        loss = loss + self.entropy_weight * penalty.to(loss.device, loss.dtype)
+        self._entropies.append(float(penalty.detach()))
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if self._entropies and "loss" in logs:
+            logs["lora_entropy"] = sum(self._entropies) / len(self._entropies)
+            self._entropies.clear()
+        super().log(logs, *args, **kwargs)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -164,3 +195,23 @@ class SkipFinalStepEvaluation(TrainerCallback):
     ) -> None:
         if state.global_step >= state.max_steps:
             control.should_evaluate = False
+
+
+class AdapterTracker(TrainerCallback):
+    """Entropy, effective rank and norm of every LoRA update at each logging step (a few
+    numbers per module), for RUN/adapter_tracking.json and its plot. `offset` shifts the steps
+    of later stages after the earlier ones."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.offset = 0
+        self.history: list[dict[str, Any]] = []
+
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        stats = update_stats(self.model)
+        step = self.offset + state.global_step
+        if not stats or (self.history and self.history[-1]["step"] == step):
+            return  # one entry per step (eval and summary logs repeat the step)
+        self.history.append({"step": step, "modules": stats})
