@@ -16,7 +16,8 @@ def test_defaults_are_a_valid_run() -> None:
 def test_every_builtin_recipe_validates(name: str) -> None:
     config = load_config(builtin_recipes()[name])
     prefix = name.split("-")[0]
-    assert config.task == (prefix if prefix in ("temporal", "slu", "paralinguistic") else "stt")
+    tasks = ("temporal", "slu", "paralinguistic", "contrastive")
+    assert config.task == (prefix if prefix in tasks else "stt")
 
 
 def test_overrides_are_parsed_as_yaml(tmp_path: Path) -> None:
