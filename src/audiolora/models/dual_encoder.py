@@ -10,7 +10,11 @@ classes so `from_pretrained` on the folder works like on any checkpoint.
 
 Order: the CNN max-pools over time, which cannot tell "A then B" from "B then A". The audio
 embedding therefore concatenates the global max-pool with max-pools over `time_segments` equal
-stretches of the clip, so the projection can see what sounds early and what sounds late.
+stretches of the clip, so the projection can see what sounds early and what sounds late. The
+text side likewise concatenates the mean over a caption's tokens with means over
+`text_segments` stretches of them: mean-pooling alone (sentence-transformers' pooling) gives
+"a dog, then a door" and "a door, then a dog" a cosine of 0.99 in MiniLM, and training its last
+layer did not separate them (measured: 0.997 after stage B).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class DualEncoderConfig(PretrainedConfig):
         spec_max: float = 9.457798957824707,
         cnn_channels: int = 64,
         time_segments: int = 2,
+        text_segments: int = 0,
         projection_dim: int = 256,
         logit_scale_init: float = float(np.log(1 / 0.07)),
         **kwargs: Any,
@@ -70,6 +75,7 @@ class DualEncoderConfig(PretrainedConfig):
         """Log-mel values are divided by this (the sound CNN's training-time maximum)."""
         self.cnn_channels = cnn_channels
         self.time_segments = time_segments
+        self.text_segments = text_segments
         self.projection_dim = projection_dim
         self.logit_scale_init = logit_scale_init
 
@@ -141,6 +147,19 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-6)
 
 
+def token_segment_pool(hidden: torch.Tensor, mask: torch.Tensor, segments: int) -> torch.Tensor:
+    """(B, L, d) -> (B, d * (1 + segments)): the mean over all real tokens, then over each of
+    `segments` equal stretches of them (what is said first, what is said last)."""
+    pooled = [mean_pool(hidden, mask)]
+    if segments:
+        lengths = mask.sum(1, keepdim=True).clamp(min=1)  # (B, 1)
+        position = torch.cumsum(mask, dim=1) - 1  # index among real tokens
+        which = (position * segments) // lengths  # (B, L) segment of each token
+        for k in range(segments):
+            pooled.append(mean_pool(hidden, mask * (which == k).to(mask.dtype)))
+    return torch.cat(pooled, dim=1)
+
+
 def projection(dim_in: int, dim_out: int) -> nn.Sequential:
     """Two layers, narrow from the first (the projections train in every post-training)."""
     return nn.Sequential(nn.Linear(dim_in, dim_out), nn.GELU(), nn.Linear(dim_out, dim_out))
@@ -157,7 +176,8 @@ class DualEncoderModel(PreTrainedModel):
         self.text_model = BertModel(BertConfig(**config.text_tower), add_pooling_layer=False)
         audio_dim = self.audio_model.out_channels * (1 + config.time_segments)
         self.audio_projection = projection(audio_dim, config.projection_dim)
-        self.text_projection = projection(self.text_model.config.hidden_size, config.projection_dim)
+        text_dim = self.text_model.config.hidden_size * (1 + config.text_segments)
+        self.text_projection = projection(text_dim, config.projection_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
         self.post_init()
 
@@ -178,8 +198,14 @@ class DualEncoderModel(PreTrainedModel):
     def get_text_features(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any
     ) -> torch.Tensor:
+        return self.text_projection(self.text_pooled(input_ids, attention_mask))
+
+    def text_pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The text tower's output pooled (what the text projection sees)."""
         hidden = self.text_model(input_ids=input_ids, attention_mask=attention_mask)
-        return self.text_projection(mean_pool(hidden.last_hidden_state, attention_mask))
+        return token_segment_pool(
+            hidden.last_hidden_state, attention_mask, self.config.text_segments
+        )
 
     def forward(
         self,
