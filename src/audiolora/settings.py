@@ -71,7 +71,16 @@ class AdaLoraConfig(Section):
 
 
 class AdapterConfig(Section):
-    method: Literal["lora", "adalora"] = "lora"
+    method: Literal["lora", "adalora", "full"] = "lora"
+    """`lora`; `adalora` (PEFT's adaptive budget); `full`: every weight of the base trains, no
+    adapter (the full fine-tuning baseline; the saved RUN/adapter is then a whole model folder;
+    speech-to-text runs, full-precision base)."""
+    init: Literal["default", "pissa", "eva"] = "default"
+    """LoRA initialisation: PEFT's default (B = 0), `pissa` (principal singular vectors of each
+    weight), or `eva` (SVD of the module's inputs on `calibration_batches` training batches,
+    with PEFT's data-driven rank redistribution)."""
+    use_dora: bool = False
+    """DoRA: weight-decomposed LoRA (a trained magnitude per output beside the LoRA direction)."""
     r: int = Field(8, ge=1)
     alpha: float = Field(16, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
@@ -122,6 +131,17 @@ class AdapterConfig(Section):
     outside the training domain; the curves during training show the unscaled adapter. LoRA
     weights only: a recipe that trains whole modules (projector, audio tower) must keep 1."""
     adalora: AdaLoraConfig = AdaLoraConfig()
+
+    @model_validator(mode="after")
+    def _options_fit_the_method(self) -> AdapterConfig:
+        if self.method != "lora" and (self.init != "default" or self.use_dora):
+            raise ValueError(
+                f"adapter.init={self.init} / adapter.use_dora={self.use_dora} are LoRA options; "
+                f"adapter.method={self.method} does not take them"
+            )
+        if self.method == "full" and self.final_scale != 1:
+            raise ValueError("adapter.final_scale scales LoRA updates; method=full has none")
+        return self
 
     @model_validator(mode="after")
     def _entropy_allocation_is_lora_only(self) -> AdapterConfig:

@@ -324,3 +324,49 @@ def test_entropy_rank_allocation_run(
     tracked = {n.removeprefix("base_model.model.") for n in tracking[-1]["modules"]}
     assert tracked == {m["name"] for m in report["modules"]}
     assert (out / "adapter_tracking.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"adapter.use_dora": True}, {"adapter.init": "pissa"}, {"adapter.init": "eva"}],
+    ids=["dora", "pissa", "eva"],
+)
+def test_lora_variants_train_and_reload_in_plain_peft(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path, options: dict
+) -> None:
+    out = tmp_path / "run"
+    overrides = tiny_overrides(
+        tiny_random_whisper_dir, speech_dataset, out,
+        **{"training.max_steps": 1, "adapter.calibration_batches": 1, **options},
+    )  # fmt: skip
+    run_training(load_config(None, overrides))
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    if "adapter.use_dora" in options:
+        assert config["use_dora"] is True
+    else:
+        assert str(config["init_lora_weights"]).startswith(options["adapter.init"])
+    base = WhisperForConditionalGeneration.from_pretrained(tiny_random_whisper_dir)
+    PeftModel.from_pretrained(base, out / "adapter")
+
+
+def test_full_finetuning_trains_every_weight_and_saves_a_model_folder(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    from audiolora.inference import load_run_with_family
+
+    out = tmp_path / "run"
+    overrides = tiny_overrides(
+        tiny_random_whisper_dir, speech_dataset, out,
+        **{"adapter.method": "full", "training.max_steps": 1, "training.warmup_ratio": 0.0},
+    )  # fmt: skip
+    metrics = run_training(load_config(None, overrides))
+    assert metrics["efficiency"]["trainable_ratio"] == 1.0
+    assert (out / "adapter" / "config.json").exists()
+    assert not (out / "adapter" / "adapter_config.json").exists()
+    base = WhisperForConditionalGeneration.from_pretrained(tiny_random_whisper_dir)
+    tuned, *_ = load_run_with_family(out)
+    changed = [
+        n for n, p in tuned.named_parameters()
+        if not torch.equal(p, base.get_parameter(n))
+    ]  # fmt: skip
+    assert len(changed) > 0.5 * len(list(base.parameters()))

@@ -10,8 +10,10 @@ PEFT `modules_to_save`: PEFT trains a copy of each (the frozen original stays fo
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from peft import AdaLoraConfig, LoraConfig, PeftModel, get_peft_model
+from peft import AdaLoraConfig, EvaConfig, LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
 from audiolora.models.families import Family
@@ -49,7 +51,13 @@ def build_peft_config(cfg: AdapterConfig, family: Family, total_steps: int) -> L
             total_step=max(total_steps, 1),
             **common,
         )
-    return LoraConfig(r=cfg.r, **common)
+    lora_options: dict[str, Any] = {"use_dora": cfg.use_dora}
+    if cfg.init == "pissa":
+        lora_options["init_lora_weights"] = "pissa_niter_4"  # fast randomised SVD
+    elif cfg.init == "eva":
+        lora_options["init_lora_weights"] = "eva"
+        lora_options["eva_config"] = EvaConfig(rho=2.0)
+    return LoraConfig(r=cfg.r, **common, **lora_options)
 
 
 def resolve_layers(model: nn.Module, cfg: AdapterConfig, family: Family) -> AdapterConfig:
@@ -65,8 +73,15 @@ def resolve_layers(model: nn.Module, cfg: AdapterConfig, family: Family) -> Adap
 
 def attach_adapters(
     model: nn.Module, cfg: AdapterConfig, family: Family, total_steps: int
-) -> PeftModel:
-    """Wrap the frozen base with fresh adapters; fails if no module matched the targets."""
+) -> nn.Module:
+    """Wrap the frozen base with fresh adapters; fails if no module matched the targets.
+    `method: full` returns the model itself with every weight trainable."""
+    if cfg.method == "full":
+        if any(p.__class__.__name__ == "Params4bit" for p in model.parameters()):
+            raise ValueError("adapter.method=full trains every weight: use model.quantization=none")
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
     cfg = resolve_layers(model, cfg, family)
     peft_config = build_peft_config(cfg, family, total_steps)
     try:

@@ -81,6 +81,8 @@ class Task:
     breakdown: ClassVar[Breakdown | None] = None
     needs_audio_lm: ClassVar[bool] = False
     """True for tasks that prompt with audio + text (they refuse an encoder-decoder)."""
+    full_finetuning: ClassVar[bool] = False
+    """Whether `adapter.method: full` is supported (the saved model is then a whole folder)."""
     contrastive: ClassVar[bool] = False
     """True for tasks on audio-text embedding models (CLAP); the others refuse those models."""
 
@@ -184,6 +186,8 @@ class Task:
     def load(self, base: nn.Module, adapter_dir: Path, family: Family) -> nn.Module:
         from peft import PeftModel
 
+        if (Path(adapter_dir) / "config.json").exists():  # adapter.method=full: a whole model
+            return type(base).from_pretrained(str(adapter_dir), dtype=base.dtype)
         if not (Path(adapter_dir) / "adapter_config.json").exists():
             raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (did training finish?)")
         return PeftModel.from_pretrained(base, str(adapter_dir))

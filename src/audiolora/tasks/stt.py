@@ -64,6 +64,7 @@ class SpeechToText(Task):
     """`task: stt` -- transcripts from audio."""
 
     name = "stt"
+    full_finetuning = True
     metrics = (
         Metric("wer", "WER", "{:.1%}", percent=True, curve=True),
         Metric("cer", "CER", "{:.1%}", percent=True),

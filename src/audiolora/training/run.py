@@ -192,6 +192,32 @@ def measure_base(
     return measured_once(run_dir / BASE_METRICS, resume, measure)
 
 
+def initialise_eva(
+    task: Task, config: RunConfig, model: Any, processor: Any, family: Any, train: Any
+) -> None:
+    """`adapter.init: eva`: PEFT's EVA initialisation from the inputs of the adapted modules on
+    `adapter.calibration_batches` training batches (inputs flattened to rows, padding included)."""
+    from peft import PeftModel, initialize_lora_eva_weights
+    from torch.utils.data import DataLoader
+
+    from audiolora.models.heads.base import HeadModel
+
+    peft = model.backbone if isinstance(model, HeadModel) else model
+    if not isinstance(peft, PeftModel):
+        raise RunError("adapter.init=eva needs LoRA adapters on the model")
+    collate = task.collator(processor, family)
+    loader = DataLoader(train, batch_size=config.training.batch_size, collate_fn=collate)
+    batches = [b for _, b in zip(range(config.adapter.calibration_batches), loader, strict=False)]
+    initialize_lora_eva_weights(
+        peft,
+        batches,
+        forward_fn=lambda m, b: task.calibration_forward(m, b, family),
+        prepare_model_inputs_fn=None,
+        prepare_layer_inputs_fn=None,
+        show_progress_bar=False,
+    )
+
+
 RANK_ALLOCATION = "rank_allocation.json"
 ADAPTER_TRACKING = "adapter_tracking.json"
 """Entropy, effective rank and norm of every LoRA update at each logging step."""
@@ -336,7 +362,11 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         config, rank_report = allocate_by_entropy(
             task, config, model, processor, family, datasets["train"], run_dir, resume
         )
+    if config.adapter.method == "full" and not task.full_finetuning:
+        raise RunError(f"adapter.method=full is not supported by task {task.name} (use lora)")
     peft_model = task.prepare_model(model, config, family, total_steps, datasets["train"])
+    if config.adapter.init == "eva":
+        initialise_eva(task, config, peft_model, processor, family, datasets["train"])
     trainable, total = count_parameters(peft_model)
     run_trainable = trainable_names(peft_model)
 
