@@ -171,6 +171,35 @@ def train(
 
 
 @app.command()
+def compare(
+    folders: Annotated[
+        list[Path], typer.Argument(help="Finished run folders and/or sweep folders.")
+    ],
+    output: Annotated[Path, typer.Option(help="Folder for compare.md/.html/.png.")] = Path(
+        "runs/compare"
+    ),
+) -> None:
+    """One page comparing runs and sweep points of one task: headline metrics, trainable
+    parameters, adapter size, speed, memory and wall time, mean ± std over seeds."""
+    from audiolora.compare import CompareError, collect, table, write_compare
+
+    try:
+        task_name, entries = collect(folders)
+        header, rows = table(task_name, entries)
+        out = write_compare(folders, output)
+    except CompareError as e:
+        fail(str(e))
+        return
+    shown = Table(title=f"{task_name}: {len(entries)} entries")
+    for column in header:
+        shown.add_column(column)
+    for row in rows:
+        shown.add_row(*row)
+    console.print(shown)
+    console.print(f"written: {out}/compare.md, compare.html, compare.png")
+
+
+@app.command()
 def sweep(
     recipe: Annotated[str, typer.Argument(help="Recipe YAML file or builtin recipe name.")],
     grid: Annotated[
