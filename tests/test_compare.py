@@ -45,7 +45,8 @@ def test_runs_and_sweep_points_in_one_table(tmp_path: Path) -> None:
                                       "--output", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "35.0% ± 7.1%" in (out / "compare.md").read_text()
-    assert (out / "compare.png").stat().st_size > 0 and "<table>" in (out / "compare.html").read_text()
+    assert (out / "compare.png").stat().st_size > 0
+    assert "<table>" in (out / "compare.html").read_text()
 
 
 def test_mixing_tasks_is_refused(tmp_path: Path) -> None:
