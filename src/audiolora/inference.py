@@ -40,6 +40,10 @@ def load_run_with_family(
     if use_adapter:
         model = get_task(config.task).load(model, Path(run_dir) / "adapter", family)
         disable_cpu_repacking(model)
+        if config.adapter.speech_gate:
+            from audiolora.models.speech_gate import install_speech_gate
+
+            install_speech_gate(model, family.audio_encoder_prefix)
     model.eval()
     return model, processor, config, family
 

@@ -107,6 +107,10 @@ class AdapterConfig(Section):
     """Largest rank entropy allocation gives a module."""
     calibration_batches: int = Field(4, ge=1)
     """Training batches whose activations the entropy allocation measures."""
+    speech_gate: bool = False
+    """Scale the LoRA update of audio-encoder modules frame by frame by the probability that the
+    frame holds speech (Silero VAD): the adapter acts where someone speaks and leaves silence,
+    noise and padding to the base model (`models.speech_gate`; Whisper models)."""
     entropy_weight: float = 0.0
     """lambda of the entropy regulariser L = L_task + lambda * sum_m H(dW_m), H the entropy of
     the normalised singular values of each LoRA update (`models.lora_entropy`); 0: off.

@@ -370,3 +370,20 @@ def test_full_finetuning_trains_every_weight_and_saves_a_model_folder(
         if not torch.equal(p, base.get_parameter(n))
     ]  # fmt: skip
     assert len(changed) > 0.5 * len(list(base.parameters()))
+
+
+def test_speech_gated_run_trains_evaluates_and_reloads_gated(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    from audiolora.inference import load_run_with_family
+    from audiolora.models.speech_gate import is_gated
+
+    out = tmp_path / "run"
+    overrides = tiny_overrides(
+        tiny_random_whisper_dir, speech_dataset, out,
+        **{"adapter.speech_gate": True, "training.max_steps": 1},
+    )  # fmt: skip
+    metrics = run_training(load_config(None, overrides))
+    assert metrics["final"]["wer"] is not None
+    model, *_ = load_run_with_family(out)
+    assert is_gated(model)

@@ -19,6 +19,7 @@ from audiolora.evaluation.metrics import perplexity, transcription_metrics
 from audiolora.models.adapters import attach_adapters
 from audiolora.models.families import Family
 from audiolora.models.lalm import STT_INSTRUCTION
+from audiolora.models.speech_gate import install_speech_gate
 from audiolora.tasks.base import PERPLEXITY, Metric, Task
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ class SpeechToText(Task):
             if split == "eval" and config.data.max_eval_samples:
                 rows = rows[: config.data.max_eval_samples]
             datasets[split] = family.transcription_dataset(
-                rows, processor, config.data, STT_INSTRUCTION
+                rows, processor, config.data, STT_INSTRUCTION, config.adapter.speech_gate
             )
         return datasets
 
@@ -115,6 +116,8 @@ class SpeechToText(Task):
     ) -> nn.Module:
         peft_model = attach_adapters(model, config.adapter, family, total_steps)
         install_spec_augment(peft_model, config.data.spec_augment, family.audio_input_name)
+        if config.adapter.speech_gate:
+            install_speech_gate(peft_model, family.audio_encoder_prefix)
         return peft_model
 
     def collator(self, processor: ProcessorMixin, family: Family) -> Any:

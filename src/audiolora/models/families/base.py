@@ -128,9 +128,15 @@ class Family:
     # ---- transcription (the stt task, `predict` on files) -----------------------------------
 
     def transcription_dataset(
-        self, rows: list[Any], processor: ProcessorMixin, data: DataConfig, instruction: str
+        self,
+        rows: list[Any],
+        processor: ProcessorMixin,
+        data: DataConfig,
+        instruction: str,
+        speech_gate: bool = False,
     ) -> Dataset:
-        """Manifest rows -> training / scoring examples with the transcript as the target."""
+        """Manifest rows -> training / scoring examples with the transcript as the target
+        (with each clip's per-frame speech probability when `speech_gate`)."""
         raise NotImplementedError
 
     def transcription_collator(self, processor: ProcessorMixin) -> Any:
@@ -256,9 +262,20 @@ class AudioLanguageFamily(Family):
     # ---- transcription ------------------------------------------------------------------------
 
     def transcription_dataset(
-        self, rows: list[Any], processor: ProcessorMixin, data: DataConfig, instruction: str
+        self,
+        rows: list[Any],
+        processor: ProcessorMixin,
+        data: DataConfig,
+        instruction: str,
+        speech_gate: bool = False,
     ) -> Dataset:
         from audiolora.models.lalm import SpeechPromptDataset
+
+        if speech_gate:
+            raise ValueError(
+                f"adapter.speech_gate gates LoRA in an audio encoder; {self.name} keeps its "
+                "encoder free of LoRA (Whisper models take it)"
+            )
 
         return SpeechPromptDataset(self, rows, processor, data.sampling_rate, instruction)
 

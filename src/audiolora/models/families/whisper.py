@@ -22,6 +22,13 @@ from transformers import PreTrainedModel, ProcessorMixin, WhisperProcessor
 
 from audiolora.data.audio import load_audio
 from audiolora.models.families.base import Family
+from audiolora.models.speech_gate import (
+    GATE_KEY,
+    encoder_gate,
+    is_gated,
+    set_speech_gate,
+    speech_activity,
+)
 from audiolora.precision import full_precision, model_device_dtype
 from audiolora.settings import DataConfig
 
@@ -37,8 +44,10 @@ class SpeechTextDataset(Dataset):
         processor: ProcessorMixin,
         sampling_rate: int = 16000,
         max_label_tokens: int = 200,
+        speech_gate: bool = False,
     ) -> None:
         self.rows = rows
+        self.speech_gate = speech_gate
         self.processor = processor
         self.sampling_rate = sampling_rate
         self.max_label_tokens = max_label_tokens
@@ -59,6 +68,9 @@ class SpeechTextDataset(Dataset):
         row = self.rows[index]
         audio = load_audio(row.audio, self.sampling_rate, row.offset, row.duration)
         item: dict[str, Any] = {"input_features": self.features(audio)}
+        if self.speech_gate:
+            frames = item["input_features"].shape[-1] // 2
+            item[GATE_KEY] = speech_activity(audio, self.sampling_rate, frames, 0.02)
         if row.text is not None:
             ids = self.processor.tokenizer(row.text).input_ids[: self.max_label_tokens]
             item["labels"] = ids
@@ -73,6 +85,8 @@ class SpeechCollator:
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = {"input_features": torch.tensor(np.stack([it["input_features"] for it in items]))}
+        if GATE_KEY in items[0]:
+            batch[GATE_KEY] = torch.tensor(np.stack([it[GATE_KEY] for it in items]))
         if "labels" in items[0]:
             # The model prepends the decoder start token itself when shifting labels right.
             seqs = [
@@ -101,6 +115,7 @@ def transcribe_batches(
     texts: list[str] = []
     nll, tokens = 0.0, 0
     for batch in batches:
+        set_speech_gate(model, batch.get(GATE_KEY))
         features = batch["input_features"].to(device=device, dtype=dtype)
         if "labels" in batch:
             labels = batch["labels"].to(device)
@@ -135,9 +150,16 @@ class Whisper(Family):
             model.generation_config.task = "transcribe"
 
     def transcription_dataset(
-        self, rows: list[Any], processor: ProcessorMixin, data: DataConfig, instruction: str
+        self,
+        rows: list[Any],
+        processor: ProcessorMixin,
+        data: DataConfig,
+        instruction: str,
+        speech_gate: bool = False,
     ) -> Dataset:
-        return SpeechTextDataset(rows, processor, data.sampling_rate, data.max_label_tokens)
+        return SpeechTextDataset(
+            rows, processor, data.sampling_rate, data.max_label_tokens, speech_gate
+        )
 
     def transcription_collator(self, processor: ProcessorMixin) -> Any:
         start = processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
@@ -235,10 +257,13 @@ class Whisper(Family):
                 feats = processor.feature_extractor(
                     [segment for _, segment in chunk], sampling_rate=sr, return_tensors="pt"
                 )["input_features"]
+            batch = {"input_features": feats}
+            if is_gated(model):
+                batch[GATE_KEY] = encoder_gate([segment for _, segment in chunk], sr, feats)
             out, _, _ = transcribe_batches(
                 model,
                 processor,
-                [{"input_features": feats}],
+                [batch],
                 num_beams=num_beams,
                 max_new_tokens=max_new_tokens,
             )
