@@ -25,8 +25,9 @@ class ModelConfig(Section):
     model's config."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype of the non-quantized base weights."""
-    quantization: Literal["none", "nf4"] = "none"
-    """`nf4` loads the frozen base in 4-bit NormalFloat through bitsandbytes (QLoRA)."""
+    quantization: Literal["none", "int8", "nf4"] = "none"
+    """`nf4` loads the frozen base in 4-bit NormalFloat through bitsandbytes (QLoRA); `int8` in
+    bitsandbytes' 8-bit (LLM.int8; runs on CPU and CUDA)."""
     double_quant: bool = True
     """Quantize the NF4 scaling constants too (about 0.4 bit per parameter saved)."""
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"

@@ -159,8 +159,9 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(
     assert not (out / "adapter").exists()
 
 
-def test_qlora_nf4_trains_on_cpu(
-    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+@pytest.mark.parametrize("bits", ["nf4", "int8"])
+def test_quantized_base_trains_on_cpu(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path, bits: str
 ) -> None:
     import bitsandbytes  # noqa: F401  (a declared dependency: missing fails)
 
@@ -169,10 +170,10 @@ def test_qlora_nf4_trains_on_cpu(
         tiny_random_whisper_dir,
         speech_dataset,
         out,
-        **{"model.quantization": "nf4", "training.max_steps": 3, "training.eval_steps": 1},
+        **{"model.quantization": bits, "training.max_steps": 3, "training.eval_steps": 1},
     )
     metrics = run_training(load_config(None, overrides))
-    assert metrics["efficiency"]["quantization"] == "nf4"
+    assert metrics["efficiency"]["quantization"] == bits
     assert metrics["efficiency"]["optimizer_steps"] == 3
     losses = [h["loss"] for h in metrics["history"] if "loss" in h]
     assert len(losses) == 3 and all(l == l for l in losses)  # noqa: E741 - finite, not NaN

@@ -77,7 +77,7 @@ def attach_adapters(
     """Wrap the frozen base with fresh adapters; fails if no module matched the targets.
     `method: full` returns the model itself with every weight trainable."""
     if cfg.method == "full":
-        if any(p.__class__.__name__ == "Params4bit" for p in model.parameters()):
+        if any(p.__class__.__name__ in ("Params4bit", "Int8Params") for p in model.parameters()):
             raise ValueError("adapter.method=full trains every weight: use model.quantization=none")
         for p in model.parameters():
             p.requires_grad_(True)

@@ -63,6 +63,10 @@ def resolve_model_path(name: str) -> str:
 def _bnb_config(cfg: ModelConfig, family: Family) -> Any:
     from transformers import BitsAndBytesConfig
 
+    if cfg.quantization == "int8":
+        return BitsAndBytesConfig(
+            load_in_8bit=True, llm_int8_skip_modules=list(family.quant_skip_modules)
+        )
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
@@ -105,7 +109,7 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, ProcessorMixin, Famil
         "use_safetensors": True,
         "trust_remote_code": cfg.trust_remote_code,
     }
-    if cfg.quantization == "nf4":
+    if cfg.quantization in ("nf4", "int8"):
         kwargs["quantization_config"] = _bnb_config(cfg, family)
         kwargs["device_map"] = "cuda:0" if torch.cuda.is_available() else "cpu"
     model = model_cls.from_pretrained(path, **kwargs)
