@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from audiolora.data.sources import builtin_retention_dir, resolve_manifests
-from audiolora.evaluation.retention import scoring_config
+from audiolora.evaluation.retention import scoring_dataset
 from audiolora.inference import load_run_with_family
 from audiolora.models.adapters import scale_adapter
 from audiolora.tasks.registry import get_task
@@ -33,11 +33,10 @@ def main() -> None:
         "held-out": resolve_manifests(config.data.train, config.data.eval)["eval"],
         "retention": builtin_retention_dir() / "retention.jsonl",
     }
-    datasets = {}
-    for name, manifest in sets.items():
-        sub = scoring_config(config, manifest, "stop")
-        report = task.check_data(sub, None)["train"]
-        datasets[name] = task.build_datasets(sub, {"eval": report}, processor, family)["eval"]
+    datasets = {
+        name: scoring_dataset(task, config, manifest, processor, family)
+        for name, manifest in sets.items()
+    }
     original = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
     t = config.training
     print("| scale | held-out WER | retention WER |\n|---|---|---|")

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from audiolora.data.sources import builtin_retention_dir, resolve_manifests
-from audiolora.evaluation.retention import scoring_config
+from audiolora.evaluation.retention import scoring_dataset
 from audiolora.inference import load_run_with_family
 from audiolora.models.speech_gate import install_speech_gate
 from audiolora.tasks.registry import get_task
@@ -40,11 +40,10 @@ def main() -> None:
         if gated:
             install_speech_gate(model, family.audio_encoder_prefix)
         arm = "gated by speech" if gated else "plain LoRA"
+        arm_config = config.model_copy(deep=True)
+        arm_config.adapter.speech_gate = gated
         for name, manifest in sets.items():
-            sub = scoring_config(config, manifest, "stop")
-            sub.adapter.speech_gate = gated
-            report = task.check_data(sub, None)["train"]
-            data = task.build_datasets(sub, {"eval": report}, processor, family)["eval"]
+            data = scoring_dataset(task, arm_config, manifest, processor, family)
             start = time.perf_counter()
             metrics = task.evaluate(model, processor, data, family=family, desc=f"{arm} {name}")
             results.setdefault(arm, {})[name] = metrics["wer"]

@@ -53,6 +53,20 @@ def scoring_config(config: RunConfig, manifest: str | Path, on_bad_input: str) -
     return config.model_copy(update={"data": data})
 
 
+def scoring_dataset(
+    task: Task,
+    config: RunConfig,
+    manifest: str | Path,
+    processor: ProcessorMixin,
+    family: Family,
+    on_bad_input: str = "stop",
+) -> Any:
+    """`manifest` checked by `task` and built as the run builds its held-out split."""
+    sub = scoring_config(config, manifest, on_bad_input)
+    report = task.check_data(sub, None)["train"]
+    return task.build_datasets(sub, {"eval": report}, processor, family)["eval"]
+
+
 def entry_config(config: RunConfig, task: Task, manifest: str) -> RunConfig:
     """`scoring_config`, switched to `task` when the entry names another one."""
     sub = scoring_config(config, manifest, config.data.on_bad_input)

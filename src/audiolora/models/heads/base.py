@@ -68,10 +68,7 @@ class HeadModel(nn.Module):
     ) -> HeadModel:
         """Rebuild a saved model on top of a freshly loaded base model."""
         adapter_dir = Path(adapter_dir)
-        config_path = adapter_dir / cls.config_file
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path}: no head config (did training finish?)")
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = cls.saved_config(adapter_dir)
         backbone = base
         if (adapter_dir / "adapter_config.json").exists():
             backbone = PeftModel.from_pretrained(base, str(adapter_dir))
@@ -80,6 +77,14 @@ class HeadModel(nn.Module):
         device = next(base.parameters()).device
         model.head.to(device)
         return model
+
+    @classmethod
+    def saved_config(cls, adapter_dir: Path) -> dict[str, Any]:
+        """The head's constructor settings that `save_pretrained` wrote."""
+        config_path = Path(adapter_dir) / cls.config_file
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{config_path}: no head config (did training finish?)")
+        return json.loads(config_path.read_text(encoding="utf-8"))
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         return {

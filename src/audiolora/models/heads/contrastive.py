@@ -133,10 +133,7 @@ class ContrastiveModel(HeadModel):
         cls, base: nn.Module, adapter_dir: str | Path, family: Any
     ) -> ContrastiveModel:
         adapter_dir = Path(adapter_dir)
-        config_path = adapter_dir / cls.config_file
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path}: no contrastive config (did training finish?)")
-        config = json.loads(config_path.read_text())
+        config = cls.saved_config(adapter_dir)
         if (adapter_dir / "adapter_config.json").exists():
             return cls(PeftModel.from_pretrained(base, str(adapter_dir)), family, **config)
         saved = load_file(str(adapter_dir / cls.weights_file))
