@@ -325,6 +325,8 @@ def test_entropy_rank_allocation_run(
     tracked = {n.removeprefix("base_model.model.") for n in tracking[-1]["modules"]}
     assert tracked == {m["name"] for m in report["modules"]}
     assert (out / "adapter_tracking.png").stat().st_size > 0
+    report = (out / "report.html").read_text()
+    assert "Entropy-aware rank allocation" in report and "LoRA updates over training" in report
 
 
 @pytest.mark.parametrize(

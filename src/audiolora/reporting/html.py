@@ -170,7 +170,17 @@ overflow:auto}h1{margin-bottom:.2em}.sub{color:#666}
 """
 
 
-def render_report(metrics: dict[str, Any], config: Any, task: Task) -> str:
+RUN_FIGURES = (
+    ("rank_allocation.png", "Entropy-aware rank allocation"),
+    ("adapter_tracking.png", "LoRA updates over training"),
+)
+"""Pictures a run may leave beside the report, shown in it when present."""
+
+
+def render_report(
+    metrics: dict[str, Any], config: Any, task: Task, figures: dict[str, str] | None = None
+) -> str:
+    """The report page; `figures` maps a heading to a base64 PNG shown after the curves."""
     reference = metrics.get("base_reference", "base model")
     parts = [
         f"<h1>audiolora run: {html.escape(config.output_dir)}</h1>",
@@ -212,6 +222,11 @@ def render_report(metrics: dict[str, Any], config: Any, task: Task) -> str:
             "<h2>Training curves</h2>",
             f'<img alt="training curves" src="data:image/png;base64,{curves}">',
         ]
+    for title, png in (figures or {}).items():
+        parts += [
+            f"<h2>{html.escape(title)}</h2>",
+            f'<img alt="{html.escape(title)}" src="data:image/png;base64,{png}">',
+        ]
     parts += [
         "<h2>Efficiency</h2>",
         _table(["figure", "value"], efficiency_rows(metrics.get("efficiency", {}))),
@@ -232,5 +247,10 @@ def render_report(metrics: dict[str, Any], config: Any, task: Task) -> str:
 
 def write_report(run_dir: Path, metrics: dict[str, Any], config: Any, task: Task) -> Path:
     path = Path(run_dir) / "report.html"
-    atomic_write_text(path, render_report(metrics, config, task))
+    figures = {
+        title: base64.b64encode((Path(run_dir) / name).read_bytes()).decode()
+        for name, title in RUN_FIGURES
+        if (Path(run_dir) / name).is_file()
+    }
+    atomic_write_text(path, render_report(metrics, config, task, figures))
     return path
