@@ -67,6 +67,13 @@ def test_rank_pattern_changes_one_module(base) -> None:
     assert q0.r["default"] == 2 and q1.r["default"] == 4
 
 
+def test_a_pattern_that_matches_no_module_is_refused(base) -> None:
+    model, family = base
+    cfg = AdapterConfig(r=4, rank_pattern={r"model\.decoder\.layers\.9\.self_attn\.q_proj": 2})
+    with pytest.raises(ValueError, match="rank_pattern key .* matches none of the 32"):
+        attach_adapters(model, cfg, family, 10)
+
+
 def test_only_adapters_train(base) -> None:
     model, family = base
     peft_model = attach_adapters(model, AdapterConfig(r=2), family, 10)

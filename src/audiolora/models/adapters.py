@@ -10,6 +10,7 @@ PEFT `modules_to_save`: PEFT trains a copy of each (the frozen original stays fo
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -85,13 +86,35 @@ def attach_adapters(
     cfg = resolve_layers(model, cfg, family)
     peft_config = build_peft_config(cfg, family, total_steps)
     try:
-        return get_peft_model(model, peft_config)
+        peft_model = get_peft_model(model, peft_config)
     except ValueError as e:
         raise ValueError(
             f"adapter.target_modules {list(cfg.target_modules or family.default_targets)} with "
             f"adapter.layers={cfg.layers} and train_audio_encoder={cfg.train_audio_encoder} "
             f"matched no module: {e}"
         ) from e
+    check_patterns(peft_model, cfg)
+    return peft_model
+
+
+def check_patterns(model: nn.Module, cfg: AdapterConfig) -> None:
+    """A `rank_pattern` / `alpha_pattern` key that matches no adapted module is a mistake PEFT
+    would ignore silently: refuse it, naming the key."""
+    adapted = [
+        n
+        for n, m in model.named_modules()
+        if isinstance(getattr(m, "lora_A", None), nn.ModuleDict | nn.ParameterDict)
+    ]
+    for setting, pattern in (
+        ("rank_pattern", cfg.rank_pattern),
+        ("alpha_pattern", cfg.alpha_pattern),
+    ):
+        for key in pattern:
+            if not any(re.match(rf"(.*\.)?({key})$", n) for n in adapted):
+                raise ValueError(
+                    f"adapter.{setting} key {key!r} matches none of the {len(adapted)} adapted "
+                    f"modules (e.g. {adapted[0] if adapted else 'none'}); fix or remove it"
+                )
 
 
 def scale_adapter(model: nn.Module, scale: float) -> int:
