@@ -14,8 +14,7 @@ from pathlib import Path
 
 import torch
 
-from audiolora.data.sources import builtin_retention_dir, resolve_manifests
-from audiolora.evaluation.retention import scoring_dataset
+from audiolora.evaluation.retention import held_out_and_retention, scoring_dataset
 from audiolora.inference import load_run_with_family
 from audiolora.models.adapters import scale_adapter
 from audiolora.tasks.registry import get_task
@@ -29,10 +28,7 @@ def main() -> None:
 
     model, processor, config, family = load_run_with_family(args.run)
     task = get_task("stt")
-    sets = {
-        "held-out": resolve_manifests(config.data.train, config.data.eval)["eval"],
-        "retention": builtin_retention_dir() / "retention.jsonl",
-    }
+    sets = held_out_and_retention(config)
     datasets = {
         name: scoring_dataset(task, config, manifest, processor, family)
         for name, manifest in sets.items()

@@ -17,8 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from audiolora.data.sources import builtin_retention_dir, resolve_manifests
-from audiolora.evaluation.retention import scoring_dataset
+from audiolora.evaluation.retention import held_out_and_retention, scoring_dataset
 from audiolora.inference import load_run_with_family
 from audiolora.models.speech_gate import install_speech_gate
 from audiolora.tasks.registry import get_task
@@ -31,10 +30,7 @@ def main() -> None:
 
     model, processor, config, family = load_run_with_family(args.run)
     task = get_task("stt")
-    sets = {
-        "held-out": resolve_manifests(config.data.train, config.data.eval)["eval"],
-        "retention": builtin_retention_dir() / "retention.jsonl",
-    }
+    sets = held_out_and_retention(config)
     results: dict[str, dict[str, float]] = {}
     for gated in (False, True):
         if gated:

@@ -33,7 +33,8 @@ def sound_events(cache_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def dual_encoder(sound_events: Path, cache_root: Path) -> Path:
-    pytest.importorskip("aisfx")
+    if os.environ.get("CI") != "true":  # under CI a missing tower is a broken setup: fail
+        pytest.importorskip("aisfx")
     from audiolora.builtin.dual_encoder import build_dual_encoder
 
     out = cache_root / "dual-encoder-small"

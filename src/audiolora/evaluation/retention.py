@@ -67,6 +67,16 @@ def scoring_dataset(
     return task.build_datasets(sub, {"eval": report}, processor, family)["eval"]
 
 
+def held_out_and_retention(config: RunConfig) -> dict[str, Path]:
+    """A speech-to-text run's own held-out manifest and the builtin out-of-domain one."""
+    from audiolora.data.sources import builtin_retention_dir, resolve_manifests
+
+    return {
+        "held-out": resolve_manifests(config.data.train, config.data.eval)["eval"],
+        "retention": builtin_retention_dir() / "retention.jsonl",
+    }
+
+
 def entry_config(config: RunConfig, task: Task, manifest: str) -> RunConfig:
     """`scoring_config`, switched to `task` when the entry names another one."""
     sub = scoring_config(config, manifest, config.data.on_bad_input)
