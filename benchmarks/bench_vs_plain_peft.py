@@ -38,6 +38,7 @@ from transformers import TrainerCallback  # noqa: E402
 DEFAULT_REPORT_DIR = Path(__file__).resolve().parent / "results"
 REPORT_NAME = "bench_vs_plain_peft"
 MODES = ("audiolora", "plain")
+FLOP_EVERY = 10
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,6 +59,8 @@ class StepClock(TrainerCallback):
         self.compute: list[float] = []
         self.ends: list[float] = []
         self.evals: list[float] = []
+        self.flops: dict[int, int] = {}
+        self._counter: Any = None
         self._begin = 0.0
         self.train_begin = 0.0
         self.train_end = 0.0
@@ -77,11 +80,22 @@ class StepClock(TrainerCallback):
         self.train_begin = time.perf_counter()
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # Every FLOP_EVERY-th step is counted (as audiolora's EfficiencyMeter counts) and left
+        # out of the timing in both runs, since counting slows it.
+        if len(self.compute) % FLOP_EVERY == 0:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            self._counter = FlopCounterMode(display=False)
+            self._counter.__enter__()
         self._begin = time.perf_counter()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._sync()
         now = time.perf_counter()
+        if self._counter is not None:
+            self._counter.__exit__(None, None, None)
+            self.flops[len(self.compute)] = self._counter.get_total_flops()
+            self._counter = None
         self.compute.append(now - self._begin)
         self.ends.append(now)
 
@@ -93,15 +107,25 @@ class StepClock(TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.train_end = time.perf_counter()
 
-    def summary(self, samples_per_step: int) -> dict[str, Any]:
-        timed = self.compute[1:] or self.compute
+    def summary(self, samples_per_step: int, precision: str) -> dict[str, Any]:
+        from audiolora.evaluation.efficiency import matmul_peak
+
+        timed = [t for i, t in enumerate(self.compute) if i and i not in self.flops]
         latency = sum(timed) / len(timed) if timed else float("nan")
-        steady = (
-            (self.ends[-1] - self.ends[0]) / (len(self.ends) - 1)
-            if len(self.ends) > 1
-            else float("nan")
-        )
+        gaps = [
+            b - a
+            for i, (a, b) in enumerate(zip(self.ends, self.ends[1:], strict=False), 1)
+            if i not in self.flops
+        ]
+        steady = sum(gaps) / len(gaps) if gaps else float("nan")
+        per_step = sum(self.flops.values()) / len(self.flops) if self.flops else float("nan")
+        peak = matmul_peak(precision)
         return {
+            "model_gflop_per_step": per_step / 1e9,
+            "model_gflops_per_s": per_step / latency / 1e9,
+            "mfu": per_step / latency / peak["flops_per_s"],
+            "matmul_peak_gflops_per_s": peak["flops_per_s"] / 1e9,
+            "compute_precision": precision,
             "optimizer_steps": len(self.compute),
             "samples_per_step": samples_per_step,
             "step_latency_s": latency,
@@ -133,10 +157,11 @@ def peak_memory_mb() -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def audiolora_overrides(args: argparse.Namespace, work_dir: Path) -> list[str]:
-    """The `--set` list both runs are configured from.
+def audiolora_overrides(args: argparse.Namespace, work_dir: Path, ours: bool = False) -> list[str]:
+    """The `--set` list a run is configured from (`ours`: with `--ours-set` too).
 
-    Benchmark defaults come first so the user's `--set` can change them; the step count and the
+    Benchmark defaults come first so the user's `--set` can change them; `--ours-set` (what
+    only audiolora offers: trimmed encoder input, bf16) comes next; the step count and the
     output folder come last because the benchmark owns them.
     """
     defaults = [
@@ -147,7 +172,8 @@ def audiolora_overrides(args: argparse.Namespace, work_dir: Path) -> list[str]:
     if not args.keep_specaugment:
         defaults.append("data.spec_augment.enabled=false")
     forced = [f"training.max_steps={args.max_steps}", f"output_dir={work_dir / 'audiolora-run'}"]
-    return defaults + list(args.set or []) + forced
+    extra = list(args.ours_set or []) if ours else []
+    return defaults + list(args.set or []) + extra + forced
 
 
 def audiolora_run(recipe: Path, overrides: list[str]) -> dict[str, Any]:
@@ -194,7 +220,9 @@ def audiolora_run(recipe: Path, overrides: list[str]) -> dict[str, Any]:
     n_eval = metrics["data"].get("eval", {}).get("rows")
     if n_eval is not None and config.data.max_eval_samples:
         n_eval = min(n_eval, config.data.max_eval_samples)
-    ours = clock.summary(samples_per_step)
+    from audiolora.precision import resolve_precision
+
+    ours = clock.summary(samples_per_step, resolve_precision(config.training.precision))
     train_runtime = next(
         (h["train_runtime"] for h in reversed(metrics["history"]) if "train_runtime" in h),
         float("nan"),
@@ -490,7 +518,9 @@ def plain_peft_run(recipe: Path, overrides: list[str], work_dir: Path) -> dict[s
         final_wer = transcription_metrics(hyps, raw["eval"]["text"])["wer"]
 
     samples_per_step = t.batch_size * t.gradient_accumulation_steps
-    timing = clock.summary(samples_per_step)
+    timing = clock.summary(
+        samples_per_step, t.precision if t.precision in ("bf16", "fp16") else "fp32"
+    )
     train_runtime = train_output.metrics["train_runtime"]
     return {
         "mode": "plain",
@@ -538,6 +568,10 @@ ROWS: list[tuple[str, str, str]] = [
         "samples_per_second_train_runtime",
         "{:.2f}",
     ),
+    ("model GFLOP per step (counted steps)", "model_gflop_per_step", "{:.0f}"),
+    ("model GFLOP/s", "model_gflops_per_s", "{:.0f}"),
+    ("compute precision", "compute_precision", "{}"),
+    ("MFU (of the measured matmul peak in that precision)", "mfu", "{:.1%}"),
     ("trainer.train() runtime (s)", "train_runtime_s", "{:.1f}"),
     ("  of which evaluation inside train() (s)", "in_train_eval_s", "{:.1f}"),
     ("peak memory (MB)", "peak_memory_mb", "{:.0f}"),
@@ -600,9 +634,11 @@ def notes_for(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> l
     notes = [
         f"Model {ours['model_path']} on {ours['device']}; {ours['optimizer_steps']} optimizer "
         f"steps x {ours['samples_per_step']} samples; {ours['n_train']} training clips, "
-        f"{ours['n_eval']} held-out clips; recipe {args.recipe}; --set {args.set or []}.",
+        f"{ours['n_eval']} held-out clips; recipe {args.recipe}; --set {args.set or []}; "
+        f"audiolora only (--ours-set): {args.ours_set or []}.",
         spec,
-        "Same settings in both (one audiolora config): LoRA r/alpha/dropout and placement "
+        "Same settings in both (one audiolora config, less the --ours-set list above): "
+        "LoRA r/alpha/dropout and placement "
         "(target names, encoder on/off, layers), lr, warmup, scheduler, batch size, "
         "max_grad_norm, seed, precision, optimizer (adamw_torch in both; the Trainer's own "
         "default would be adamw_torch_fused), checkpoint strategy, max_new_tokens, num_beams. "
@@ -672,6 +708,8 @@ def child_command(args: argparse.Namespace, mode: str, out: Path, work_dir: Path
     ]  # fmt: skip
     for assignment in args.set or []:
         cmd += ["--set", assignment]
+    for assignment in args.ours_set or []:
+        cmd += ["--ours-set", assignment]
     if args.keep_specaugment:
         cmd.append("--keep-specaugment")
     return cmd
@@ -686,7 +724,7 @@ def run_parent(args: argparse.Namespace) -> int:
     # Validate before creating anything (the output_dir override only needs a path).
     planned = Path(args.work_dir or tempfile.gettempdir()) / "audiolora-bench-check"
     try:
-        config = load_config(args.recipe, audiolora_overrides(args, planned))
+        config = load_config(args.recipe, audiolora_overrides(args, planned, ours=True))
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
@@ -720,13 +758,15 @@ def run_parent(args: argparse.Namespace) -> int:
         "recipe": str(args.recipe),
         "max_steps": args.max_steps,
         "overrides": audiolora_overrides(args, Path("<work_dir>")),
+        "audiolora_only_overrides": list(args.ours_set or []),
         "rows": [{k: v for k, v in r.items() if k != "cells"} for r in rows],
         "notes": notes,
         "runs": results,
     }
-    (report_dir / f"{REPORT_NAME}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (report_dir / f"{REPORT_NAME}.md").write_text(render_markdown(rows, notes))
-    print(f"\n[bench] wrote {report_dir / REPORT_NAME}.json and .md")
+    name = args.report_name
+    (report_dir / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (report_dir / f"{name}.md").write_text(render_markdown(rows, notes))
+    print(f"\n[bench] wrote {report_dir / name}.json and .md")
     if not args.keep_work_dir and not args.work_dir:
         shutil.rmtree(work_dir, ignore_errors=True)
     return 0
@@ -745,6 +785,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="audiolora override, also applied to the plain run (repeatable)",
     )
+    parser.add_argument(
+        "--ours-set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="audiolora-only override, what the plain script has no equivalent of (repeatable)",
+    )
+    parser.add_argument("--report-name", default=REPORT_NAME, help="file name of the results")
     parser.add_argument(
         "--keep-specaugment",
         action="store_true",
@@ -776,7 +823,7 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = Path(args.work_dir)
     overrides = audiolora_overrides(args, work_dir)
     if args.mode == "audiolora":
-        result = audiolora_run(args.recipe, overrides)
+        result = audiolora_run(args.recipe, audiolora_overrides(args, work_dir, ours=True))
     else:
         result = plain_peft_run(args.recipe, overrides, work_dir)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

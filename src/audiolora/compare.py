@@ -30,6 +30,7 @@ COST = (
     ("trainable_ratio", "trainable %", "{:.2%}"),
     ("adapter_mb", "adapter MB", "{:.2f}"),
     ("samples_per_second", "samples/s", "{:.2f}"),
+    ("mfu", "MFU", "{:.1%}"),
     ("peak_memory_mb", "peak memory MB", "{:.0f}"),
     ("wall_seconds", "wall s", "{:.0f}"),
 )

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
-from audiolora.evaluation.efficiency import EfficiencyMeter
+import pytest
+import torch
+
+from audiolora.evaluation.efficiency import EfficiencyMeter, matmul_peak
 
 
 def test_stages_add_up_their_train_time_and_steps() -> None:
@@ -24,3 +29,39 @@ def test_stages_add_up_their_train_time_and_steps() -> None:
     assert summary["optimizer_steps"] == 5
     assert summary["train_seconds"] >= 5 * 0.01  # both stages, not just the last one
     assert started == [True]  # the energy counter starts once, at the first stage
+
+
+def test_counted_steps_give_model_flops_and_mfu_and_are_not_timed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUDIOLORA_CACHE", str(tmp_path))
+    meter = EfficiencyMeter(samples_per_step=2, flop_every=3)
+    args = state = control = SimpleNamespace()
+    a, b = torch.randn(64, 32), torch.randn(32, 16)
+    meter.on_train_begin(args, state, control)
+    for step in range(7):
+        meter.on_step_begin(args, state, control)
+        a @ b
+        time.sleep(0.05 if step % 3 == 0 else 0.01)  # counted steps are slow: never timed
+        meter.on_step_end(args, state, control)
+    meter.on_train_end(args, state, control)
+    summary = meter.summary("fp32")
+    assert sorted(meter.step_flops) == [0, 3, 6]
+    assert summary["model_flops_per_step"] == 2 * 64 * 32 * 16
+    assert summary["step_latency_s"] < 0.04
+    peak = json.loads(next((tmp_path / "peak").glob("*fp32.json")).read_text())
+    assert peak["flops_per_s"] > 1e8
+    assert summary["mfu"] == pytest.approx(
+        summary["model_flops_per_s"] / peak["flops_per_s"], rel=1e-9
+    )
+
+
+def test_matmul_peak_is_measured_once_per_machine_and_precision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUDIOLORA_CACHE", str(tmp_path))
+    first = matmul_peak("bf16")
+    assert first["dtype"] == "bf16" and first["flops_per_s"] > 0
+    (path,) = (tmp_path / "peak").glob("*bf16.json")
+    path.write_text(json.dumps({**first, "flops_per_s": 123.0}))
+    assert matmul_peak("bf16")["flops_per_s"] == 123.0, "the cached figure is reused"

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration
 
 from audiolora.config import load_config
-from audiolora.data.manifest import BadInputError
+from audiolora.data.manifest import BadInputError, read_manifest
 from audiolora.training.checkpoints import MARKER, latest_complete_checkpoint
 from audiolora.training.run import RunError, pick_optimizer, run_training
 from audiolora.training.trainer import AudioTrainer, NonFiniteLossError
@@ -390,3 +390,21 @@ def test_speech_gated_run_trains_evaluates_and_reloads_gated(
     assert metrics["final"]["wer"] is not None
     model, *_ = load_run_with_family(out)
     assert is_gated(model)
+
+
+def test_trimmed_encoder_input_trains_evaluates_and_predicts(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    from audiolora.inference import predict_files
+
+    out = tmp_path / "run"
+    overrides = tiny_overrides(
+        tiny_random_whisper_dir, speech_dataset, out,
+        **{"data.encoder_context": "batch", "adapter.speech_gate": True,
+           "training.max_steps": 2},
+    )  # fmt: skip
+    metrics = run_training(load_config(None, overrides))
+    assert metrics["final"]["wer"] is not None
+    assert load_config(out / "config.yaml").data.encoder_context == "batch"
+    clip = read_manifest(speech_dataset / "eval.jsonl").rows[0].audio
+    assert len(predict_files(out, [clip])) == 1

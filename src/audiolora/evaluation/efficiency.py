@@ -3,17 +3,28 @@
 Peak memory is the CUDA allocator's maximum on GPU and the process's peak resident set size on
 CPU. Energy is read from the RAPL (CPU package) or NVML (GPU) counters where the machine exposes
 them, and reported as unavailable otherwise rather than estimated.
+
+Model FLOPs are counted by `torch.utils.flop_counter` on every `flop_every`-th step (those steps
+are left out of the timing, since counting slows them); MFU divides the achieved model FLOP/s by
+the machine's matmul peak in the run's compute dtype, measured once per machine and cached.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import platform
 import resource
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from audiolora.atomic import atomic_write_text
+from audiolora.cache import cache_dir
 
 RAPL_ENERGY = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
 
@@ -61,6 +72,58 @@ class EnergyCounter:
         return self._read() - self._start
 
 
+def machine_name() -> str:
+    """What a matmul peak belongs to: the GPU's name, or the CPU model and thread count."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model} x{torch.get_num_threads()} threads"
+
+
+def measure_matmul_peak(dtype: torch.dtype, size: int | None = None, seconds: float = 1.0) -> float:
+    """FLOP/s of square matmuls in `dtype` on this device (2n^3 FLOPs each), best of a few."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    n = size or (8192 if device == "cuda" else 2048)
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    for i in range(50):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+        if i:  # the first one pays for allocation and kernel choice
+            best = max(best, 2 * n**3 / elapsed)
+        if i >= 3 and time.perf_counter() > deadline:
+            break
+    return best
+
+
+def matmul_peak(precision: str) -> dict[str, Any]:
+    """{"flops_per_s", "machine", "dtype"} for a run's compute precision; measured on first
+    use on this machine and kept under the cache (`peak/*.json`)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    machine = machine_name()
+    key = "".join(c if c.isalnum() else "-" for c in f"{machine}-{precision}")
+    path = cache_dir() / "peak" / f"{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    peak = {"flops_per_s": measure_matmul_peak(dtype), "machine": machine, "dtype": precision}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(peak) + "\n")
+    return peak
+
+
 class EfficiencyMeter(TrainerCallback):
     """Times optimizer steps and counts samples; the first step is excluded as warm-up.
 
@@ -69,8 +132,12 @@ class EfficiencyMeter(TrainerCallback):
     so the figures cover the same steps as `optimizer_steps`.
     """
 
-    def __init__(self, samples_per_step: int) -> None:
+    def __init__(self, samples_per_step: int, flop_every: int = 10) -> None:
         self.samples_per_step = samples_per_step
+        self.flop_every = flop_every
+        self.step_flops: dict[int, int] = {}
+        """Model FLOPs of the counted steps, by step index; these steps are not timed."""
+        self._counter: FlopCounterMode | None = None
         self.step_times: list[float] = []
         self._step_start = 0.0
         self.energy = EnergyCounter()
@@ -91,6 +158,9 @@ class EfficiencyMeter(TrainerCallback):
     def on_step_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        if self.flop_every and len(self.step_times) % self.flop_every == 0:
+            self._counter = FlopCounterMode(display=False)
+            self._counter.__enter__()
         self._step_start = time.perf_counter()
 
     def on_step_end(
@@ -98,19 +168,28 @@ class EfficiencyMeter(TrainerCallback):
     ) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
+        if self._counter is not None:
+            self._counter.__exit__(None, None, None)
+            self.step_flops[len(self.step_times)] = self._counter.get_total_flops()
+            self._counter = None
         self.step_times.append(time.perf_counter() - self._step_start)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        if self._counter is not None:  # a step that never ended (an error inside it)
+            self._counter.__exit__(None, None, None)
+            self._counter = None
         self.train_seconds += time.perf_counter() - self._train_start
 
-    def summary(self) -> dict[str, Any]:
-        timed = self.step_times[1:] or self.step_times
+    def summary(self, precision: str = "fp32") -> dict[str, Any]:
+        timed = [t for i, t in enumerate(self.step_times) if i and i not in self.step_flops]
+        timed = timed or self.step_times[1:] or self.step_times
         latency = sum(timed) / len(timed) if timed else float("nan")
         joules = self.energy.joules()
         steps = len(self.step_times)
         return {
+            **self.flop_figures(latency, precision),
             "optimizer_steps": steps,
             "samples_per_second": self.samples_per_step / latency if timed else float("nan"),
             "step_latency_s": latency,
@@ -119,6 +198,22 @@ class EfficiencyMeter(TrainerCallback):
             "energy_joules": joules,
             "energy_joules_per_step": joules / steps if joules is not None and steps else None,
             "energy_source": self.energy.source,
+        }
+
+    def flop_figures(self, latency: float, precision: str) -> dict[str, Any]:
+        """Model FLOPs per step (mean of the counted steps), achieved FLOP/s, MFU."""
+        if not self.step_flops or math.isnan(latency):
+            return {"model_flops_per_step": None, "model_flops_per_s": None, "mfu": None}
+        per_step = sum(self.step_flops.values()) / len(self.step_flops)
+        peak = matmul_peak(precision)
+        achieved = per_step / latency
+        return {
+            "model_flops_per_step": per_step,
+            "model_flops_per_s": achieved,
+            "mfu": achieved / peak["flops_per_s"] if peak["flops_per_s"] else None,
+            "matmul_peak_flops_per_s": peak["flops_per_s"],
+            "matmul_peak_machine": peak["machine"],
+            "flop_counted_steps": len(self.step_flops),
         }
 
 

@@ -83,6 +83,16 @@ def energy(eff: dict[str, Any]) -> str:
     return f"{eff['energy_joules']:.0f} J ({eff.get('energy_source')})"
 
 
+def flop_rate(eff: dict[str, Any]) -> str:
+    if eff.get("model_flops_per_s") is None:
+        return "unavailable (no step was counted)"
+    return (
+        f"{eff['model_flops_per_s'] / 1e9:.1f} GFLOP/s, {eff['mfu']:.1%} of the measured "
+        f"{eff.get('precision')} matmul peak ({eff['matmul_peak_flops_per_s'] / 1e9:.0f} GFLOP/s, "
+        f"{eff.get('matmul_peak_machine')})"
+    )
+
+
 def efficiency_rows(eff: dict[str, Any]) -> list[list[str]]:
     def num(v: Any, spec: str) -> str:
         return "unavailable" if v is None else spec.format(v)
@@ -90,6 +100,7 @@ def efficiency_rows(eff: dict[str, Any]) -> list[list[str]]:
     return [
         ["Training throughput", num(eff.get("samples_per_second"), "{:.2f} samples/s")],
         ["Step latency", num(eff.get("step_latency_s"), "{:.3f} s")],
+        ["Model FLOP/s (MFU)", flop_rate(eff)],
         ["Peak memory", num(eff.get("peak_memory_mb"), "{:.0f} MB") + f" ({eff.get('device')})"],
         [
             "Trainable parameters",

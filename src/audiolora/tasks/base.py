@@ -222,6 +222,7 @@ class Task:
             batch_size=batch_size,
             num_beams=config.training.num_beams,
             max_new_tokens=config.training.max_new_tokens,
+            trim_context=config.data.trim_context(),
         )
 
     def predict_sessions(

@@ -466,7 +466,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     retention_final = score_retention(
         task, peft_model, processor, retention_sets, eval_options, t.precision, adapted=True
     )
-    efficiency = meter.summary()
+    efficiency = meter.summary(resolve_precision(t.precision))
     efficiency.update(
         size_figures(trainable, total, folder_bytes(adapter_dir), folder_bytes(Path(model_path)))
     )

@@ -181,8 +181,10 @@ class Family:
         batch_size: int,
         num_beams: int,
         max_new_tokens: int,
+        trim_context: tuple[float, float] | None = None,
     ) -> list[str]:
-        """One answer per whole audio file, however long (`audiolora predict`)."""
+        """One answer per whole audio file, however long (`audiolora predict`).
+        `trim_context`: `data.trim_context()` for encoders with a fixed window."""
         raise NotImplementedError
 
 
@@ -306,8 +308,10 @@ class AudioLanguageFamily(Family):
         batch_size: int,
         num_beams: int,
         max_new_tokens: int,
+        trim_context: tuple[float, float] | None = None,
     ) -> list[str]:
-        """A long file becomes several audio segments in one prompt."""
+        """A long file becomes several audio segments in one prompt (the tower masks its
+        padding, so `trim_context` changes nothing here)."""
         from torch.utils.data import DataLoader
 
         from audiolora.models.lalm import LalmCollator, SpeechPromptDataset, generate_text

@@ -2,8 +2,9 @@
 
 Features come from the model's own feature extractor (log-mel with the normalisation the model
 was trained with; Whisper scales log-mel to about [-1, 1] itself, so no second per-utterance
-normalisation is applied). Label sequences are padded per batch (dynamic padding); the encoder
-needs exactly 30 s of frames, so audio is padded to that by the extractor.
+normalisation is applied). Label sequences are padded per batch (dynamic padding). The
+extractor pads audio to the encoder's 30 s window; with `data.encoder_context: batch` the
+collator cuts the frames back to the batch's longest clip (see `audiolora.models.encoder_context`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, ProcessorMixin, WhisperProcessor
 
 from audiolora.data.audio import load_audio
+from audiolora.models.encoder_context import accept_any_width, context_frames
 from audiolora.models.families.base import Family
 from audiolora.models.speech_gate import (
     GATE_KEY,
@@ -45,9 +47,11 @@ class SpeechTextDataset(Dataset):
         sampling_rate: int = 16000,
         max_label_tokens: int = 200,
         speech_gate: bool = False,
+        trim_context: tuple[float, float] | None = None,
     ) -> None:
         self.rows = rows
         self.speech_gate = speech_gate
+        self.trim_context = trim_context
         self.processor = processor
         self.sampling_rate = sampling_rate
         self.max_label_tokens = max_label_tokens
@@ -68,6 +72,9 @@ class SpeechTextDataset(Dataset):
         row = self.rows[index]
         audio = load_audio(row.audio, self.sampling_rate, row.offset, row.duration)
         item: dict[str, Any] = {"input_features": self.features(audio)}
+        if self.trim_context is not None:
+            seconds = len(audio) / self.sampling_rate
+            item[FRAMES_KEY] = context_frames(seconds, *self.trim_context)
         if self.speech_gate:
             frames = item["input_features"].shape[-1] // 2
             item[GATE_KEY] = speech_activity(audio, self.sampling_rate, frames, 0.02)
@@ -77,16 +84,24 @@ class SpeechTextDataset(Dataset):
         return item
 
 
+FRAMES_KEY = "encoder_frames"
+"""Item key: the mel frames a clip needs (present when the encoder input is trimmed)."""
+
+
 @dataclass
 class SpeechCollator:
-    """Stacks features and pads labels to the longest in the batch with -100."""
+    """Stacks features, cut to the longest clip's frames when items say how many they need,
+    and pads labels to the longest in the batch with -100."""
 
     decoder_start_token_id: int
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = {"input_features": torch.tensor(np.stack([it["input_features"] for it in items]))}
+        width = max((it.get(FRAMES_KEY, 0) for it in items), default=0) or None
+        features = np.stack([it["input_features"][..., :width] for it in items])
+        batch = {"input_features": torch.tensor(features)}
         if GATE_KEY in items[0]:
-            batch[GATE_KEY] = torch.tensor(np.stack([it[GATE_KEY] for it in items]))
+            gate_width = width // 2 if width else None
+            batch[GATE_KEY] = torch.tensor(np.stack([it[GATE_KEY][:gate_width] for it in items]))
         if "labels" in items[0]:
             # The model prepends the decoder start token itself when shifting labels right.
             seqs = [
@@ -124,8 +139,10 @@ def transcribe_batches(
                 logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="sum"
             ).item()
             tokens += int((labels != IGNORE_INDEX).sum())
+        # The encoder runs here, not inside generate(), which pads narrower input back to 30 s.
+        encoded = model.get_encoder()(input_features=features)
         generated = model.generate(
-            input_features=features, num_beams=num_beams, max_new_tokens=max_new_tokens
+            encoder_outputs=encoded, num_beams=num_beams, max_new_tokens=max_new_tokens
         )
         texts.extend(processor.batch_decode(generated, skip_special_tokens=True))
     return [t.strip() for t in texts], nll, tokens
@@ -144,6 +161,8 @@ class Whisper(Family):
         return WhisperProcessor.from_pretrained(path)
 
     def configure(self, model: PreTrainedModel, language: str | None) -> None:
+        # Inputs narrower than 30 s are fed only when data.encoder_context asks for it.
+        accept_any_width(model.get_submodule(self.audio_encoder_prefix))
         # generate() reads language/task for multilingual checkpoints.
         if language and hasattr(model, "generation_config"):
             model.generation_config.language = language
@@ -158,7 +177,12 @@ class Whisper(Family):
         speech_gate: bool = False,
     ) -> Dataset:
         return SpeechTextDataset(
-            rows, processor, data.sampling_rate, data.max_label_tokens, speech_gate
+            rows,
+            processor,
+            data.sampling_rate,
+            data.max_label_tokens,
+            speech_gate,
+            data.trim_context(),
         )
 
     def transcription_collator(self, processor: ProcessorMixin) -> Any:
@@ -203,6 +227,7 @@ class Whisper(Family):
                 batch_size=batch_size,
                 num_beams=num_beams,
                 max_new_tokens=max_new_tokens,
+                trim_context=dataset.trim_context,
             )
             hyps.update(zip(long, pieces, strict=True))
         return [hyps[i] for i in range(len(rows))], nll, tokens
@@ -218,6 +243,7 @@ class Whisper(Family):
         batch_size: int,
         num_beams: int,
         max_new_tokens: int,
+        trim_context: tuple[float, float] | None = None,
     ) -> list[str]:
         """Files longer than 30 s are decoded piece by piece and the pieces joined."""
         from audiolora.models.lalm import file_rows
@@ -230,6 +256,7 @@ class Whisper(Family):
             batch_size=batch_size,
             num_beams=num_beams,
             max_new_tokens=max_new_tokens,
+            trim_context=trim_context,
         )
 
     def answer_rows(
@@ -242,8 +269,10 @@ class Whisper(Family):
         batch_size: int,
         num_beams: int,
         max_new_tokens: int,
+        trim_context: tuple[float, float] | None = None,
     ) -> list[str]:
-        """Each row's audio split into 30 s pieces, decoded in batches, pieces joined."""
+        """Each row's audio split into 30 s pieces, decoded in batches, pieces joined; with
+        `trim_context` each batch's frames are cut to its longest piece, rounded up."""
         sr = sampling_rate
         pieces = [
             (index, segment)
@@ -257,6 +286,9 @@ class Whisper(Family):
                 feats = processor.feature_extractor(
                     [segment for _, segment in chunk], sampling_rate=sr, return_tensors="pt"
                 )["input_features"]
+            if trim_context is not None:
+                longest = max(len(segment) for _, segment in chunk) / sr
+                feats = feats[..., : context_frames(longest, *trim_context)]
             batch = {"input_features": feats}
             if is_gated(model):
                 batch[GATE_KEY] = encoder_gate([segment for _, segment in chunk], sr, feats)
