@@ -386,3 +386,27 @@ def test_every_collated_batch_passes_the_placeholder_guard(loaded) -> None:
     tampered["labels"] = ex["labels"][keep]
     with pytest.raises(ValueError, match="segment 0: 49 placeholder tokens"):
         LalmCollator(QWEN2_AUDIO, processor)([tampered])
+
+
+def test_batches_of_short_clips_feed_only_their_real_frames_with_the_same_logits(
+    loaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tower masks padded frames, so cutting 30 s segments to the longest real one (+2
+    frames for its convolutions, rounded up to 1 s) changes no logit and no loss."""
+    model, processor, family = loaded
+    pad = processor.tokenizer.pad_token_id
+    examples = [
+        encode_example(QWEN2_AUDIO, processor, [tone(2.37)], INSTRUCTION, ANSWER),
+        encode_example(QWEN2_AUDIO, processor, [tone(1.0, 220.0)], INSTRUCTION, "hi"),
+    ]
+    trimmed = LalmCollator(QWEN2_AUDIO, processor, pad)(examples)
+    monkeypatch.setattr(type(family), "trims_padded_frames", False)
+    padded = LalmCollator(QWEN2_AUDIO, processor, pad)(examples)
+    assert padded["input_features"].shape[-1] == 3000
+    assert trimmed["input_features"].shape[-1] == 300  # 237 real frames + 2, rounded up
+    model.eval()
+    with torch.no_grad():
+        cut, full = model(**trimmed), model(**padded)
+    torch.testing.assert_close(cut.logits, full.logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(cut.loss, full.loss)
+    assert model.config.audio_config.max_source_positions == 1500

@@ -24,6 +24,7 @@ as a plain causal LM.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -259,6 +260,9 @@ class LalmCollator:
         with_audio = [f for f in features if len(f.get("input_features", ())) > 0]
         if with_audio:
             frames = max(f["input_features"].shape[-1] for f in with_audio)
+            if self.family.trims_padded_frames:
+                real = max(int(f["feature_attention_mask"].sum(-1).max()) for f in with_audio)
+                frames = min(frames, trimmed_width(real))
             batch["input_features"] = torch.cat(
                 [_pad_frames(f["input_features"], frames) for f in with_audio]
             )
@@ -272,9 +276,17 @@ class LalmCollator:
         return batch
 
 
+def trimmed_width(real_frames: int, step: int = 100) -> int:
+    """Frames that give a masked tower the same outputs as 30 s for `real_frames`: the two its
+    convolutions read past the end, rounded up to `step` (1 s) so few shapes occur."""
+    return math.ceil((real_frames + 2) / step) * step
+
+
 def _pad_frames(tensor: torch.Tensor, frames: int) -> torch.Tensor:
-    """Zero-pad the last (time) axis to `frames`."""
+    """Zero-pad (or cut) the last (time) axis to `frames`."""
     missing = frames - tensor.shape[-1]
+    if missing < 0:
+        return tensor[..., :frames]
     return torch.nn.functional.pad(tensor, (0, missing)) if missing > 0 else tensor
 
 

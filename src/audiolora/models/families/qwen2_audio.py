@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from transformers import ProcessorMixin, Qwen2AudioProcessor
+from transformers import PreTrainedModel, ProcessorMixin, Qwen2AudioProcessor
 
+from audiolora.models.encoder_context import accept_any_width
 from audiolora.models.families.base import AudioLanguageFamily
 from audiolora.precision import full_precision
 
@@ -27,6 +28,11 @@ class Qwen2Audio(AudioLanguageFamily):
     # error there reaches every audio token. lm_head stays full precision as in most QLoRA setups.
     quant_skip_modules = ("model.audio_tower", "model.multi_modal_projector", "lm_head")
     max_audio_seconds = 30.0
+    trims_padded_frames = True
+
+    def configure(self, model: PreTrainedModel, language: str | None) -> None:
+        # The collator feeds the tower only the batch's real frames (its attention masks the rest).
+        accept_any_width(model.get_submodule(self.audio_encoder_prefix))
 
     def load_processor(self, path: str) -> ProcessorMixin:
         return Qwen2AudioProcessor.from_pretrained(path)
