@@ -109,18 +109,23 @@ def measure_matmul_peak(dtype: torch.dtype, size: int | None = None, seconds: fl
     return best
 
 
-def matmul_peak(precision: str) -> dict[str, Any]:
-    """{"flops_per_s", "machine", "dtype"} for a run's compute precision; measured on first
-    use on this machine and kept under the cache (`peak/*.json`)."""
+def matmul_peak(precision: str, measure: bool = True) -> dict[str, Any]:
+    """{"flops_per_s", "machine", "dtype", "measurements"} for a compute precision on this
+    machine: the best of every measurement so far (one short one per call with `measure`),
+    kept under the cache (`peak/*.json`). A measurement taken while other work shares the
+    machine reads low; keeping the best lets later ones correct it."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     machine = machine_name()
     key = "".join(c if c.isalnum() else "-" for c in f"{machine}-{precision}")
     path = cache_dir() / "peak" / f"{key}.json"
+    peak = {"flops_per_s": 0.0, "machine": machine, "dtype": precision, "measurements": 0}
     if path.is_file():
-        return json.loads(path.read_text())
-    peak = {"flops_per_s": measure_matmul_peak(dtype), "machine": machine, "dtype": precision}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(peak) + "\n")
+        peak.update(json.loads(path.read_text()))
+    if measure or not peak["flops_per_s"]:
+        peak["flops_per_s"] = max(peak["flops_per_s"], measure_matmul_peak(dtype))
+        peak["measurements"] = int(peak.get("measurements", 0)) + 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(peak) + "\n")
     return peak
 
 
