@@ -240,6 +240,10 @@ def audiolora_run(recipe: Path, overrides: list[str]) -> dict[str, Any]:
         "step_compute_s": ours["step_compute_s"],
         "in_train_evals": ours["in_train_evals"],
         "in_train_eval_s": ours["in_train_eval_s"],
+        "model_gflop_per_step": ours["model_gflop_per_step"],
+        "model_gflops_per_s": ours["model_gflops_per_s"],
+        "mfu": ours["mfu"],
+        "compute_precision": ours["compute_precision"],
         "train_runtime_s": train_runtime,
         "samples_per_second_train_runtime": eff["optimizer_steps"]
         * samples_per_step
@@ -535,6 +539,10 @@ def plain_peft_run(recipe: Path, overrides: list[str], work_dir: Path) -> dict[s
         "step_compute_s": timing["step_compute_s"],
         "in_train_evals": timing["in_train_evals"],
         "in_train_eval_s": timing["in_train_eval_s"],
+        "model_gflop_per_step": timing["model_gflop_per_step"],
+        "model_gflops_per_s": timing["model_gflops_per_s"],
+        "mfu": timing["mfu"],
+        "compute_precision": timing["compute_precision"],
         "train_runtime_s": train_runtime,
         "samples_per_second_train_runtime": train_output.global_step
         * samples_per_step
