@@ -384,7 +384,8 @@ def test_speech_gated_run_trains_evaluates_and_reloads_gated(
     out = tmp_path / "run"
     overrides = tiny_overrides(
         tiny_random_whisper_dir, speech_dataset, out,
-        **{"adapter.speech_gate": True, "training.max_steps": 1},
+        **{"adapter.speech_gate": True, "training.max_steps": 1,
+           "data.encoder_context": "full"},  # the 30 s path (the recipe trims)
     )  # fmt: skip
     metrics = run_training(load_config(None, overrides))
     assert metrics["final"]["wer"] is not None
