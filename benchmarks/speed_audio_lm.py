@@ -5,7 +5,7 @@
 Trains the same LoRA (the recipe's adapter settings) on the same batches of `builtin:speech`
 clips (audio + "Transcribe the audio." -> transcript) twice from the same start: once with every
 segment padded to 30 s of mel frames as the processor gives them, once with the collator cutting
-them to the batch's longest real segment (`trims_padded_frames`, what audiolora does). Prints
+them to the batch's longest real segment (the model's pre-hook, what audiolora does). Prints
 step time, model FLOPs per step (torch's flop counter), achieved FLOP/s and MFU against this
 machine's measured matmul peak, and the loss of every step on both sides (the cut is exact, so
 the curves must agree to rounding). Results go to `benchmarks/results/speed_audio_lm.json`.

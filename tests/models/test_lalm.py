@@ -399,14 +399,17 @@ def test_batches_of_short_clips_feed_only_their_real_frames_with_the_same_logits
         encode_example(QWEN2_AUDIO, processor, [tone(2.37)], INSTRUCTION, ANSWER),
         encode_example(QWEN2_AUDIO, processor, [tone(1.0, 220.0)], INSTRUCTION, "hi"),
     ]
-    trimmed = LalmCollator(QWEN2_AUDIO, processor, pad)(examples)
-    monkeypatch.setattr(type(family), "trims_padded_frames", False)
-    padded = LalmCollator(QWEN2_AUDIO, processor, pad)(examples)
-    assert padded["input_features"].shape[-1] == 3000
-    assert trimmed["input_features"].shape[-1] == 300  # 237 real frames + 2, rounded up
+    batch = LalmCollator(QWEN2_AUDIO, processor, pad)(examples)
+    assert batch["input_features"].shape[-1] == 3000
+    widths = []
+    tower = model.get_submodule(family.audio_encoder_prefix)
+    tower.register_forward_pre_hook(lambda m, a, k: widths.append(a[0].shape[-1]), with_kwargs=True)
     model.eval()
     with torch.no_grad():
-        cut, full = model(**trimmed), model(**padded)
+        cut = model(**batch)
+        monkeypatch.setattr(type(family), "trims_padded_frames", False)
+        full = model(**batch)
+    assert widths == [300, 3000]  # 237 real frames + 2, rounded up to 1 s
     torch.testing.assert_close(cut.logits, full.logits, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(cut.loss, full.loss)
     assert model.config.audio_config.max_source_positions == 1500

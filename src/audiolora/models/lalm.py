@@ -260,9 +260,6 @@ class LalmCollator:
         with_audio = [f for f in features if len(f.get("input_features", ())) > 0]
         if with_audio:
             frames = max(f["input_features"].shape[-1] for f in with_audio)
-            if self.family.trims_padded_frames:
-                real = max(int(f["feature_attention_mask"].sum(-1).max()) for f in with_audio)
-                frames = min(frames, trimmed_width(real))
             batch["input_features"] = torch.cat(
                 [_pad_frames(f["input_features"], frames) for f in with_audio]
             )

@@ -196,8 +196,9 @@ class AudioLanguageFamily(Family):
     projector_prefix: ClassVar[str]
     """Module-name prefix of the audio-to-text projector."""
     trims_padded_frames: ClassVar[bool] = False
-    """The collator cuts 30 s feature segments to the batch's longest real segment (exact for a
-    tower that masks padded frames out of its attention; see `encoder_context`)."""
+    """The model cuts 30 s feature segments to the batch's longest real segment before its
+    tower (exact for a tower that masks padded frames; see `encoder_context`); a switch for
+    benchmarks and tests."""
 
     def fully_trained_modules(self, cfg: AdapterConfig) -> list[str]:
         """The projector (when the tower and LM come from different checkpoints, an untrained

@@ -14,6 +14,19 @@ from audiolora.models.families.base import AudioLanguageFamily
 from audiolora.precision import full_precision
 
 
+def cut_padded_frames(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple | None:
+    """Forward pre-hook: segments padded to 30 s cut to the batch's longest real one."""
+    from audiolora.models.lalm import trimmed_width
+
+    features, mask = kwargs.get("input_features"), kwargs.get("feature_attention_mask")
+    if features is None or mask is None or not Qwen2Audio.trims_padded_frames:
+        return None
+    width = min(features.shape[-1], trimmed_width(int(mask.sum(-1).max())))
+    kwargs["input_features"] = features[..., :width]
+    kwargs["feature_attention_mask"] = mask[..., :width]
+    return args, kwargs
+
+
 class Qwen2Audio(AudioLanguageFamily):
     name = "qwen2_audio"
     model_types = ("qwen2_audio",)
@@ -31,8 +44,9 @@ class Qwen2Audio(AudioLanguageFamily):
     trims_padded_frames = True
 
     def configure(self, model: PreTrainedModel, language: str | None) -> None:
-        # The collator feeds the tower only the batch's real frames (its attention masks the rest).
+        # The tower sees only the batch's real frames (its attention masks the rest): exact.
         accept_any_width(model.get_submodule(self.audio_encoder_prefix))
+        model.get_submodule("model").register_forward_pre_hook(cut_padded_frames, with_kwargs=True)
 
     def load_processor(self, path: str) -> ProcessorMixin:
         return Qwen2AudioProcessor.from_pretrained(path)
