@@ -33,11 +33,22 @@ from audiolora.data.manifest import read_manifest  # noqa: E402
 from audiolora.data.sources import resolve_manifests  # noqa: E402
 from audiolora.evaluation.efficiency import matmul_peak  # noqa: E402
 from audiolora.models.adapters import attach_adapters  # noqa: E402
-from audiolora.models.lalm import STT_INSTRUCTION, LalmCollator, encode_example  # noqa: E402
+from audiolora.models.lalm import (  # noqa: E402
+    STT_INSTRUCTION,
+    LalmCollator,
+    encode_example,
+    trimmed_width,
+)
 from audiolora.models.loading import load_model  # noqa: E402
 from audiolora.precision import compute_precision, resolve_precision  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed_audio_lm.json"
+
+
+def tower_width(batch: dict[str, torch.Tensor]) -> int:
+    """Mel frames the tower gets for `batch` once the model's pre-hook has cut it."""
+    real = int(batch["feature_attention_mask"].sum(-1).max())
+    return min(int(batch["input_features"].shape[-1]), trimmed_width(real))
 
 
 def train_steps(
@@ -73,7 +84,7 @@ def train_steps(
     return {
         "losses": losses,
         "step_s": latency,
-        "frames": int(batches[0]["input_features"].shape[-1]),
+        "frames": tower_width(batches[0]) if trim else int(batches[0]["input_features"].shape[-1]),
         "model_gflop_per_step": flops / 1e9,
         "model_gflops_per_s": flops / latency / 1e9,
         "mfu": flops / latency / peak,
