@@ -249,6 +249,9 @@ class TrainingConfig(Section):
     """Checkpoints kept; at least 2 so a complete one survives a kill during a save."""
     num_beams: int = Field(1, ge=1)
     max_new_tokens: int = Field(128, ge=1)
+    audio_tower_cache_mb: float = Field(1024, ge=0)
+    """Audio LMs: keep the frozen audio tower's outputs for up to this many MB and reuse them in
+    later epochs instead of recomputing them (0: off). Exact; skipped when the tower trains."""
     report_to: Literal["none", "tensorboard"] = "none"
     """Also log to TensorBoard (event files under RUN/checkpoints; `pip install tensorboard`)."""
 

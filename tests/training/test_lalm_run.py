@@ -39,6 +39,8 @@ def test_lalm_stt_run_trains_projector_and_lora(
     assert set(metrics["final"]) >= {"wer", "cer", "bleu", "perplexity"}
     losses = [h["loss"] for h in metrics["history"] if "loss" in h]
     assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
+    # One epoch of 12 clips: every tower output computed once, through the cache.
+    assert metrics["efficiency"]["tower_cache_misses"] == 12
 
     tensors = load_file(str(out / "adapter" / "adapter_model.safetensors"))
     assert any("multi_modal_projector" in k for k in tensors), "projector must be saved"

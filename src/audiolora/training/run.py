@@ -28,6 +28,7 @@ from audiolora.config import RunConfig, save_config, schedule, stage_configs
 from audiolora.evaluation.efficiency import EfficiencyMeter, folder_bytes, size_figures
 from audiolora.evaluation.retention import check_retention, retention_datasets, score_retention
 from audiolora.models.adapters import count_parameters, scale_adapter
+from audiolora.models.families.base import AudioLanguageFamily
 from audiolora.models.loading import load_model
 from audiolora.models.trainable import load_tensors, save_tensors, trainable_names
 from audiolora.precision import compute_precision, resolve_precision
@@ -365,6 +366,9 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     if config.adapter.method == "full" and not task.full_finetuning:
         raise RunError(f"adapter.method=full is not supported by task {task.name} (use lora)")
     peft_model = task.prepare_model(model, config, family, total_steps, datasets["train"])
+    tower_cache = None
+    if t.audio_tower_cache_mb and isinstance(family, AudioLanguageFamily):
+        tower_cache = family.cache_tower(peft_model, t.audio_tower_cache_mb)
     if config.adapter.init == "eva":
         initialise_eva(task, config, peft_model, processor, family, datasets["train"])
     trainable, total = count_parameters(peft_model)
@@ -471,6 +475,8 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         size_figures(trainable, total, folder_bytes(adapter_dir), folder_bytes(Path(model_path)))
     )
     efficiency["wall_seconds"] = time.perf_counter() - wall_start
+    if tower_cache is not None:
+        efficiency.update(tower_cache.summary())
     efficiency["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     efficiency["quantization"] = config.model.quantization
     efficiency["precision"] = resolve_precision(t.precision)

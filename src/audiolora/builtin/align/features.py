@@ -26,6 +26,7 @@ from audiolora.data.audio import load_audio
 from audiolora.data.manifest import ManifestRow
 from audiolora.models.families.base import AudioLanguageFamily
 from audiolora.models.lalm import IGNORE_INDEX, build_conversation, encode_example, end_of_turn_id
+from audiolora.models.tower_cache import tower_outputs
 from audiolora.precision import full_precision
 
 SHARD_SIZE = 250
@@ -47,24 +48,6 @@ class AlignExample:
         labels = self.input_ids.clone()
         labels[: self.answer_start] = IGNORE_INDEX
         return labels
-
-
-@torch.no_grad()
-def tower_outputs(tower: nn.Module, features: torch.Tensor, frames: int) -> torch.Tensor:
-    """What `Qwen2AudioEncoder` gives for the `frames` real mel frames of one padded segment.
-
-    `features` is (mel, width) as the feature extractor pads it; returns (placeholders, d)."""
-    width = min(features.shape[-1], frames + 2)  # the convolutions read two frames past the end
-    x = features[None, :, :width].to(tower.conv1.weight.dtype)
-    x = nn.functional.gelu(tower.conv1(x))
-    x = nn.functional.gelu(tower.conv2(x))
-    positions = (frames - 1) // 2 + 1
-    x = x.permute(0, 2, 1)[:, :positions] + tower.embed_positions.weight[:positions]
-    for layer in tower.layers:
-        out = layer(x, None)
-        x = out[0] if isinstance(out, tuple) else out
-    x = tower.avg_pooler(x.permute(0, 2, 1)).permute(0, 2, 1)
-    return tower.layer_norm(x)[0]
 
 
 class PromptTokens:

@@ -209,6 +209,11 @@ class AudioLanguageFamily(Family):
             names.append(self.audio_encoder_prefix)
         return names
 
+    def cache_tower(self, model: nn.Module, budget_mb: float) -> Any:
+        """Reuse the frozen tower's outputs per segment in training forwards (a `TowerCache`),
+        where the family can; None where it cannot."""
+        return None
+
     def audio_token_id(self, processor: ProcessorMixin) -> int:
         return int(processor.audio_token_id)
 

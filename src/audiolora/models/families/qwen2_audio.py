@@ -11,6 +11,7 @@ from transformers import PreTrainedModel, ProcessorMixin, Qwen2AudioProcessor
 
 from audiolora.models.encoder_context import accept_any_width
 from audiolora.models.families.base import AudioLanguageFamily
+from audiolora.models.tower_cache import TowerCache, install_tower_cache
 from audiolora.precision import full_precision
 
 
@@ -42,6 +43,21 @@ class Qwen2Audio(AudioLanguageFamily):
     quant_skip_modules = ("model.audio_tower", "model.multi_modal_projector", "lm_head")
     max_audio_seconds = 30.0
     trims_padded_frames = True
+
+    def cache_tower(self, model: torch.nn.Module, budget_mb: float) -> TowerCache | None:
+        inner = next(
+            (
+                m
+                for m in model.modules()
+                if hasattr(m, "audio_tower") and hasattr(m, "multi_modal_projector")
+            ),
+            None,
+        )
+        if inner is None:
+            return None
+        cache = TowerCache(budget_mb)
+        install_tower_cache(inner, cache)
+        return cache
 
     def configure(self, model: PreTrainedModel, language: str | None) -> None:
         # The tower sees only the batch's real frames (its attention masks the rest): exact.
