@@ -367,7 +367,8 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         raise RunError(f"adapter.method=full is not supported by task {task.name} (use lora)")
     peft_model = task.prepare_model(model, config, family, total_steps, datasets["train"])
     tower_cache = None
-    if t.audio_tower_cache_mb and isinstance(family, AudioLanguageFamily):
+    augmenting = config.data.spec_augment.enabled  # augmented features never hit a cache
+    if t.audio_tower_cache_mb and isinstance(family, AudioLanguageFamily) and not augmenting:
         tower_cache = family.cache_tower(peft_model, t.audio_tower_cache_mb)
     if config.adapter.init == "eva":
         initialise_eva(task, config, peft_model, processor, family, datasets["train"])
