@@ -1,0 +1,230 @@
+"""Peak training memory of NF4 (double-quant) QLoRA against bf16 LoRA on the embedded audio LM.
+
+    python benchmarks/memory_4bit.py [--recipe slu-qwen2-audio-smollm2] [--steps 4]
+
+Each side runs in its own process (peak memory is per process) and trains the recipe's LoRA for
+a few steps on batches of `builtin:speech` clips in bf16 autocast, loaded by audiolora's own
+`load_model` (which hands memory freed while loading back to the OS): the base in bf16, or
+quantized to NF4 with double quantization (bitsandbytes; the tower, projector and lm_head stay
+in full precision as the family says). A sampler thread reads the process's resident memory
+every 5 ms, so the table separates the process baseline (torch and the libraries), what loading
+leaves resident and the training peak. Per side: the base's weight bytes and bits per parameter
+(all of it, and the 4-bit linear layers alone: packed weights plus their quantization
+constants), optimizer state, and what training adds over the loaded model (activations,
+gradients, dequantized copies). Results: `benchmarks/results/memory_4bit.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+RESULTS = Path(__file__).resolve().parent / "results" / "memory_4bit.json"
+SIDES = ("bf16", "nf4")
+
+
+class RssSampler:
+    """Highest resident set size since the last `reset()`, sampled every few ms."""
+
+    def __init__(self, every_s: float = 0.005) -> None:
+        self.every_s = every_s
+        self.peak = 0
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def now(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self._page
+
+    def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, self.now())
+            time.sleep(self.every_s)
+
+    def reset(self) -> None:
+        self.peak = self.now()
+
+
+def weight_figures(model: Any) -> dict[str, float]:
+    """Bytes and bits per parameter of the base weights; the 4-bit linears on their own."""
+    import bitsandbytes as bnb
+
+    total_bytes, total_params = 0, 0
+    q_bytes, q_params = 0, 0
+    seen: set[int] = set()
+    for module in model.modules():
+        for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
+            if id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            size = tensor.numel() * tensor.element_size()
+            state = getattr(tensor, "quant_state", None)
+            if isinstance(module, bnb.nn.Linear4bit) and state is not None:
+                params = module.in_features * module.out_features
+                extra = state.absmax.numel() * state.absmax.element_size()
+                if state.nested:
+                    nested = state.state2
+                    extra += nested.absmax.numel() * nested.absmax.element_size()
+                    extra += nested.code.numel() * nested.code.element_size()
+                q_bytes += size + extra
+                q_params += params
+                total_bytes += size + extra
+                total_params += params
+            else:
+                total_bytes += size
+                total_params += tensor.numel()
+    return {
+        "weight_mb": total_bytes / 2**20,
+        "params": total_params,
+        "bits_per_param": 8 * total_bytes / total_params,
+        "quantized_params": q_params,
+        "quantized_bits_per_param": 8 * q_bytes / q_params if q_params else None,
+    }
+
+
+def run_side(side: str, recipe: str, steps: int, batch_size: int) -> dict[str, Any]:
+    sampler = RssSampler()
+    import torch
+
+    from audiolora.cli import resolve_recipe
+    from audiolora.config import load_config
+    from audiolora.data.audio import load_audio
+    from audiolora.data.manifest import read_manifest
+    from audiolora.data.sources import resolve_manifests
+    from audiolora.models.adapters import attach_adapters
+    from audiolora.models.lalm import STT_INSTRUCTION, LalmCollator, encode_example
+    from audiolora.models.loading import load_model
+    from audiolora.precision import compute_precision
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    overrides = ["model.dtype=bfloat16", "training.precision=bf16"]
+    if side == "nf4":
+        overrides = [
+            "model.dtype=bfloat16",
+            "model.quantization=nf4",
+            "model.double_quant=true",
+            "model.compute_dtype=bfloat16",
+            "training.precision=bf16",
+        ]
+    config = load_config(resolve_recipe(recipe), overrides)
+    rows = read_manifest(resolve_manifests("builtin:speech", None)["train"]).rows
+    rss_start = sampler.now()
+    sampler.reset()
+    model, processor, family, _ = load_model(config.model)
+    load_peak = sampler.peak
+    weights = weight_figures(model)
+    model = attach_adapters(model, config.adapter, family, steps)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.training.learning_rate)
+    collate = LalmCollator(family, processor)
+    batches = []
+    for i in range(steps):
+        chunk = rows[i * batch_size : (i + 1) * batch_size]
+        batches.append(
+            collate(
+                [
+                    encode_example(
+                        family, processor, [load_audio(r.audio, 16000)], STT_INSTRUCTION, r.text
+                    )
+                    for r in chunk
+                ]
+            )
+        )
+    import gc
+
+    gc.collect()
+    rss_loaded = sampler.now()
+    sampler.reset()
+    losses = []
+    for batch in batches:
+        with compute_precision("bf16"):
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    time.sleep(0.05)
+    train_peak = sampler.peak
+    state_bytes = sum(
+        t.numel() * t.element_size()
+        for s in optimizer.state.values()
+        for t in s.values()
+        if torch.is_tensor(t)
+    )
+    mb = 2**-20
+    return {
+        "side": side,
+        "overrides": overrides,
+        **weights,
+        "rss_before_load_mb": rss_start * mb,
+        "load_peak_mb": load_peak * mb,
+        "rss_loaded_mb": rss_loaded * mb,
+        "train_peak_mb": train_peak * mb,
+        "train_added_mb": (train_peak - rss_loaded) * mb,
+        "optimizer_state_mb": state_bytes * mb,
+        "trainable_params": sum(p.numel() for p in params),
+        "losses": losses,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="slu-qwen2-audio-smollm2")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.side:
+        result = run_side(args.side, args.recipe, args.steps, args.batch_size)
+        print("RESULT " + json.dumps(result))
+        return 0
+    results = {}
+    for side in SIDES:
+        cmd = [sys.executable, __file__, "--side", side, "--recipe", args.recipe]
+        cmd += ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
+        print(f"[memory] {side} in its own process", flush=True)
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if out.returncode or line is None:
+            print(out.stdout[-2000:], out.stderr[-4000:], file=sys.stderr)
+            return out.returncode or 1
+        results[side] = json.loads(line[len("RESULT ") :])
+    bf16, nf4 = results["bf16"], results["nf4"]
+    print(f"\n{args.recipe}: {args.steps} LoRA steps of {args.batch_size} clips, bf16 autocast")
+    print(f"{'':44}{'bf16 LoRA':>12}{'NF4 QLoRA':>12}{'ratio':>8}")
+    for label, key, fmt in (
+        ("base weights (MB)", "weight_mb", "{:.0f}"),
+        ("bits per base parameter (all)", "bits_per_param", "{:.2f}"),
+        ("bits per parameter, 4-bit linears only", "quantized_bits_per_param", "{:.3f}"),
+        ("resident before loading: torch, libraries (MB)", "rss_before_load_mb", "{:.0f}"),
+        ("resident after loading (MB)", "rss_loaded_mb", "{:.0f}"),
+        ("peak while loading (MB)", "load_peak_mb", "{:.0f}"),
+        ("optimizer state (MB)", "optimizer_state_mb", "{:.1f}"),
+        ("training peak (MB)", "train_peak_mb", "{:.0f}"),
+        ("  added by training over loaded (MB)", "train_added_mb", "{:.0f}"),
+    ):
+        a, b = bf16.get(key), nf4.get(key)
+        cells = [fmt.format(v) if v is not None else "n/a" for v in (a, b)]
+        ratio = f"{b / a:.2f}" if a and b else ""
+        print(f"{label:44}{cells[0]:>12}{cells[1]:>12}{ratio:>8}")
+    payload = {"command": ["python", "benchmarks/memory_4bit.py", *(argv or sys.argv[1:])]}
+    payload.update(results=results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
