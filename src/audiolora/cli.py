@@ -301,6 +301,26 @@ def eval_(
 
 
 @app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    out: Annotated[Path, typer.Argument(help="New folder for the merged model.")],
+) -> None:
+    """Merge a run's adapter into its base: a plain transformers model folder (safetensors,
+    config, processor) that from_pretrained and serving stacks load without PEFT."""
+    _setup_logging(False)
+    from audiolora.config import ConfigError
+    from audiolora.export import ExportError, export_run
+
+    try:
+        record = export_run(run_dir, out)
+    except (ConfigError, ExportError) as e:
+        fail(str(e))
+        return
+    console.print(f"exported {record['model_class']} ({record['merged_into']}) to {out}")
+    console.print(f"load it with: {record['model_class']}.from_pretrained({str(out)!r})")
+
+
+@app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
     audio: Annotated[

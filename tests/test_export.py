@@ -1,0 +1,98 @@
+"""`audiolora export`: the merged model folder loads with plain transformers and gives the
+adapted model's logits; what a merge cannot carry is refused with the reason."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import WhisperForConditionalGeneration, WhisperProcessor
+from typer.testing import CliRunner
+
+from audiolora.cli import app
+from audiolora.config import load_config
+from audiolora.data.manifest import read_manifest
+from audiolora.export import ExportError, export_run
+from audiolora.inference import load_run
+from audiolora.models.families.whisper import SpeechCollator, SpeechTextDataset
+from audiolora.training.run import run_training
+
+
+def tiny_run(model_dir: Path, speech_dataset: Path, run: Path, *extra: str) -> Path:
+    overrides = [
+        f"output_dir={run}",
+        f"model.name={model_dir}",
+        f"data.train={speech_dataset / 'train.jsonl'}",
+        f"data.eval={speech_dataset / 'eval.jsonl'}",
+        "training.max_steps=2",
+        "training.batch_size=4",
+        "training.learning_rate=0.01",
+        "training.max_new_tokens=5",
+        "data.retention=[]",
+        "data.encoder_context=full",
+        *extra,
+    ]
+    run_training(load_config(None, overrides))
+    return run
+
+
+def eval_batch(processor: WhisperProcessor, speech_dataset: Path) -> dict:
+    rows = read_manifest(speech_dataset / "eval.jsonl").rows[:2]
+    return SpeechCollator(50257)([SpeechTextDataset(rows, processor)[i] for i in range(2)])
+
+
+def test_exported_whisper_gives_the_adapted_logits(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    run = tiny_run(tiny_random_whisper_dir, speech_dataset, tmp_path / "run")
+    out = tmp_path / "exported"
+    result = CliRunner().invoke(app, ["export", str(run), str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "model.safetensors").is_file() and (out / "processor_config.json").is_file()
+    assert not any(out.glob("adapter_*")), "a plain model folder, not an adapter"
+    record = json.loads((out / "export.json").read_text())
+    assert record["merged_into"] == "the base as trained" and record["task"] == "stt"
+
+    exported = WhisperForConditionalGeneration.from_pretrained(out).eval()
+    processor = WhisperProcessor.from_pretrained(out)
+    adapted, _, _ = load_run(run)
+    batch = eval_batch(processor, speech_dataset)
+    with torch.no_grad():
+        torch.testing.assert_close(exported(**batch).logits, adapted(**batch).logits,
+                                   rtol=1e-4, atol=1e-4)  # fmt: skip
+
+    again = CliRunner().invoke(app, ["export", str(run), str(out)])
+    assert again.exit_code != 0 and "exists" in again.output
+
+
+def test_a_4bit_run_is_merged_into_the_full_precision_base(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    run = tiny_run(
+        tiny_random_whisper_dir, speech_dataset, tmp_path / "run", "model.quantization=nf4"
+    )
+    record = export_run(run, tmp_path / "exported")
+    assert record["merged_into"].startswith("full-precision base")
+    exported = WhisperForConditionalGeneration.from_pretrained(tmp_path / "exported").eval()
+    reference = PeftModel.from_pretrained(  # the same adapter on the unquantized base
+        WhisperForConditionalGeneration.from_pretrained(tiny_random_whisper_dir),
+        str(run / "adapter"),
+    ).eval()
+    batch = eval_batch(WhisperProcessor.from_pretrained(tmp_path / "exported"), speech_dataset)
+    with torch.no_grad():
+        torch.testing.assert_close(exported(**batch).logits, reference(**batch).logits,
+                                   rtol=1e-4, atol=1e-4)  # fmt: skip
+
+
+def test_a_speech_gated_run_is_refused_before_loading(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    config = load_config(None, [f"output_dir={run}", "adapter.speech_gate=true"])
+    (run / "config.yaml").write_text(json.dumps(config.model_dump(mode="json")))
+    with pytest.raises(ExportError, match="speech_gate"):
+        export_run(run, tmp_path / "out")
+    shutil.rmtree(run)
