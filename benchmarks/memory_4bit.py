@@ -101,6 +101,7 @@ def run_side(side: str, recipe: str, steps: int, batch_size: int) -> dict[str, A
     from audiolora.data.manifest import read_manifest
     from audiolora.data.sources import resolve_manifests
     from audiolora.models.adapters import attach_adapters
+    from audiolora.models.answer_loss import labelled_positions_loss
     from audiolora.models.lalm import STT_INSTRUCTION, LalmCollator, encode_example
     from audiolora.models.loading import load_model
     from audiolora.precision import compute_precision
@@ -147,8 +148,8 @@ def run_side(side: str, recipe: str, steps: int, batch_size: int) -> dict[str, A
     sampler.reset()
     losses = []
     for batch in batches:
-        with compute_precision("bf16"):
-            loss = model(**batch).loss
+        with compute_precision("bf16"):  # the loss audiolora's training steps compute
+            loss = labelled_positions_loss(model, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

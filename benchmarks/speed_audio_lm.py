@@ -6,10 +6,12 @@ Trains the same LoRA (the recipe's adapter settings) on the same batches of `bui
 clips (audio + "Transcribe the audio." -> transcript) for two epochs, three times from the same
 start: every segment padded to 30 s of mel frames as the processor gives them; cut to the
 batch's longest real segment (the model's pre-hook, what audiolora does); and cut with the
-frozen tower's outputs cached in epoch 1 and reused in epoch 2 (`training.audio_tower_cache_mb`).
+frozen tower's outputs cached in epoch 1 and reused in epoch 2 (`training.audio_tower_cache_mb`);
+and, on top, the vocabulary projection only at labelled positions (`models.answer_loss`), as
+audiolora's training steps do.
 Prints the second epoch's step time, model FLOPs per step (torch's flop counter, first step of
 epoch 2), achieved FLOP/s and MFU against this machine's measured matmul peak, and how far the
-loss curves differ (all three compute the same function, so only rounding may differ).
+loss curves differ (all four compute the same function, so only rounding may differ).
 Results go to `benchmarks/results/speed_audio_lm.json`.
 """
 
@@ -35,6 +37,7 @@ from audiolora.data.manifest import read_manifest  # noqa: E402
 from audiolora.data.sources import resolve_manifests  # noqa: E402
 from audiolora.evaluation.efficiency import matmul_peak  # noqa: E402
 from audiolora.models.adapters import attach_adapters  # noqa: E402
+from audiolora.models.answer_loss import labelled_positions_loss  # noqa: E402
 from audiolora.models.lalm import (  # noqa: E402
     STT_INSTRUCTION,
     LalmCollator,
@@ -44,7 +47,7 @@ from audiolora.models.lalm import (  # noqa: E402
 from audiolora.models.loading import load_model  # noqa: E402
 from audiolora.precision import compute_precision, resolve_precision  # noqa: E402
 
-SIDES = ("30 s", "real frames", "cached tower")
+SIDES = ("30 s", "real frames", "cached tower", "+ answer logits")
 RESULTS = Path(__file__).resolve().parent / "results" / "speed_audio_lm.json"
 
 
@@ -63,7 +66,8 @@ def train_steps(
     model, processor, family, _ = load_model(config.model)
     type(family).trims_padded_frames = side != "30 s"
     model = attach_adapters(model, config.adapter, family, 2 * len(batches))
-    cache = family.cache_tower(model, 4096) if side == "cached tower" else None
+    cache = family.cache_tower(model, 4096) if side in SIDES[2:] else None
+    answer_only = side == "+ answer logits"
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.training.learning_rate)
@@ -72,7 +76,7 @@ def train_steps(
         counter = FlopCounterMode(display=False) if step == len(batches) else None
         start = time.perf_counter()
         with compute_precision(precision), counter or torch.enable_grad():
-            loss = model(**batch).loss
+            loss = labelled_positions_loss(model, batch) if answer_only else model(**batch).loss
             loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nmodel {config.model.name}, recipe {args.recipe}, precision {precision}, "
         f"2 epochs of {args.steps} steps of {args.batch_size} clips ({len(rows)} clips)"
     )
-    print(f"{'':36}" + "".join(f"{side:>15}" for side in SIDES))
+    print(f"{'':36}" + "".join(f"{side:>17}" for side in SIDES))
     for label, key, fmt in (
         ("tower input frames (1st batch)", "frames", "{:.0f}"),
         ("step time, s (epoch 2)", "step_s", "{:.2f}"),
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         ("MFU", "mfu", "{:.1%}"),
     ):
         cells = [r[key] if key else r["step_s"] / full["step_s"] for r in sides.values()]
-        print(f"{label:36}" + "".join(f"{fmt.format(c):>15}" for c in cells))
+        print(f"{label:36}" + "".join(f"{fmt.format(c):>17}" for c in cells))
     print(
         "largest loss difference to the 30 s side over both epochs: "
         + ", ".join(f"{side} {d:.1e}" for side, d in worst.items() if side != "30 s")

@@ -19,6 +19,7 @@ from torch import nn
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from audiolora.models.answer_loss import labelled_positions_loss
 from audiolora.models.heads.base import HeadModel
 from audiolora.models.lora_entropy import entropy_penalty, update_stats
 from audiolora.tasks.base import Task
@@ -50,6 +51,7 @@ class AudioTrainer(Trainer):
         eval_options: dict[str, Any] | None = None,
         head_learning_rate: float | None = None,
         entropy_weight: float = 0.0,
+        answer_only_logits: bool = False,
         **kwargs: Any,
     ) -> None:
         # The processor is kept here rather than passed as `processing_class`: the Trainer would
@@ -61,6 +63,7 @@ class AudioTrainer(Trainer):
         self.head_learning_rate = head_learning_rate
         self.eval_options = eval_options or {}
         self.entropy_weight = entropy_weight
+        self.answer_only_logits = answer_only_logits
         self._entropies: list[float] = []
 
     def compute_loss(
@@ -70,9 +73,18 @@ class AudioTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> Any:
-        """The task's loss, plus `adapter.entropy_weight` x the LoRA updates' spectral entropy."""
-        result = super().compute_loss(
-            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        """The task's loss, plus `adapter.entropy_weight` x the LoRA updates' spectral entropy.
+        Audio-LM training steps project only the labelled positions onto the vocabulary
+        (`answer_only_logits`; the same loss, see `models.answer_loss`)."""
+        fast = None
+        if self.answer_only_logits and model.training and not return_outputs:
+            fast = labelled_positions_loss(model, inputs)
+        result = (
+            fast
+            if fast is not None
+            else super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
         )
         if not self.entropy_weight:
             return result
