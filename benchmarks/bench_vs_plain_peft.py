@@ -660,6 +660,10 @@ def notes_for(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> l
         "before on_step_begin, so this excludes data loading. Steady state: time between "
         "consecutive step ends (includes data loading: audiolora decodes audio and computes "
         "log-mel per batch; plain precomputed features in .map, which counts in wall time only).",
+        f"Model FLOPs: counted with torch.utils.flop_counter on every {FLOP_EVERY}th step (the "
+        "same steps in both runs), which are left out of the step-compute and steady-state "
+        "figures; MFU divides model FLOP/s by this machine's best measured 2048^2 matmul rate "
+        "in each run's compute precision.",
         "train_runtime: the Trainer's own figure for trainer.train() (both include the first step, "
         "data loading, logging and checkpoint saves).",
         "Peak memory: CUDA allocator peak since train start on GPU, peak RSS on CPU (audiolora's "
