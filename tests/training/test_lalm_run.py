@@ -25,6 +25,7 @@ def test_lalm_stt_run_trains_projector_and_lora(
         f"data.train={speech_dataset / 'train.jsonl'}",
         f"data.eval={speech_dataset / 'eval.jsonl'}",
         "adapter.train_projector=true",
+        "data.spec_augment.enabled=false",  # as the audio-LM recipes: the tower cache applies
         "training.max_steps=3",
         "training.batch_size=4",
         "training.eval_steps=100",

@@ -28,7 +28,10 @@ def labelled_positions_loss(model: nn.Module, inputs: dict[str, Any]) -> torch.T
     inner = getattr(base, "model", None)
     head = getattr(base, "lm_head", None)
     labels = inputs.get("labels")
-    if labels is None or inner is None or head is None or not hasattr(inner, "audio_tower"):
+    # Qwen2-Audio-style models only: their own loss is a plain mean over labelled tokens (the
+    # Omni thinkers divide by the accumulated token count instead).
+    qwen2_audio = hasattr(inner, "audio_tower") and hasattr(inner, "multi_modal_projector")
+    if labels is None or head is None or not qwen2_audio:
         return None
     hidden = inner(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
     targets = labels[:, 1:].to(hidden.device)

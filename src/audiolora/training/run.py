@@ -420,7 +420,10 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             eval_options={**eval_options, "batch_size": st.eval_batch_size, "progress": False},
             head_learning_rate=task.head_learning_rate(stage_config),
             entropy_weight=config.adapter.entropy_weight,
-            answer_only_logits=isinstance(family, AudioLanguageFamily) and not augmenting,
+            # AdaLoRA adds its orthogonality term in its own forward, which this path skips.
+            answer_only_logits=isinstance(family, AudioLanguageFamily)
+            and not augmenting
+            and config.adapter.method != "adalora",
         )
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         stage_history = [

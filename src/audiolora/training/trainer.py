@@ -78,7 +78,9 @@ class AudioTrainer(Trainer):
         (`answer_only_logits`; the same loss, see `models.answer_loss`)."""
         fast = None
         if self.answer_only_logits and model.training and not return_outputs:
-            fast = labelled_positions_loss(model, inputs)
+            # Called outside the model's (accelerate-wrapped) forward: its autocast is re-entered.
+            with self.accelerator.autocast():
+                fast = labelled_positions_loss(model, inputs)
         result = (
             fast
             if fast is not None
