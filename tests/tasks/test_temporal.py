@@ -8,11 +8,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from transformers import AutoProcessor
+import torch
+from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
+from audiolora.config import AdapterConfig
 from audiolora.data.sessions import BOUNDARIES, SessionRecord, Word, read_sessions
 from audiolora.data.windows import Window
+from audiolora.models.adapters import attach_adapters
 from audiolora.models.families import QWEN2_AUDIO
+from audiolora.models.heads.regression import OffsetRegressor, hidden_size_of
 from audiolora.tasks.temporal import TemporalConfig, search
 from audiolora.tasks.temporal.search import locate_boundaries, session_metrics
 from audiolora.tasks.temporal.windows import (
@@ -127,10 +131,17 @@ def oracle_offsets(model: object, dataset: WindowDataset, **_: object) -> list[f
     return out
 
 
+def use_head(monkeypatch: pytest.MonkeyPatch, answer: object) -> None:
+    """Both prediction paths of the search (one prompt at a time, shared prefix) answer by
+    `answer(model, dataset)`, which reads the windows in the dataset's own order."""
+    monkeypatch.setattr(search, "predict_offsets", answer)
+    monkeypatch.setattr(search, "predict_offsets_shared", answer)
+
+
 def test_session_search_finds_every_boundary_with_a_perfect_head(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(search, "predict_offsets", oracle_offsets)
+    use_head(monkeypatch, oracle_offsets)
     truth = {
         "P1_start": 3.0,
         "P1_end": 61.0,
@@ -157,7 +168,7 @@ def test_session_search_refines_a_coarse_estimate(monkeypatch: pytest.MonkeyPatc
         exact = oracle_offsets(model, dataset)
         return [0.5 + (p - 0.5) * 0.6 for p in exact]
 
-    monkeypatch.setattr(search, "predict_offsets", centre_biased)
+    use_head(monkeypatch, centre_biased)
     session = SessionRecord(1, Path("x.wav"), 300.0, truth)
     found = locate_boundaries(ANY_HEAD, None, session, ["P2_start"], window_s=30, hop_s=15)  # type: ignore[arg-type]
     coarse_error = abs(found["P2_start"]["coarse_s"] - 100.0)
@@ -177,7 +188,7 @@ def test_refined_boundaries_stay_in_phase_order(monkeypatch: pytest.MonkeyPatch)
             return oracle_offsets(model, dataset)
         return [0.9, 0.1]  # the refining pass: P1_end late, P2_start early
 
-    monkeypatch.setattr(search, "predict_offsets", skewed)
+    use_head(monkeypatch, skewed)
     session = SessionRecord(1, Path("x.wav"), 200.0, truth)
     names = ["P2_start", "P1_end"]  # any order: the search sorts them by phase
     found = locate_boundaries(ANY_HEAD, None, session, names, window_s=30, hop_s=15)  # type: ignore[arg-type]
@@ -205,7 +216,7 @@ def test_one_confused_window_cannot_move_the_session_estimate(
         exact = oracle_offsets(model, dataset)
         return [0.5 if w.start == 240.0 else p for w, p in zip(dataset.windows, exact, strict=True)]
 
-    monkeypatch.setattr(search, "predict_offsets", one_confused)
+    use_head(monkeypatch, one_confused)
     session = SessionRecord(1, Path("x.wav"), 300.0, truth)
     found = locate_boundaries(ANY_HEAD, None, session, ["P2_start"], window_s=30, hop_s=15)  # type: ignore[arg-type]
     assert found["P2_start"]["coarse_s"] == pytest.approx(100.0, abs=1e-6)
@@ -237,3 +248,35 @@ def test_phase_prior_is_the_mean_share_of_the_recording() -> None:
     b = SessionRecord(2, Path("b.wav"), 200.0, {"P1_end": 60.0})
     prior = search.phase_prior([a, b], ["P1_end", "P2_start", "P3_end"])
     assert prior == pytest.approx({"P1_end": 0.25, "P2_start": 0.25})  # P3_end: never annotated
+
+
+def test_shared_prefix_search_finds_what_the_one_by_one_search_finds(
+    tiny_sessions: Path, tiny_qwen2_audio_dir: Path
+) -> None:
+    """The fast coarse pass (each window's audio and prompt beginning once for all six
+    boundary questions) returns the same answers and boundaries as one prompt at a time."""
+    torch.manual_seed(0)
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio_dir)
+    QWEN2_AUDIO.configure(model, None)
+    backbone = attach_adapters(model, AdapterConfig(r=4, dropout=0.0), QWEN2_AUDIO, 10)
+    for name, p in backbone.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.2)
+    head = OffsetRegressor(backbone, QWEN2_AUDIO, hidden_size_of(model), boundaries=BOUNDARIES)
+    torch.nn.init.normal_(head.head.weight, std=0.5)
+    head.eval()
+    processor = AutoProcessor.from_pretrained(tiny_qwen2_audio_dir)
+    session = sessions(tiny_sessions, "eval")[0]
+    found = {
+        shared: locate_boundaries(
+            head, processor, session, BOUNDARIES, window_s=20, hop_s=10, share_prefix=shared
+        )
+        for shared in (True, False)
+    }
+    for name in BOUNDARIES:
+        fast, slow = found[True][name], found[False][name]
+        assert np.asarray(fast["coarse_pass"]) == pytest.approx(
+            np.asarray(slow["coarse_pass"]), abs=2e-4
+        )
+        assert fast["time_s"] == pytest.approx(slow["time_s"], abs=0.01)
+        assert fast["coarse_s"] == pytest.approx(slow["coarse_s"], abs=0.01)

@@ -199,6 +199,9 @@ class AudioLanguageFamily(Family):
     """The model cuts 30 s feature segments to the batch's longest real segment before its
     tower (exact for a tower that masks padded frames; see `encoder_context`); a switch for
     benchmarks and tests."""
+    continues_from_cache: ClassVar[bool] = False
+    """A forward given a key/value cache continues the prompt's positions from its length, so
+    prompts sharing a beginning can run it once (`shared_prefix`); not so for 3-D positions."""
 
     def fully_trained_modules(self, cfg: AdapterConfig) -> list[str]:
         """The projector (when the tower and LM come from different checkpoints, an untrained

@@ -43,6 +43,7 @@ class Qwen2Audio(AudioLanguageFamily):
     quant_skip_modules = ("model.audio_tower", "model.multi_modal_projector", "lm_head")
     max_audio_seconds = 30.0
     trims_padded_frames = True
+    continues_from_cache = True
 
     def cache_tower(self, model: torch.nn.Module, budget_mb: float) -> TowerCache | None:
         inner = next(

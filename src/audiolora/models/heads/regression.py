@@ -98,6 +98,22 @@ class OffsetRegressor(HeadModel):
                     p = min(max(float(prior[name]), PRIOR_CLIP), 1 - PRIOR_CLIP)
                     self.head.bias[i] = math.log(p / (1 - p))
 
+    def offsets_from_states(
+        self, pooled: torch.Tensor, boundary_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(batch,) offsets in [0, 1] from each prompt's last-token state (batch, hidden)."""
+        logits = self.head(pooled.to(self.head.weight.dtype))
+        if len(self.boundaries) == 1:  # one output serves every row
+            boundary_index = None
+        if boundary_index is None:
+            if len(self.boundaries) > 1:
+                raise ValueError(
+                    f"a head with outputs {self.boundaries} needs boundary_index for each row"
+                )
+            boundary_index = torch.zeros(logits.shape[0], dtype=torch.long)
+        picked = logits.gather(1, boundary_index.to(logits.device).long().view(-1, 1))
+        return torch.sigmoid(picked).squeeze(-1)
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -109,7 +125,6 @@ class OffsetRegressor(HeadModel):
     ) -> dict[str, torch.Tensor]:
         """`boundary_index` (batch,) picks each row's output (required with several outputs).
         A batch without `input_features` (text-only prompts) runs the LM alone."""
-        head_param = self.head.weight
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if input_features is not None:
             inputs["input_features"] = input_features
@@ -117,18 +132,9 @@ class OffsetRegressor(HeadModel):
         # A frozen backbone needs no graph: the head-only baseline then costs forwards only.
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.backbone_trains()):
             hidden = self.family.hidden_states(self.backbone, inputs).last_hidden_state
-        pooled = last_token_states(hidden, attention_mask).to(head_param.dtype)
-        logits = self.head(pooled)
-        if len(self.boundaries) == 1:  # one output serves every row
-            boundary_index = None
-        if boundary_index is None:
-            if len(self.boundaries) > 1:
-                raise ValueError(
-                    f"a head with outputs {self.boundaries} needs boundary_index for each row"
-                )
-            boundary_index = torch.zeros(logits.shape[0], dtype=torch.long)
-        picked = logits.gather(1, boundary_index.to(logits.device).long().view(-1, 1))
-        predictions = torch.sigmoid(picked).squeeze(-1)
+        predictions = self.offsets_from_states(
+            last_token_states(hidden, attention_mask), boundary_index
+        )
         out = {"predictions": predictions}
         if targets is not None:
             loss_fn = LOSSES[self.loss_name]

@@ -21,7 +21,11 @@ from audiolora.data.sessions import BOUNDARIES, SessionRecord
 from audiolora.data.windows import Window, coarse_windows, window_words
 from audiolora.evaluation.temporal_metrics import localization_metrics
 from audiolora.models.heads.regression import OffsetRegressor
-from audiolora.tasks.temporal.windows import WindowDataset, predict_offsets
+from audiolora.tasks.temporal.windows import (
+    WindowDataset,
+    predict_offsets,
+    predict_offsets_shared,
+)
 
 
 def locate_boundaries(
@@ -37,11 +41,15 @@ def locate_boundaries(
     audio: bool = True,
     batch_size: int = 4,
     progress: bool = False,
+    share_prefix: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Boundary times in a whole recording: coarse pass, then a re-centred refining pass.
 
-    Returns boundary -> {"time_s", "coarse_s", "window_start_s", "coarse_pass": [[start, said
-    offset], ...]}. Recordings shorter than the window are seen as one shorter window.
+    `share_prefix` runs each coarse window's audio and common prompt beginning once for all its
+    boundary questions, where the family allows (same numbers, several times faster); False
+    gives the one-prompt-at-a-time path. Returns boundary -> {"time_s", "coarse_s",
+    "window_start_s", "coarse_pass": [[start, said offset], ...]}. Recordings shorter than the
+    window are seen as one shorter window.
     """
     boundaries = sorted(boundaries, key=BOUNDARIES.index)  # time order, for the ordered search
     length = min(window_s, session.duration)
@@ -64,15 +72,19 @@ def locate_boundaries(
             model.boundaries,
         )
 
-    coarse_pairs = [(name, start) for name in boundaries for start in starts]
-    coarse = predict_offsets(
-        model,
-        windows_at(coarse_pairs),
-        batch_size=batch_size,
-        desc="coarse pass",
-        progress=progress,
-    )
-    said = np.asarray(coarse, dtype=np.float64).reshape(len(boundaries), len(starts))
+    if share_prefix and model.family.continues_from_cache:
+        # Window by window, all boundary questions over one pass of the window's audio.
+        pairs = [(name, start) for start in starts for name in boundaries]
+        coarse = predict_offsets_shared(
+            model, windows_at(pairs), group=len(boundaries), desc="coarse pass", progress=progress
+        )
+        said = np.asarray(coarse, dtype=np.float64).reshape(len(starts), len(boundaries)).T
+    else:
+        pairs = [(name, start) for name in boundaries for start in starts]
+        coarse = predict_offsets(
+            model, windows_at(pairs), batch_size=batch_size, desc="coarse pass", progress=progress
+        )
+        said = np.asarray(coarse, dtype=np.float64).reshape(len(boundaries), len(starts))
     grid = candidate_times(np.asarray(starts), length, said, session.duration)
     costs = np.stack([disagreement(grid, np.asarray(starts), length, row) for row in said])
     estimates = dict(zip(boundaries, grid[ordered_argmin(costs)].tolist(), strict=True))

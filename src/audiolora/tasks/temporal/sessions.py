@@ -40,11 +40,13 @@ def locate_in_sessions(
     on_bad_input: str = "stop",
     progress: bool = True,
     hop_s: float | None = None,
+    share_prefix: bool = True,
 ) -> dict[str, Any]:
     """Session-level inference for a temporal run: every boundary of every recording.
 
     Sessions need a transcript when the run was trained with one; boundaries in the manifest
-    are optional and, when present, give session-level errors in seconds.
+    are optional and, when present, give session-level errors in seconds. `share_prefix`:
+    see `locate_boundaries` (False only to measure the one-prompt-at-a-time path).
     """
     from audiolora.inference import load_run, run_config
 
@@ -75,6 +77,7 @@ def locate_in_sessions(
                 audio=cfg.audio,
                 batch_size=config.training.eval_batch_size,
                 progress=progress,
+                share_prefix=share_prefix,
             )
         err = session_errors(found, session)
         errors.append(err)

@@ -27,6 +27,7 @@ from audiolora.evaluation.temporal_metrics import localization_metrics
 from audiolora.models.families import AudioLanguageFamily
 from audiolora.models.heads.regression import OffsetRegressor
 from audiolora.models.lalm import LalmCollator, encode_example
+from audiolora.models.shared_prefix import shared_prefix_last_states
 from audiolora.tasks.temporal.config import TemporalConfig
 
 
@@ -184,6 +185,34 @@ def predict_offsets(
         batch.pop("targets")
         out = model(**{k: v.to(device) for k, v in batch.items()})
         offsets += [float(x) for x in out["predictions"].float().cpu()]
+    if was_training:
+        model.train()
+    return offsets
+
+
+@torch.no_grad()
+def predict_offsets_shared(
+    model: OffsetRegressor,
+    dataset: WindowDataset,
+    *,
+    group: int,
+    desc: str = "windows",
+    progress: bool = True,
+) -> list[float]:
+    """`predict_offsets` for a dataset whose items come in runs of `group` prompts over the
+    same audio (one window, one question per boundary): each run's common beginning, audio
+    included, goes through the model once (`shared_prefix_last_states`). Same numbers."""
+    if len(dataset) % group:
+        raise ValueError(f"{len(dataset)} windows do not come in runs of {group}")
+    was_training = model.training
+    model.eval()
+    audio_token_id = dataset.family.audio_token_id(dataset.processor)
+    offsets: list[float] = []
+    for first in tqdm(range(0, len(dataset), group), desc=desc, leave=False, disable=not progress):
+        items = [dataset[i] for i in range(first, first + group)]
+        states = shared_prefix_last_states(dataset.family, model.backbone, items, audio_token_id)
+        which = torch.stack([it["boundary_index"] for it in items])
+        offsets += [float(x) for x in model.offsets_from_states(states, which).float().cpu()]
     if was_training:
         model.train()
     return offsets
