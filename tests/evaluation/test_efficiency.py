@@ -70,3 +70,32 @@ def test_matmul_peak_keeps_the_best_measurement_per_machine_and_precision(
     assert again["measurements"] == 2
     path.write_text(json.dumps({**first, "flops_per_s": 1.0}))
     assert matmul_peak("bf16")["flops_per_s"] > 1.0, "a higher one does"
+
+
+def test_a_failed_calibration_costs_the_mfu_figure_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unwritable = tmp_path / "cache"
+    unwritable.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("AUDIOLORA_CACHE", str(unwritable))
+    meter = EfficiencyMeter(samples_per_step=2, flop_every=1)
+    args = state = control = SimpleNamespace()
+    meter.on_train_begin(args, state, control)
+    for _ in range(2):
+        meter.on_step_begin(args, state, control)
+        torch.randn(8, 8) @ torch.randn(8, 8)
+        meter.on_step_end(args, state, control)
+    meter.on_train_end(args, state, control)
+    summary = meter.summary("fp32")
+    assert summary["model_flops_per_step"] == 2 * 8**3
+    assert summary["mfu"] is None and "matmul_peak_flops_per_s" not in summary
+
+
+def test_a_step_that_raises_does_not_leave_flop_counting_on() -> None:
+    meter = EfficiencyMeter(samples_per_step=1, flop_every=1)
+    args = state = control = SimpleNamespace()
+    meter.on_train_begin(args, state, control)
+    meter.on_step_begin(args, state, control)  # counting from here; the step then fails
+    assert torch.utils._python_dispatch._get_current_dispatch_mode_stack()
+    meter.stop_counting()
+    assert not torch.utils._python_dispatch._get_current_dispatch_mode_stack()

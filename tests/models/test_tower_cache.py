@@ -55,6 +55,12 @@ def test_cached_tower_gives_the_same_loss_and_gradients(tiny_qwen2_audio_dir: Pa
     assert (cache.misses, cache.hits) == (2, 2)
 
     tower = model.get_submodule("base_model.model.model.audio_tower")
+    tower.config.dropout = 0.1
+    tower.train()  # dropout draws new outputs every pass: nothing to reuse
+    loss_and_grads(model, batch)
+    assert (cache.misses, cache.hits) == (2, 2)
+    tower.config.dropout = 0.0
+    tower.eval()
     tower.layers[0].fc1.weight.requires_grad_(True)  # a training tower is never cached
     loss_and_grads(model, batch)
     assert (cache.misses, cache.hits) == (2, 2)

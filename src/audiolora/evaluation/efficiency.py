@@ -12,6 +12,7 @@ the machine's matmul peak in the run's compute dtype, measured once per machine 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 import resource
@@ -25,6 +26,8 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from audiolora.atomic import atomic_write_text
 from audiolora.cache import cache_dir
+
+log = logging.getLogger(__name__)
 
 RAPL_ENERGY = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
 
@@ -182,10 +185,15 @@ class EfficiencyMeter(TrainerCallback):
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if self._counter is not None:  # a step that never ended (an error inside it)
+        self.stop_counting()
+        self.train_seconds += time.perf_counter() - self._train_start
+
+    def stop_counting(self) -> None:
+        """Leave a FLOP-counted step that never ended (an error inside it): the counter is a
+        process-wide dispatch mode and would slow and count everything after it."""
+        if self._counter is not None:
             self._counter.__exit__(None, None, None)
             self._counter = None
-        self.train_seconds += time.perf_counter() - self._train_start
 
     def summary(self, precision: str = "fp32") -> dict[str, Any]:
         timed = [t for i, t in enumerate(self.step_times) if i and i not in self.step_flops]
@@ -210,16 +218,23 @@ class EfficiencyMeter(TrainerCallback):
         if not self.step_flops or math.isnan(latency):
             return {"model_flops_per_step": None, "model_flops_per_s": None, "mfu": None}
         per_step = sum(self.step_flops.values()) / len(self.step_flops)
-        peak = matmul_peak(precision)
         achieved = per_step / latency
-        return {
+        figures = {
             "model_flops_per_step": per_step,
             "model_flops_per_s": achieved,
-            "mfu": achieved / peak["flops_per_s"] if peak["flops_per_s"] else None,
-            "matmul_peak_flops_per_s": peak["flops_per_s"],
-            "matmul_peak_machine": peak["machine"],
+            "mfu": None,
             "flop_counted_steps": len(self.step_flops),
         }
+        try:  # a failed calibration costs the MFU figure, never the run's metrics
+            peak = matmul_peak(precision)
+        except (OSError, RuntimeError, ValueError) as error:
+            log.warning("matmul peak not measured (%s): no MFU figure", error)
+            return figures
+        if peak["flops_per_s"]:
+            figures["mfu"] = achieved / peak["flops_per_s"]
+        figures["matmul_peak_flops_per_s"] = peak["flops_per_s"]
+        figures["matmul_peak_machine"] = peak["machine"]
+        return figures
 
 
 def size_figures(trainable: int, total: int, adapter_bytes: int, base_bytes: int) -> dict[str, Any]:

@@ -10,7 +10,8 @@ to the tower's outputs written at the audio placeholders, the merge the model do
 the model no audio features. The tower's outputs come from the cache, keyed by a hash of each
 segment's real frames, or are computed on those frames alone (exact: the tower masks padding)
 and stored while the memory budget lasts. Augmented features (SpecAugment) simply miss; a tower
-with trainable parameters is never cached. Evaluation and generation take the model's own path.
+with trainable parameters, or with dropout in training, is never cached. Evaluation and
+generation take the model's own path.
 """
 
 from __future__ import annotations
@@ -78,6 +79,16 @@ class TowerCache:
         }
 
 
+def random_in_training(tower: nn.Module) -> bool:
+    """A tower in training mode with dropout gives new outputs every pass: nothing to reuse."""
+    config = getattr(tower, "config", None)
+    rates = (getattr(config, name, 0.0) or 0.0 for name in DROPOUTS)
+    return tower.training and any(rate > 0 for rate in rates)
+
+
+DROPOUTS = ("dropout", "attention_dropout", "activation_dropout")
+
+
 def install_tower_cache(inner: nn.Module, cache: TowerCache) -> None:
     """Route training forwards of `inner` (a `Qwen2AudioModel`: `audio_tower`,
     `multi_modal_projector`, `config.audio_token_id`) through `cache`."""
@@ -90,7 +101,7 @@ def install_tower_cache(inner: nn.Module, cache: TowerCache) -> None:
         if not torch.is_grad_enabled() or kwargs.get("inputs_embeds") is not None:
             return None
         tower = module.audio_tower
-        if any(p.requires_grad for p in tower.parameters()):
+        if any(p.requires_grad for p in tower.parameters()) or random_in_training(tower):
             return None
         audio = cache.outputs(tower, features.to(tower.conv1.weight.device), mask)
         embeds = module.get_input_embeddings()(ids)

@@ -86,6 +86,8 @@ def energy(eff: dict[str, Any]) -> str:
 def flop_rate(eff: dict[str, Any]) -> str:
     if eff.get("model_flops_per_s") is None:
         return "unavailable (no step was counted)"
+    if eff.get("mfu") is None:
+        return f"{eff['model_flops_per_s'] / 1e9:.1f} GFLOP/s (matmul peak not measured: no MFU)"
     return (
         f"{eff['model_flops_per_s'] / 1e9:.1f} GFLOP/s, {eff['mfu']:.1%} of the measured "
         f"{eff.get('precision')} matmul peak ({eff['matmul_peak_flops_per_s'] / 1e9:.0f} GFLOP/s, "

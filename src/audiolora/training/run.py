@@ -425,7 +425,10 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             and not augmenting
             and config.adapter.method != "adalora",
         )
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        try:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        finally:  # an error inside a counted step must not leave FLOP counting on
+            meter.stop_counting()
         stage_history = [
             {**h, "step": h.get("step", 0) + step_offset, **({"stage": name} if staged else {})}
             for h in trainer.state.log_history
