@@ -173,7 +173,7 @@ def test_data_check_exit_code(speech_dataset: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"audio": "x.wav"}\n')
     result = runner.invoke(app, ["data", "check", str(bad)])
-    assert result.exit_code == 1 and "bad.jsonl:1" in result.output
+    assert result.exit_code == 2 and "bad.jsonl:1" in result.output, "as train refuses it"
 
 
 def test_data_synth_speech(tmp_path: Path) -> None:
@@ -229,7 +229,7 @@ def test_data_check_sessions_reports_bad_boundaries(tmp_path: Path) -> None:
     bad = out / "bad.jsonl"
     bad.write_text(json.dumps(row) + "\n")
     result = runner.invoke(app, ["data", "check", "--sessions", str(bad)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "bad.jsonl:1: field 'boundaries" in result.output
 
 

@@ -57,7 +57,13 @@ def resolve_recipe(recipe: str | None) -> Path:
     )
 
 
-def fail(message: str, code: int = 2) -> None:
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+"""Every command's exit codes: 0 done; 1 the work failed or was interrupted (Ctrl-C) after it
+began; 2 arguments, recipe or data refused before any work (bad rows included, in `data check`
+as in `train`), the message naming the file, line and field."""
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -592,7 +598,8 @@ def data_check(
         bool, typer.Option("--slu", help="SLU manifests (labels, entities; audio optional).")
     ] = False,
 ) -> None:
-    """Validate manifests and every audio file; lists every bad row (exit 1 if any)."""
+    """Validate manifests and every audio file; lists every bad row (exit 2 if any, as
+    `train` does when it refuses them)."""
     from audiolora.data.manifest import read_manifest, summarize_problems
     from audiolora.data.sessions import BOUNDARIES, read_sessions
     from audiolora.data.slu import read_slu_manifest
@@ -610,7 +617,7 @@ def data_check(
             problems, ok_rows = report.problems, len(report.rows)
         console.print(summarize_problems(path, ok_rows, problems), highlight=False, soft_wrap=True)
         bad += len(problems)
-    raise typer.Exit(1 if bad else 0)
+    raise typer.Exit(EXIT_BAD_INPUT if bad else EXIT_OK)
 
 
 @models_app.command("import-ct2")

@@ -341,3 +341,18 @@ def test_clean_manifests_pass_both_modes(corpus: Path) -> None:
     for mode in ("stop", "skip"):
         reports = check_manifests({"train": manifest}, on_bad_input=mode, rejected_path=None)
         assert len(reports["train"].rows) == 1
+
+
+@pytest.mark.parametrize(
+    ("audio", "reason"),
+    [("audio/a\x00b.wav", "NUL byte"), ("audio/loop.wav", "cannot be resolved")],
+    ids=["nul-byte", "symlink-loop"],
+)
+def test_paths_the_system_cannot_take_are_rows_to_fix_not_crashes(
+    corpus: Path, audio: str, reason: str
+) -> None:
+    (corpus / "audio" / "loop.wav").symlink_to(corpus / "audio" / "loop2.wav")
+    (corpus / "audio" / "loop2.wav").symlink_to(corpus / "audio" / "loop.wav")
+    problem = check_one_row(corpus, {"audio": audio, "text": "hi"})
+    assert problem.field == "audio" and reason in problem.reason
+    assert "\x00" not in str(problem), "shown escaped, not swallowed by the terminal"

@@ -417,3 +417,11 @@ def test_manifest_writer_keeps_non_ascii_and_replaces_whole_files(tmp_path: Path
 def test_unknown_source_kind_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="source_kind"):
         convert_to_manifest("atis", tmp_path / "x", tmp_path / "y")  # type: ignore[arg-type]
+
+
+def test_an_audio_path_with_a_nul_byte_is_a_row_to_fix_not_a_crash(tmp_path: Path) -> None:
+    manifest = write_lines(tmp_path / "m.jsonl", [row(audio="audio/a\x00.wav")])
+    examples, problems = read_slu_manifest(manifest)
+    assert examples == []
+    assert [(p.line, p.field) for p in problems] == [(1, "audio")]
+    assert "NUL byte" in problems[0].reason

@@ -380,3 +380,9 @@ def test_a_missing_or_empty_manifest_is_one_file_problem(corpus: Path) -> None:
     (corpus / "empty.jsonl").write_text("\n")
     _, problems = read_sessions(corpus / "empty.jsonl", window_s=WINDOW_S, boundaries=ALL)
     assert [(p.field, p.reason) for p in problems] == [(FILE_FIELD, "no rows (empty manifest)")]
+
+
+def test_session_paths_with_a_nul_byte_are_rows_to_fix_not_crashes(corpus: Path) -> None:
+    row = edited(audio="audio/s\x000.wav", transcript="transcripts/s\x000.json")
+    problems = {p.field: p.reason for p in bad_row_problems(corpus, row)}
+    assert "NUL byte" in problems["audio"] and "null byte" in problems["transcript"]

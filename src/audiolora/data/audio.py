@@ -35,6 +35,23 @@ class AudioError(Exception):
         super().__init__(f"{path}: {reason}" if path is not None else reason)
 
 
+def resolve_audio_path(folder: Path, audio: str) -> Path:
+    """`audio` (a manifest's path string) resolved against the manifest's `folder`; an
+    AudioError, not a crash, for a path the system cannot take (a NUL byte, a symlink loop)."""
+    if "\x00" in audio:
+        raise AudioError("contains a NUL byte, which no file path can hold")
+    try:
+        return (folder / audio).resolve()
+    except (OSError, RuntimeError, ValueError) as e:
+        raise AudioError(f"cannot be resolved ({e})") from e
+
+
+def shown_path(audio: str) -> str:
+    """A manifest's path string as a message shows it: quoted and escaped when it holds
+    characters a terminal would swallow (NUL, control characters)."""
+    return audio if audio.isprintable() else repr(audio)
+
+
 def _seconds(value: float) -> str:
     """'41.2 s', '30.0 s', '0.005 s': short but never rounds a small value to zero."""
     return f"{round(float(value), 3)} s"

@@ -29,6 +29,8 @@ from audiolora.data.audio import (
     audio_info,
     is_number,
     load_audio,
+    resolve_audio_path,
+    shown_path,
     slice_frames,
 )
 
@@ -191,8 +193,8 @@ def _check_row(
         elif not audio.strip():
             problems.append(("audio", "empty path"))
         else:
-            audio_path = (manifest_dir / audio).resolve()
             try:
+                audio_path = resolve_audio_path(manifest_dir, audio)
                 audio_seconds = _check_audio(
                     audio_path,
                     sampling_rate,
@@ -203,11 +205,13 @@ def _check_row(
                     slice_ok=slice_ok,
                 )
             except AudioError as e:
-                where = f"({audio})" if e.field == "audio" else f"in {audio}"
+                where = (
+                    f"({shown_path(audio)})" if e.field == "audio" else f"in {shown_path(audio)}"
+                )
                 problems.append((e.field, f"{e.reason} {where}"))
             except Exception as e:
                 # A decoder bug on one odd file must not stop the check of all the others.
-                reason = f"could not be loaded ({type(e).__name__}: {e}) ({audio})"
+                reason = f"could not be loaded ({type(e).__name__}: {e}) ({shown_path(audio)})"
                 problems.append(("audio", reason))
 
     if problems or audio_path is None:

@@ -18,7 +18,13 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
-from audiolora.data.audio import SLICE_END_TOLERANCE_S, AudioError, audio_duration
+from audiolora.data.audio import (
+    SLICE_END_TOLERANCE_S,
+    AudioError,
+    audio_duration,
+    resolve_audio_path,
+    shown_path,
+)
 from audiolora.data.manifest import (
     FILE_FIELD,
     Problem,
@@ -166,11 +172,11 @@ def _check_session(
         got = "missing" if "audio" not in obj else f"got {json.dumps(audio)}"
         problems.append(("audio", f"must be a path to the session's recording, {got}"))
     else:
-        audio_path = (root / audio).resolve()
         try:
+            audio_path = resolve_audio_path(root, audio)
             file_s = audio_duration(audio_path)
         except AudioError as e:
-            problems.append(("audio", f"{e.reason} ({audio})"))
+            problems.append(("audio", f"{e.reason} ({shown_path(audio)})"))
 
     manifest_s: float | None = None
     if "duration" in obj:
@@ -269,8 +275,8 @@ def _read_transcript(obj: dict[str, Any], root: Path) -> tuple[tuple[Word, ...],
         return (), f"file not found ({rel})"
     except json.JSONDecodeError as e:
         return (), f"bad JSON: {e.msg} at line {e.lineno} column {e.colno} ({rel})"
-    except (OSError, UnicodeDecodeError) as e:
-        return (), f"unreadable: {e} ({rel})"
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL in the path
+        return (), f"unreadable: {e} ({shown_path(rel)})"
     if not isinstance(entries, list):
         return (), f"expected a JSON list of words, got {type_name(entries)} ({rel})"
 

@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from audiolora.atomic import atomic_write_text
-from audiolora.data.audio import AudioError, audio_info, slice_frames
+from audiolora.data.audio import (
+    AudioError,
+    audio_info,
+    resolve_audio_path,
+    shown_path,
+    slice_frames,
+)
 from audiolora.data.manifest import FILE_FIELD, Problem, json_objects, split_lines, type_name
 
 Entity = tuple[str, str]
@@ -169,8 +175,11 @@ def _check_row(
         elif not audio.strip():
             problems.append(("audio", "empty path (use null or leave it out for a text-only row)"))
         else:
-            audio_path = (manifest_dir / audio).resolve()
-            if check_audio:
+            try:
+                audio_path = resolve_audio_path(manifest_dir, audio)
+            except AudioError as e:
+                problems.append(("audio", f"{e.reason} ({shown_path(audio)})"))
+            if check_audio and audio_path is not None:
                 try:
                     _check_audio_file(audio_path, max_duration_s)
                 except AudioError as e:
