@@ -130,7 +130,7 @@ def train(
     from audiolora.config import ConfigError, load_config
     from audiolora.data.manifest import BadInputError
     from audiolora.models.loading import ModelLoadError
-    from audiolora.training.run import RunError, run_training
+    from audiolora.training.run import RunError, RunStopped, run_training
     from audiolora.training.trainer import NonFiniteLossError
 
     overrides = list(set_ or [])
@@ -142,8 +142,11 @@ def train(
         config = load_config(resolve_recipe(recipe), overrides)
         console.print(f"[bold]audiolora train[/] → {config.output_dir}")
         metrics = run_training(config, resume=resume)
-    except (ConfigError, BadInputError, RunError, ModelLoadError, NonFiniteLossError) as e:
+    except (ConfigError, BadInputError, RunError, ModelLoadError) as e:
         fail(str(e))
+        return
+    except (NonFiniteLossError, RunStopped) as e:  # training began: what it kept is named
+        fail(str(e), EXIT_FAILED)
         return
     eff = metrics["efficiency"]
     console.print(

@@ -3,6 +3,7 @@ QLoRA on CPU and kill-and-resume."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from transformers import WhisperForConditionalGeneration
 from audiolora.config import load_config
 from audiolora.data.manifest import BadInputError, read_manifest
 from audiolora.training.checkpoints import MARKER, latest_complete_checkpoint
-from audiolora.training.run import RunError, pick_optimizer, run_training
+from audiolora.training.run import RunError, RunStopped, pick_optimizer, run_training
 from audiolora.training.trainer import AudioTrainer, NonFiniteLossError
 
 
@@ -409,3 +410,32 @@ def test_trimmed_encoder_input_trains_evaluates_and_predicts(
     assert load_config(out / "config.yaml").data.encoder_context == "batch"
     clip = read_manifest(speech_dataset / "eval.jsonl").rows[0].audio
     assert len(predict_files(out, [clip])) == 1
+
+
+def test_a_full_disk_while_saving_names_what_is_kept_and_resume_finishes(
+    tiny_random_whisper_dir: Path,
+    speech_dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "run"
+    overrides = tiny_overrides(tiny_random_whisper_dir, speech_dataset, out)
+    real_save = torch.save
+
+    def disk_fills_at_step_4(obj: object, f: object, *args: object, **kwargs: object) -> None:
+        if "checkpoint-4" in str(f):
+            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", disk_fills_at_step_4)
+    with pytest.raises(RunStopped, match="disk filled up") as stopped:
+        run_training(load_config(None, overrides))
+    assert "checkpoint-2, is intact" in str(stopped.value) and "--resume" in str(stopped.value)
+    checkpoints = out / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint-2"], "partial one gone"
+    assert (checkpoints / "checkpoint-2" / MARKER).exists()
+
+    monkeypatch.setattr(torch, "save", real_save)  # space freed
+    metrics = run_training(load_config(None, overrides), resume=True)
+    assert metrics["resumed_from"].endswith("checkpoint-2")
+    assert (out / "adapter" / "adapter_model.safetensors").exists()

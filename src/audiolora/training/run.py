@@ -10,6 +10,7 @@ RUN/
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -67,6 +68,22 @@ def select_trainable(model: Any, names: list[str], patterns: list[str] | None) -
 
 class RunError(RuntimeError):
     """The run cannot start as configured; the message says what to change."""
+
+
+class RunStopped(RuntimeError):
+    """The run began and had to stop; the message says what is kept and how to go on."""
+
+
+def disk_full_message(error: OSError, checkpoints: Path) -> str:
+    """What a full disk cost: the half-written checkpoint goes (it frees space and a resume
+    would skip it anyway), the newest complete one stays."""
+    kept = latest_complete_checkpoint(checkpoints, clean_incomplete=True)
+    where = error.filename or checkpoints
+    return (
+        f"the disk filled up while writing {where} ({error.strerror}). "
+        + (f"The newest complete checkpoint, {kept}, is intact" if kept else "No checkpoint yet")
+        + "; the half-written one was removed. Free some space and rerun with --resume."
+    )
 
 
 def pick_optimizer(config: RunConfig) -> str:
@@ -427,6 +444,10 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         )
         try:
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise RunStopped(disk_full_message(e, stage_ckpts)) from e
         finally:  # an error inside a counted step must not leave FLOP counting on
             meter.stop_counting()
         stage_history = [
