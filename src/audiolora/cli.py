@@ -63,6 +63,24 @@ began; 2 arguments, recipe or data refused before any work (bad rows included, i
 as in `train`), the message naming the file, line and field."""
 
 
+def relaunch_under_torchrun(nproc: int) -> None:
+    """`audiolora train --nproc N ...` is `torchrun --nproc_per_node N -m audiolora train ...`:
+    this process becomes torchrun, which starts the N training processes."""
+    args = sys.argv[1:]
+    kept = []
+    skip = False
+    for arg in args:  # drop --nproc N / --nproc=N: the children are single processes of the group
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc_per_node={nproc}", "-m", "audiolora", *kept]
+    os.execv(sys.executable, command)
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -123,13 +141,23 @@ def train(
     output_dir: Annotated[
         str | None, typer.Option(help="Run folder (overrides output_dir in the recipe).")
     ] = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Train in N processes on this machine (torchrun: gloo on CPU, NCCL on GPUs); "
+            "training.batch_size is then per process."
+        ),
+    ] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Fine-tune a base model with LoRA/QLoRA as the recipe says; writes RUN/ (see README)."""
+    if nproc > 1:
+        relaunch_under_torchrun(nproc)
     _setup_logging(verbose)
     from audiolora.config import ConfigError, load_config
     from audiolora.data.manifest import BadInputError
     from audiolora.models.loading import ModelLoadError
+    from audiolora.training.distributed import is_main
     from audiolora.training.run import RunError, RunStopped, run_training
     from audiolora.training.trainer import NonFiniteLossError
 
@@ -140,7 +168,8 @@ def train(
         overrides.append(f"output_dir={output_dir}")
     try:
         config = load_config(resolve_recipe(recipe), overrides)
-        console.print(f"[bold]audiolora train[/] → {config.output_dir}")
+        if is_main():
+            console.print(f"[bold]audiolora train[/] → {config.output_dir}")
         metrics = run_training(config, resume=resume)
     except (ConfigError, BadInputError, RunError, ModelLoadError) as e:
         fail(str(e))
@@ -148,6 +177,8 @@ def train(
     except (NonFiniteLossError, RunStopped) as e:  # training began: what it kept is named
         fail(str(e), EXIT_FAILED)
         return
+    if not is_main():
+        return  # rank 0 prints the run's tables
     eff = metrics["efficiency"]
     console.print(
         metrics_table(

@@ -38,6 +38,7 @@ from audiolora.reporting.html import write_report
 from audiolora.tasks.base import Task
 from audiolora.tasks.registry import get_task
 from audiolora.training.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
+from audiolora.training.distributed import is_main, join_process_group, once
 from audiolora.training.trainer import (
     AdaLoraAllocator,
     AdapterTracker,
@@ -183,11 +184,15 @@ BASE_RETENTION = "base_retention.json"
 def measured_once(path: Path, resume: bool, measure: Callable[[], Any]) -> Any:
     """`measure()`, written to `path`; a resumed run reuses what the first attempt wrote, so
     a base model measured before training is never measured again on a model that trained."""
-    if resume and path.exists():
-        return json.loads(path.read_text())
-    result = measure()
-    atomic_write_json(path, result)
-    return result
+
+    def measure_and_write() -> Any:
+        if resume and path.exists():
+            return json.loads(path.read_text())
+        result = measure()
+        atomic_write_json(path, result)
+        return result
+
+    return once(measure_and_write)  # several processes: rank 0 measures, every rank gets it
 
 
 def measure_base(
@@ -292,7 +297,8 @@ def allocate_by_entropy(
         report = measured_once(run_dir / RANK_ALLOCATION, resume, measure)
     except RankAllocationError as e:
         raise RunError(str(e)) from e
-    plot_rank_allocation(report, run_dir / "rank_allocation.png")
+    if is_main():
+        plot_rank_allocation(report, run_dir / "rank_allocation.png")
     ranks = {m["name"]: m["rank"] for m in report["modules"]}
     rank_pattern, alpha_pattern = rank_patterns(ranks, cfg.r, cfg.alpha)
     adapter = cfg.model_copy(update={"rank_pattern": rank_pattern, "alpha_pattern": alpha_pattern})
@@ -318,22 +324,26 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     """Validate data, measure the base model, train adapters (stage by stage when the recipe
     has a schedule), measure again, write the report."""
     wall_start = time.perf_counter()
+    join_process_group()  # several processes (torchrun): rank 0 alone checks and writes
     run_dir = Path(config.output_dir)
     checkpoint_dir = run_dir / "checkpoints"
-    if not resume and checkpoint_dir.exists() and any(checkpoint_dir.iterdir()):
-        raise RunError(
-            f"{run_dir} already holds checkpoints: pass --resume to continue that run, or choose "
-            "another output_dir (--set output_dir=...)"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
 
+    def start_run_folder() -> None:
+        if not resume and checkpoint_dir.exists() and any(checkpoint_dir.iterdir()):
+            raise RunError(
+                f"{run_dir} already holds checkpoints: pass --resume to continue that run, or "
+                "choose another output_dir (--set output_dir=...)"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+
+    once(start_run_folder)
     task = get_task(config.task)
     plan = stage_configs(config)
     stages = schedule(config)
-    stage_reports = check_stage_data(task, plan, run_dir)
+    stage_reports = once(lambda: check_stage_data(task, plan, run_dir))
     try:
-        retention_reports = check_retention(task, config, run_dir)
+        retention_reports = once(lambda: check_retention(task, config, run_dir))
     except ValueError as e:
         raise RunError(str(e)) from e
     set_seed(config.training.seed)
@@ -413,7 +423,9 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             continue
         stage = stages[index] if stages else None
         select_trainable(peft_model, run_trainable, stage.trainable if stage else None)
-        resume_from = latest_complete_checkpoint(stage_ckpts) if resume else None
+        resume_from = (
+            once(lambda folder=stage_ckpts: latest_complete_checkpoint(folder)) if resume else None
+        )
         if resume and resume_from is None and not staged:
             log.warning(
                 "--resume: no complete checkpoint in %s, starting from scratch", stage_ckpts
@@ -463,89 +475,104 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             "trainable_params": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
         }
         if staged and has_eval and index < len(plan) - 1:
-            with compute_precision(t.precision):
-                result = task.evaluate(
-                    peft_model,
-                    processor,
-                    datasets["eval"],
-                    desc=f"after stage {name}",
-                    **eval_options,
-                )
+
+            def evaluate_stage(name: str = name) -> dict[str, Any]:
+                with compute_precision(t.precision):
+                    return task.evaluate(
+                        peft_model,
+                        processor,
+                        datasets["eval"],
+                        desc=f"after stage {name}",
+                        **eval_options,
+                    )
+
+            result = once(evaluate_stage)
             summary["eval"] = headline(task, result)
             stage_history.append(eval_log_entry(task, step_offset + steps, result))
         history += stage_history
         stages_summary.append(summary)
         step_offset += steps
         if staged:
-            save_tensors(peft_model, run_trainable, stage_out)
-            atomic_write_json(
-                stage_out / STAGE_DONE, {"summary": summary, "history": stage_history}
-            )
+
+            def mark_stage_done(
+                out: Path = stage_out, done: dict = summary, logged: list = stage_history
+            ) -> None:
+                save_tensors(peft_model, run_trainable, out)
+                atomic_write_json(out / STAGE_DONE, {"summary": done, "history": logged})
+
+            once(mark_stage_done)
     select_trainable(peft_model, run_trainable, None)
     scale_adapter(peft_model, config.adapter.final_scale)
 
-    adapter_dir = save_adapter(task, peft_model, processor, run_dir)
-    final = None
-    if has_eval:
-        with compute_precision(t.precision):
-            final = task.evaluate(
-                peft_model, processor, datasets["eval"], desc="adapted model", **eval_options
+    def finish() -> dict[str, Any]:
+        """The trained model measured and written: adapter, final evaluation, retention,
+        metrics.json and the report."""
+        adapter_dir = save_adapter(task, peft_model, processor, run_dir)
+        final, logged = None, history
+        if has_eval:
+            with compute_precision(t.precision):
+                final = task.evaluate(
+                    peft_model, processor, datasets["eval"], desc="adapted model", **eval_options
+                )
+            logged = [
+                eval_log_entry(task, 0, base),
+                *history,
+                eval_log_entry(task, step_offset, final),
+            ]
+        retention_final = score_retention(
+            task, peft_model, processor, retention_sets, eval_options, t.precision, adapted=True
+        )
+        efficiency = meter.summary(resolve_precision(t.precision))
+        efficiency.update(
+            size_figures(
+                trainable, total, folder_bytes(adapter_dir), folder_bytes(Path(model_path))
             )
-        history = [
-            eval_log_entry(task, 0, base),
-            *history,
-            eval_log_entry(task, step_offset, final),
-        ]
-    retention_final = score_retention(
-        task, peft_model, processor, retention_sets, eval_options, t.precision, adapted=True
-    )
-    efficiency = meter.summary(resolve_precision(t.precision))
-    efficiency.update(
-        size_figures(trainable, total, folder_bytes(adapter_dir), folder_bytes(Path(model_path)))
-    )
-    efficiency["wall_seconds"] = time.perf_counter() - wall_start
-    if tower_cache is not None:
-        efficiency.update(tower_cache.summary())
-    efficiency["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-    efficiency["quantization"] = config.model.quantization
-    efficiency["precision"] = resolve_precision(t.precision)
-    metrics: dict[str, Any] = {
-        "model": config.model.name,
-        "model_path": model_path,
-        "family": family.name,
-        "task": config.task,
-        "data": {
-            split: {
-                "rows": len(r.rows),
-                "rejected": len(r.problems),
-                "examples": len(datasets[split]),
+        )
+        efficiency["wall_seconds"] = time.perf_counter() - wall_start
+        if tower_cache is not None:
+            efficiency.update(tower_cache.summary())
+        efficiency["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+        efficiency["quantization"] = config.model.quantization
+        efficiency["precision"] = resolve_precision(t.precision)
+        metrics: dict[str, Any] = {
+            "model": config.model.name,
+            "model_path": model_path,
+            "family": family.name,
+            "task": config.task,
+            "data": {
+                split: {
+                    "rows": len(r.rows),
+                    "rejected": len(r.problems),
+                    "examples": len(datasets[split]),
+                }
+                for split, r in reports.items()
+            },
+            "headline": list(task.headline),
+            "lower_is_better": sorted(task.lower_is_better),
+            "base": headline(task, base) if base else None,
+            "base_reference": (base or {}).get("reference", "base model"),
+            "final": headline(task, final) if final else None,
+            "base_details": detailed(task, base) if base else None,
+            "final_details": detailed(task, final) if final else None,
+            "retention": {
+                name: {"base": retention_base[name], "final": retention_final[name]}
+                for name in retention_sets
             }
-            for split, r in reports.items()
-        },
-        "headline": list(task.headline),
-        "lower_is_better": sorted(task.lower_is_better),
-        "base": headline(task, base) if base else None,
-        "base_reference": (base or {}).get("reference", "base model"),
-        "final": headline(task, final) if final else None,
-        "base_details": detailed(task, base) if base else None,
-        "final_details": detailed(task, final) if final else None,
-        "retention": {
-            name: {"base": retention_base[name], "final": retention_final[name]}
-            for name in retention_sets
+            or None,
+            "efficiency": efficiency,
+            "adapter_scale": config.adapter.final_scale,
+            "rank_allocation": rank_report,
+            "resumed_from": str(resumed_from) if resumed_from else None,
+            "stages": stages_summary if len(plan) > 1 else None,
+            "history": logged,
+            "examples": (final or {}).get("examples", [])[:10],
+            "base_examples": (base or {}).get("examples", [])[:10],
         }
-        or None,
-        "efficiency": efficiency,
-        "adapter_scale": config.adapter.final_scale,
-        "rank_allocation": rank_report,
-        "resumed_from": str(resumed_from) if resumed_from else None,
-        "stages": stages_summary if len(plan) > 1 else None,
-        "history": history,
-        "examples": (final or {}).get("examples", [])[:10],
-        "base_examples": (base or {}).get("examples", [])[:10],
-    }
-    if tracker.history:
-        atomic_write_json(run_dir / ADAPTER_TRACKING, tracker.history)
-        plot_adapter_tracking(tracker.history, run_dir / "adapter_tracking.png")
-    atomic_write_json(run_dir / "metrics.json", metrics)
-    write_report(run_dir, metrics, config, task)
-    return metrics
+        if tracker.history:
+            atomic_write_json(run_dir / ADAPTER_TRACKING, tracker.history)
+            plot_adapter_tracking(tracker.history, run_dir / "adapter_tracking.png")
+        atomic_write_json(run_dir / "metrics.json", metrics)
+        write_report(run_dir, metrics, config, task)
+        return metrics
+
+    return once(finish)  # several processes: rank 0 alone measures and writes

@@ -23,6 +23,7 @@ from audiolora.models.answer_loss import labelled_positions_loss
 from audiolora.models.heads.base import HeadModel
 from audiolora.models.lora_entropy import entropy_penalty, update_stats
 from audiolora.tasks.base import Task
+from audiolora.training.distributed import once
 
 
 class NonFiniteLossError(RuntimeError):
@@ -108,7 +109,12 @@ class AudioTrainer(Trainer):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         lengths = getattr(dataset, "lengths", None)
         if self.group_by_length and lengths is not None and len(set(lengths)) > 1:
-            group = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            # The global batch: every process then draws its share of the same order.
+            group = (
+                self.args.train_batch_size
+                * self.args.gradient_accumulation_steps
+                * self.args.world_size
+            )
             return EpochSeededLengthSampler(group, lengths, self.args.seed)
         return super()._get_train_sampler(train_dataset)
 
@@ -132,12 +138,15 @@ class AudioTrainer(Trainer):
         metric_key_prefix: str = "eval",
     ) -> dict[str, float]:
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
-        result = self.task.evaluate(
-            self.model,
-            self.processor,
-            dataset,
-            desc=f"eval @ step {self.state.global_step}",
-            **self.eval_options,
+        # Several processes: rank 0 evaluates the unwrapped model once, every rank logs it.
+        result = once(
+            lambda: self.task.evaluate(
+                self.model,
+                self.processor,
+                dataset,
+                desc=f"eval @ step {self.state.global_step}",
+                **self.eval_options,
+            )
         )
         metrics = {
             f"{metric_key_prefix}_{k}": float(v)

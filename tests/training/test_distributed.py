@@ -1,0 +1,109 @@
+"""One run in two CPU processes (gloo): the same global batch trains the same adapter as one
+process, rank 0 alone writes, evaluates and checks, and a resumed two-process run finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from audiolora.training import distributed
+from audiolora.training.checkpoints import MARKER
+from tests.training.test_run import adapter_tensors, tiny_overrides
+
+
+def _once_in_a_group(rank: int, init_file: str, results: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2")
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2
+    )
+    calls = []
+    value = distributed.once(lambda: calls.append(rank) or {"from": rank})
+    try:
+        distributed.once(lambda: 1 / 0)
+        failed = "no"
+    except ZeroDivisionError:
+        failed = "ZeroDivisionError"
+    Path(results, f"{rank}.json").write_text(json.dumps([value, calls, failed]))
+    torch.distributed.destroy_process_group()
+
+
+def test_once_runs_on_rank_0_and_every_rank_gets_its_result_or_its_error(tmp_path: Path) -> None:
+    mp.spawn(_once_in_a_group, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    zero = json.loads((tmp_path / "0.json").read_text())
+    one = json.loads((tmp_path / "1.json").read_text())
+    assert zero == [{"from": 0}, [0], "ZeroDivisionError"]
+    assert one == [{"from": 0}, [], "ZeroDivisionError"], "rank 1 ran nothing, heard everything"
+
+
+def run(command: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def train(overrides: list[str], nproc: int, *extra: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "audiolora", "train", "--nproc", str(nproc), *extra]
+    for o in overrides:
+        command += ["--set", o]
+    return run(command)
+
+
+def losses(run_dir: Path) -> list[float]:
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    return [h["loss"] for h in history if "loss" in h]
+
+
+def test_two_processes_train_what_one_process_trains_and_resume(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    same = {  # nothing random but the data order, which both runs share
+        "adapter.dropout": 0.0,
+        "data.spec_augment.enabled": False,
+        "training.max_steps": 4,
+        "training.save_steps": 2,
+        "training.eval_steps": 2,
+    }
+    one = tmp_path / "one"
+    train(tiny_overrides(tiny_random_whisper_dir, speech_dataset, one, **same), 1)
+    two = tmp_path / "two"
+    per_process = {**same, "training.batch_size": 2}  # global batch 4, as above
+    done = train(tiny_overrides(tiny_random_whisper_dir, speech_dataset, two, **per_process), 2)
+
+    assert done.stdout.count("Held-out split") == 1, "rank 0 alone prints the run's tables"
+    assert len(losses(two)) == len(losses(one)) == 4
+    assert losses(two) == pytest.approx(losses(one), rel=0.02)
+    a, b = adapter_tensors(one), adapter_tensors(two)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0.05, atol=2e-4, msg=key)
+    evals = [
+        h for h in json.loads((two / "metrics.json").read_text())["history"] if "eval_wer" in h
+    ]
+    assert [h["step"] for h in evals] == [0, 2, 4], "evaluated once per eval step, not per rank"
+    assert sorted(p.name for p in (two / "checkpoints").iterdir()) == [
+        "checkpoint-2",
+        "checkpoint-4",
+    ]
+
+    # As if both processes were killed after checkpoint 2: resume in two processes.
+    shutil.rmtree(two / "checkpoints" / "checkpoint-4")
+    shutil.rmtree(two / "adapter")
+    (two / "metrics.json").unlink()
+    assert (two / "checkpoints" / "checkpoint-2" / MARKER).exists()
+    train(
+        tiny_overrides(tiny_random_whisper_dir, speech_dataset, two, **per_process), 2, "--resume"
+    )
+    metrics = json.loads((two / "metrics.json").read_text())
+    assert metrics["resumed_from"].endswith("checkpoint-2")
+    resumed = adapter_tensors(two)
+    for key in b:
+        torch.testing.assert_close(resumed[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
