@@ -66,6 +66,11 @@ class AudioTrainer(Trainer):
         self.entropy_weight = entropy_weight
         self.answer_only_logits = answer_only_logits
         self._entropies: list[float] = []
+        config = getattr(self.model, "config", None)  # PEFT forwards the base model's
+        self.shifted_labels = not getattr(config, "is_encoder_decoder", False)
+        """Causal LMs predict label i+1 at position i (their first label is never a target);
+        the step's token count must be taken the same way (the Trainer reads this attribute)."""
+        self._loss_shifts_labels = self.shifted_labels
 
     def compute_loss(
         self,
@@ -77,18 +82,19 @@ class AudioTrainer(Trainer):
         """The task's loss, plus `adapter.entropy_weight` x the LoRA updates' spectral entropy.
         Audio-LM training steps project only the labelled positions onto the vocabulary
         (`answer_only_logits`; the same loss, see `models.answer_loss`)."""
-        fast = None
+        result = None
         if self.answer_only_logits and model.training and not return_outputs:
             # Called outside the model's (accelerate-wrapped) forward: its autocast is re-entered.
             with self.accelerator.autocast():
-                fast = labelled_positions_loss(model, inputs)
-        result = (
-            fast
-            if fast is not None
-            else super().compute_loss(
+                result = labelled_positions_loss(model, inputs)  # None where it does not apply
+            if result is not None and self.counts_global_tokens(num_items_in_batch):
+                result = result * self.accelerator.num_processes  # as the Trainer's path does
+        if result is None:
+            result = super().compute_loss(
                 model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
             )
-        )
+        if self.counts_global_tokens(num_items_in_batch):
+            result = self.share_of_global_tokens(result, inputs, num_items_in_batch)
         if not self.entropy_weight:
             return result
         penalty = entropy_penalty(model)
@@ -98,6 +104,30 @@ class AudioTrainer(Trainer):
         loss = loss + self.entropy_weight * penalty.to(loss.device, loss.dtype)
         self._entropies.append(float(penalty.detach()))
         return (loss, outputs) if return_outputs else loss
+
+    def counts_global_tokens(self, num_items_in_batch: Any) -> bool:
+        """The Trainer counted the labelled tokens of the whole optimizer step (all micro-batches,
+        all processes) and scales the loss for a sum over that count."""
+        return num_items_in_batch is not None and self.model_accepts_loss_kwargs
+
+    def share_of_global_tokens(
+        self, result: Any, inputs: dict[str, Any], num_items_in_batch: Any
+    ) -> Any:
+        """Turn this micro-batch's token-mean loss into its share of the step's token mean
+        (sum over its tokens / all the step's tokens), which the Trainer then expects.
+
+        Why: our models average over their own batch's tokens and ignore the global count the
+        Trainer hands them, which would make a step's gradient the sum of micro-batch means:
+        N times too large under gradient accumulation or N processes, and unequal token counts
+        weighted wrongly. With this, N processes of batch b train what one process of batch N*b
+        trains."""
+        labels = inputs["labels"]
+        if self.shifted_labels:
+            labels = labels[..., 1:]
+        share = labels.ne(-100).sum() / num_items_in_batch
+        if isinstance(result, tuple):
+            return (result[0] * share.to(result[0].device), *result[1:])
+        return result * share.to(result.device)
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         if self._entropies and "loss" in logs:
