@@ -439,3 +439,24 @@ def test_a_full_disk_while_saving_names_what_is_kept_and_resume_finishes(
     metrics = run_training(load_config(None, overrides), resume=True)
     assert metrics["resumed_from"].endswith("checkpoint-2")
     assert (out / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_gradient_accumulation_trains_what_the_whole_batch_trains(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    """Batch 2 x 2 accumulated micro-batches = batch 4: the step's loss is the token mean over
+    all four clips, not the sum of two micro-batch means."""
+    same = {"adapter.dropout": 0.0, "data.spec_augment.enabled": False, "training.eval_steps": 100}
+    runs = {}
+    for name, extra in (
+        ("whole", {"training.batch_size": 4}),
+        ("accumulated", {"training.batch_size": 2, "training.gradient_accumulation_steps": 2}),
+    ):
+        out = tmp_path / name
+        overrides = tiny_overrides(tiny_random_whisper_dir, speech_dataset, out, **same, **extra)
+        runs[name] = run_training(load_config(None, overrides))
+    losses = {n: [h["loss"] for h in m["history"] if "loss" in h] for n, m in runs.items()}
+    assert losses["accumulated"] == pytest.approx(losses["whole"], rel=1e-5)
+    a, b = adapter_tensors(tmp_path / "whole"), adapter_tensors(tmp_path / "accumulated")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=2e-5, msg=key)  # sum order
