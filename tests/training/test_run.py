@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from peft import PeftModel
@@ -460,3 +461,73 @@ def test_gradient_accumulation_trains_what_the_whole_batch_trains(
     a, b = adapter_tensors(tmp_path / "whole"), adapter_tensors(tmp_path / "accumulated")
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=2e-5, msg=key)  # sum order
+
+
+def newest_complete_is_loadable(checkpoints: Path) -> Path | None:
+    """The checkpoint a resume would pick, opened the way the Trainer opens it."""
+    newest = latest_complete_checkpoint(checkpoints, clean_incomplete=False)
+    if newest is not None:
+        assert load_file(str(newest / "adapter_model.safetensors"))
+        assert json.loads((newest / "trainer_state.json").read_text())["global_step"] > 0
+        torch.load(newest / "optimizer.pt", weights_only=True)
+        torch.load(newest / "scheduler.pt", weights_only=True)
+    return newest
+
+
+def test_five_kills_in_a_row_even_mid_checkpoint_leave_a_resumable_run(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    """SIGKILL five times: alternately the moment a checkpoint folder appears (while the
+    Trainer is still writing it) and after a random delay; every time the newest complete
+    checkpoint opens, and the run finally ends with the uninterrupted run's adapter."""
+    extra = {
+        "training.max_steps": 40,
+        "training.save_steps": 1,
+        "training.eval_steps": 100,
+        "training.batch_size": 3,
+        "adapter.dropout": 0.1,
+    }
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(
+        train_command(tiny_overrides(tiny_random_whisper_dir, speech_dataset, straight, **extra)),
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    killed = tmp_path / "killed"
+    command = train_command(
+        tiny_overrides(tiny_random_whisper_dir, speech_dataset, killed, **extra)
+    )
+    checkpoints = killed / "checkpoints"
+    rng = np.random.default_rng(0)
+    mid_save_kills = 0
+    for kill in range(5):
+        before = set(checkpoints.iterdir()) if checkpoints.exists() else set()
+        proc = subprocess.Popen(
+            command + (["--resume"] if kill else []),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            new = set(checkpoints.iterdir()) - before if checkpoints.exists() else set()
+            if new:
+                break
+            time.sleep(0.005)
+        if kill % 2:
+            time.sleep(float(rng.uniform(0.0, 1.5)))
+        elif any(not (p / MARKER).exists() for p in new):
+            mid_save_kills += 1
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL, "the run ended before it was killed"
+        assert newest_complete_is_loadable(checkpoints) is not None or kill == 0
+    assert mid_save_kills >= 1, "no kill landed while a checkpoint was being written"
+    subprocess.run(command + ["--resume"], check=True, env=env, capture_output=True)
+    a, b = adapter_tensors(straight), adapter_tensors(killed)
+    for key in a:
+        torch.testing.assert_close(
+            a[key], b[key], rtol=1e-4, atol=1e-6, msg=lambda m, k=key: f"{k}: {m}"
+        )

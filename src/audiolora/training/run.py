@@ -392,6 +392,9 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         )
     if config.adapter.method == "full" and not task.full_finetuning:
         raise RunError(f"adapter.method=full is not supported by task {task.name} (use lora)")
+    # Adapter init draws from the seed here, whatever ran before (a resumed run skips the base
+    # measurement it already wrote), so a run restarted from scratch starts the same adapter.
+    set_seed(config.training.seed)
     peft_model = task.prepare_model(model, config, family, total_steps, datasets["train"])
     tower_cache = None
     augmenting = config.data.spec_augment.enabled  # augmented features never hit a cache
