@@ -177,3 +177,27 @@ def test_missing_engines_name_the_apt_packages(
     assert available_engines() == []
     with pytest.raises(RuntimeError, match="apt-get install espeak-ng flite"):
         synth_speech_dataset(tmp_path, n_train=1, n_eval=1, progress=False)
+
+
+def test_an_interrupted_rebuild_leaves_no_summary_vouching_for_the_folder(
+    dataset: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C half-way through rebuilding a finished dataset: its old summary is gone, so the
+    builtin sources build it again instead of trusting manifests that no longer match."""
+    out = tmp_path / "copy"
+    shutil.copytree(dataset[0], out)
+    assert (out / speech.SUMMARY).exists()
+    real = speech._synthesize
+    calls = []
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(speech, "_synthesize", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        synth_speech_dataset(out, n_train=6, n_eval=4, seed=1, progress=False)
+    assert not (out / speech.SUMMARY).exists()
+    assert not list(out.glob(".*.tmp-*")), "no temporary file left behind"

@@ -24,7 +24,6 @@ Layout: `audio/{train,eval}/NNNNN.wav`, `train.jsonl`, `eval.jsonl` with rows
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import tempfile
@@ -48,6 +47,8 @@ from audiolora.builtin.synth.paralinguistic_text import (
 from audiolora.builtin.synth.speech import (
     SAMPLE_RATE,
     SynthesisError,
+    begin_dataset,
+    finish_dataset,
     load_engine_clip,
     run_engine,
     write_jsonl,
@@ -217,6 +218,7 @@ def synth_paralinguistic_dataset(
         raise RuntimeError("espeak-ng is not on PATH: apt-get install espeak-ng")
     out_dir = Path(out_dir)
     plan = plan_clips(seed, topics=topics)
+    begin_dataset(out_dir)
     for split in ("train", "eval"):
         (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
     durations: dict[tuple[str, int], float] = {}
@@ -254,5 +256,5 @@ def synth_paralinguistic_dataset(
     }
     if not rows["train"]:
         raise RuntimeError(f"espeak-ng made no usable clip: {failures[:1]}")
-    (out_dir / "dataset.json").write_text(json.dumps(summary, indent=2) + "\n")
+    finish_dataset(out_dir, summary)
     return summary

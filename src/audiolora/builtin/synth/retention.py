@@ -10,7 +10,6 @@ adaptation cost outside its domain.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,6 +20,8 @@ from audiolora.builtin.synth.speech import (
     INSTALL_HINT,
     SynthesisError,
     _to_16k_wav,
+    begin_dataset,
+    finish_dataset,
     run_engine,
     write_jsonl,
 )
@@ -92,6 +93,7 @@ def synth_retention_dataset(
     if shutil.which("text2wave") is None:
         raise RuntimeError(f"Festival's text2wave is not on PATH: {FESTIVAL_HINT}")
     out_dir = Path(out_dir)
+    begin_dataset(out_dir)
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
     rows, failures = [], []
     with tempfile.TemporaryDirectory(prefix="audiolora-festival-") as tmp:
@@ -127,5 +129,5 @@ def synth_retention_dataset(
         "failed_attempts": len(failures),
         "failures": failures[:20],
     }
-    (out_dir / "dataset.json").write_text(json.dumps(summary, indent=2) + "\n")
+    finish_dataset(out_dir, summary)
     return summary

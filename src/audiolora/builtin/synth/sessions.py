@@ -53,7 +53,9 @@ from audiolora.builtin.synth.speech import (
     SynthesisError,
     Voice,
     available_engines,
+    begin_dataset,
     engine_command,
+    finish_dataset,
     load_engine_clip,
     run_engine,
     split_voices,
@@ -533,6 +535,7 @@ def synth_sessions_dataset(
                 text_seed=f"{seed}-{split}-{split_index}",
             )
         )
+    begin_dataset(out_dir)
     for split in ("train", "eval"):
         (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
         (out_dir / "transcripts" / split).mkdir(parents=True, exist_ok=True)
@@ -579,7 +582,7 @@ def synth_sessions_dataset(
         "failures": failures[:20],
         "elapsed_s": round(time.monotonic() - started, 1),
     }
-    (out_dir / "dataset.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    finish_dataset(out_dir, summary)
     if n_sessions and not rows["train"] and not rows["eval"]:
         first = failures[0]["error"] if failures else "no attempt was made"
         raise RuntimeError(

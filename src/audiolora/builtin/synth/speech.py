@@ -37,6 +37,7 @@ import soundfile as sf
 import soxr
 from tqdm import tqdm
 
+from audiolora.atomic import atomic_write_text
 from audiolora.builtin.synth.text import sample_sentences
 
 SAMPLE_RATE = 16_000
@@ -289,10 +290,24 @@ def trim_silence(audio: np.ndarray, sr: int, pad_s: float = 0.08) -> np.ndarray:
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    """One JSON object per line, UTF-8 kept readable (German umlauts stay letters)."""
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    """One JSON object per line, UTF-8 kept readable (German umlauts stay letters); written
+    to a temporary name and renamed, so an interrupted write leaves no half manifest."""
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+SUMMARY = "dataset.json"
+"""A synthesized dataset's summary, written last: a folder without it is not a dataset (an
+interrupted or failed build), and the builtin data sources build it again."""
+
+
+def begin_dataset(out_dir: Path) -> None:
+    """Mark `out_dir` incomplete before (re)building into it: Ctrl-C half-way through must not
+    leave an older summary vouching for manifests that no longer match the clips."""
+    (Path(out_dir) / SUMMARY).unlink(missing_ok=True)
+
+
+def finish_dataset(out_dir: Path, summary: dict) -> None:
+    atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(summary, indent=2) + "\n")
 
 
 def write_manifests(out_dir: Path, rows: dict[str, list[dict]]) -> None:
@@ -470,6 +485,7 @@ def synth_speech_dataset(
     plan = _plan_split("train", train_texts, train_pools, rng) + _plan_split(
         "eval", eval_texts, eval_pools, rng
     )
+    begin_dataset(out_dir)
     for split in ("train", "eval"):
         (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
         _clear_old_clips(out_dir / "audio" / split)
@@ -508,7 +524,7 @@ def synth_speech_dataset(
         "failures": failures[:20],
         "elapsed_s": round(time.monotonic() - started, 1),
     }
-    (out_dir / "dataset.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    finish_dataset(out_dir, summary)
     if n_train + n_eval > 0 and not rows["train"] and not rows["eval"]:
         first = failures[0]["error"] if failures else "no attempt was made"
         raise RuntimeError(
