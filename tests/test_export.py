@@ -96,3 +96,39 @@ def test_a_speech_gated_run_is_refused_before_loading(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="speech_gate"):
         export_run(run, tmp_path / "out")
     shutil.rmtree(run)
+
+
+def test_a_temporal_run_exports_the_merged_model_and_its_head_beside_it(
+    tiny_qwen2_audio_dir: Path, tiny_sessions: Path, tmp_path: Path
+) -> None:
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    from audiolora.data.sessions import BOUNDARIES, read_sessions
+    from audiolora.data.windows import Window
+    from audiolora.export import load_exported
+    from audiolora.models.families import QWEN2_AUDIO
+    from audiolora.models.heads.regression import OffsetRegressor
+    from audiolora.tasks.temporal.windows import WindowCollator, WindowDataset
+    from tests.training.test_temporal_run import overrides
+
+    run = tmp_path / "run"
+    run_training(load_config(None, overrides(tiny_qwen2_audio_dir, tiny_sessions, run)))
+    out = tmp_path / "exported"
+    record = export_run(run, out)
+    assert record["head"] == "audiolora.models.heads.regression.OffsetRegressor"
+    assert (out / "regression_head.safetensors").is_file()
+    plain = Qwen2AudioForConditionalGeneration.from_pretrained(out)  # serving: the model alone
+    assert not any("lora" in name for name, _ in plain.named_parameters())
+
+    exported = load_exported(out)
+    assert isinstance(exported, OffsetRegressor) and exported.boundaries == list(BOUNDARIES)
+    adapted, processor, _ = load_run(run)
+    sessions, _ = read_sessions(tiny_sessions / "eval.jsonl", window_s=20, boundaries=BOUNDARIES)
+    windows = [Window(0, name, 5.0, 20.0, 0.5) for name in ("P1_end", "P2_start", "P3_start")]
+    items = WindowDataset(QWEN2_AUDIO, sessions, windows, processor, boundaries=BOUNDARIES)
+    batch = WindowCollator(QWEN2_AUDIO, processor)([items[i] for i in range(3)])
+    batch.pop("targets")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            exported(**batch)["predictions"], adapted(**batch)["predictions"], rtol=1e-4, atol=1e-5
+        )

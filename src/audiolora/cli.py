@@ -346,7 +346,8 @@ def export(
     out: Annotated[Path, typer.Argument(help="New folder for the merged model.")],
 ) -> None:
     """Merge a run's adapter into its base: a plain transformers model folder (safetensors,
-    config, processor) that from_pretrained and serving stacks load without PEFT."""
+    config, processor) that from_pretrained and serving stacks load without PEFT; a task head
+    (temporal regression, ...) is written beside it."""
     _setup_logging(False)
     from audiolora.config import ConfigError
     from audiolora.export import ExportError, export_run
@@ -358,6 +359,11 @@ def export(
         return
     console.print(f"exported {record['model_class']} ({record['merged_into']}) to {out}")
     console.print(f"load it with: {record['model_class']}.from_pretrained({str(out)!r})")
+    if record["head"]:
+        console.print(
+            f"its task head ({record['head']}) is beside it: "
+            f"audiolora.export.load_exported({str(out)!r}) gives model + head"
+        )
 
 
 @app.command()

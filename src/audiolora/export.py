@@ -5,21 +5,29 @@ without audiolora or PEFT.
 Why a merge and not the adapter: servers (vLLM, TGI, a plain `pipeline`) take a model folder;
 a merged model also runs at the base model's speed. An NF4 or int8 run is merged into the
 full-precision base (merging into 4-bit weights would round the update away), and the export
-says so. What a merge cannot carry is refused with the reason: a task head outside the base
-architecture (temporal regression, contrastive projections) and the speech-activity gate, which
-scales the update per frame at run time.
+says so. A task head outside the base architecture (the temporal regression head, the
+paralinguistic auxiliary head) is written beside the merged model in its own files, and
+`load_exported(OUT)` rebuilds model + head. Refused with the reason: the speech-activity gate,
+which scales the update per frame at run time, and the contrastive dual encoder, which is not
+a transformers model to merge into.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from peft import PeftModel
+from safetensors.torch import save_file
+from transformers import PreTrainedModel
 
 from audiolora.atomic import atomic_write_json
+from audiolora.config import ModelConfig
 from audiolora.inference import run_config
+from audiolora.models.heads.base import HeadModel
 from audiolora.models.loading import load_model
 from audiolora.tasks.registry import get_task
 
@@ -41,25 +49,28 @@ def export_run(run_dir: Path, out: Path) -> dict[str, Any]:
     quantized = model_cfg.quantization != "none"
     if quantized:  # merge into full-precision weights, never into 4/8-bit ones
         model_cfg = model_cfg.model_copy(update={"quantization": "none", "dtype": "float32"})
-    base, processor, family, base_path = load_model(model_cfg)
-    task = get_task(config.task)
-    adapted = task.load(base, run_dir / "adapter", family)
-    if isinstance(adapted, PeftModel):
-        merged = adapted.merge_and_unload()
-    elif adapted is base or type(adapted) is type(base):  # adapter.method=full: a whole model
-        merged = adapted
-    else:
-        raise ExportError(
-            f"{run_dir}: a {config.task} run has a head outside the base architecture "
-            f"({type(adapted).__name__}); export merges adapters into plain transformers "
-            "models only. Use the run folder itself (`audiolora predict`) for this task."
-        )
     if out.exists():
         raise ExportError(f"{out} exists; give a new folder")
+    base, processor, family, base_path = load_model(model_cfg)
+    if not isinstance(base, PreTrainedModel):
+        raise ExportError(
+            f"{run_dir}: the {config.task} run's {type(base).__name__} is not a transformers "
+            "model to merge into; use the run folder itself (`audiolora predict`)"
+        )
+    task = get_task(config.task)
+    adapted = task.load(base, run_dir / "adapter", family)
+    head = adapted if isinstance(adapted, HeadModel) else None
+    merged = merge(head.backbone if head else adapted, base)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     merged.save_pretrained(str(partial), safe_serialization=True)
     processor.save_pretrained(str(partial))
+    if head is not None:  # beside the model, in the head's own files
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in head.head.state_dict().items()},
+            str(partial / head.weights_file),
+        )
+        atomic_write_json(partial / head.config_file, head.head_config())
     record = {
         "run": str(run_dir.resolve()),
         "task": config.task,
@@ -72,7 +83,33 @@ def export_run(run_dir: Path, out: Path) -> dict[str, Any]:
         "adapter_scale": config.adapter.final_scale,
         "encoder_context": config.data.encoder_context,
         "model_class": type(merged).__name__,
+        "family": family.name,
+        "head": None if head is None else f"{type(head).__module__}.{type(head).__qualname__}",
     }
     atomic_write_json(partial / "export.json", record)
     partial.rename(out)
     return record
+
+
+def merge(adapted: Any, base: PreTrainedModel) -> PreTrainedModel:
+    """The adapter folded into the base weights (a full fine-tune already is a whole model)."""
+    if isinstance(adapted, PeftModel):
+        return adapted.merge_and_unload()
+    if adapted is base or type(adapted) is type(base):
+        return adapted
+    raise ExportError(f"cannot merge a {type(adapted).__name__} into {type(base).__name__}")
+
+
+def load_exported(folder: Path) -> Any:
+    """An exported folder as audiolora uses it: the plain model, or model + task head.
+
+    Without audiolora, the model alone loads with `AutoModel...from_pretrained(folder)`; the
+    head is `export.json`'s "head" class with its weights and config beside the model."""
+    folder = Path(folder)
+    record = json.loads((folder / "export.json").read_text())
+    model, _, family, _ = load_model(ModelConfig(name=str(folder)))
+    if not record.get("head"):
+        return model
+    module, _, name = record["head"].rpartition(".")
+    head_class = getattr(importlib.import_module(module), name)
+    return head_class.from_pretrained(model, folder, family).eval()
