@@ -254,6 +254,11 @@ class TrainingConfig(Section):
     later epochs instead of recomputing them (0: off). Exact; skipped when the tower trains."""
     report_to: Literal["none", "tensorboard"] = "none"
     """Also log to TensorBoard (event files under RUN/checkpoints; `pip install tensorboard`)."""
+    strategy: Literal["ddp", "zero2", "zero3", "fsdp"] = "ddp"
+    """With several processes (`--nproc`, torchrun): `ddp` copies the model to every process
+    (CPU or GPU); `zero2` shards optimizer state and gradients with DeepSpeed (GPUs; the shipped
+    `recipes/distributed/zero2.json`). `zero3` and `fsdp`, which shard the weights too, are
+    refused with the reason, like every combination that cannot work, before the model loads."""
 
 
 STAGE_FIXED_KEYS = ("task", "output_dir", "model", "adapter", "stages")

@@ -107,3 +107,44 @@ def test_two_processes_train_what_one_process_trains_and_resume(
     resumed = adapter_tensors(two)
     for key in b:
         torch.testing.assert_close(resumed[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "quantization", "cuda", "deepspeed", "says"),
+    [
+        ("ddp", "nf4", False, False, None),
+        ("zero3", "nf4", True, True, "cannot be sharded"),
+        ("zero3", "none", True, True, "evaluates on rank 0 alone"),
+        ("fsdp", "none", True, True, "evaluates on rank 0 alone"),
+        ("zero2", "none", False, True, "needs CUDA"),
+        ("zero2", "nf4", True, False, "pip install deepspeed"),
+        ("zero2", "nf4", True, True, None),
+    ],
+)
+def test_strategies_that_cannot_work_are_named_before_the_model_loads(
+    strategy: str, quantization: str, cuda: bool, deepspeed: bool, says: str | None
+) -> None:
+    problem = distributed.strategy_problem(strategy, quantization, cuda, deepspeed)
+    assert problem is None if says is None else says in problem
+
+
+def test_the_shipped_deepspeed_config_is_zero_stage_2() -> None:
+    path = Path(distributed.strategy_arguments("zero2")["deepspeed"])
+    config = json.loads(path.read_text())
+    assert config["zero_optimization"]["stage"] == 2
+    assert config["train_micro_batch_size_per_gpu"] == "auto", "the recipe's batch size"
+    assert distributed.strategy_arguments("ddp") == {}
+
+
+def test_a_run_asking_for_zero3_on_a_4bit_base_stops_before_loading(tmp_path: Path) -> None:
+    from audiolora.config import load_config
+    from audiolora.training.run import RunError, run_training
+
+    config = load_config(
+        None,
+        [f"output_dir={tmp_path / 'run'}", "model.name=/nonexistent",
+         "model.quantization=nf4", "training.strategy=zero3"],
+    )  # fmt: skip
+    with pytest.raises(RunError, match="zero3"):
+        run_training(config)
+    assert not (tmp_path / "run").exists(), "nothing written"

@@ -75,3 +75,42 @@ def picklable(value: Any) -> bool:
     except Exception:
         return False
     return True
+
+
+def strategy_problem(
+    strategy: str, quantization: str, cuda: bool, deepspeed_installed: bool
+) -> str | None:
+    """Why `training.strategy` cannot work here, or None. Checked before the model loads."""
+    if strategy == "ddp":
+        return None
+    if strategy == "zero3" and quantization != "none":
+        return (
+            f"training.strategy=zero3 shards every weight across processes, and bitsandbytes "
+            f"{quantization} weights cannot be sharded: use training.strategy=zero2 (shards "
+            "optimizer state and gradients) or ddp with a 4-bit base"
+        )
+    if strategy in ("zero3", "fsdp"):
+        return (
+            f"training.strategy={strategy} shards the weights themselves, and audiolora "
+            "evaluates on rank 0 alone, which would then wait for the other ranks' shards: not "
+            "supported yet. Use training.strategy=zero2 (optimizer state and gradients sharded, "
+            "weights whole on every GPU) or ddp"
+        )
+    if not cuda:
+        return (
+            f"training.strategy={strategy} shards across GPUs and needs CUDA; on CPU use "
+            "training.strategy=ddp (`audiolora train --nproc N`, gloo)"
+        )
+    if strategy.startswith("zero") and not deepspeed_installed:
+        return f"training.strategy={strategy} needs DeepSpeed: pip install deepspeed"
+    return None
+
+
+def strategy_arguments(strategy: str) -> dict[str, Any]:
+    """TrainingArguments for a strategy: the shipped DeepSpeed config for zero2."""
+    if strategy.startswith("zero"):
+        from importlib import resources
+
+        config = resources.files("audiolora") / "recipes" / "distributed" / f"{strategy}.json"
+        return {"deepspeed": str(config)}
+    return {}

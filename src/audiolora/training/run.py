@@ -11,6 +11,7 @@ RUN/
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 import logging
 import math
@@ -38,7 +39,13 @@ from audiolora.reporting.html import write_report
 from audiolora.tasks.base import Task
 from audiolora.tasks.registry import get_task
 from audiolora.training.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
-from audiolora.training.distributed import is_main, join_process_group, once
+from audiolora.training.distributed import (
+    is_main,
+    join_process_group,
+    once,
+    strategy_arguments,
+    strategy_problem,
+)
 from audiolora.training.trainer import (
     AdaLoraAllocator,
     AdapterTracker,
@@ -144,6 +151,7 @@ def training_arguments(
         dataloader_num_workers=0,
         label_names=["labels"],
         use_cpu=not cuda,
+        **strategy_arguments(t.strategy),
         logging_nan_inf_filter=False,
         disable_tqdm=False,
     )
@@ -324,6 +332,14 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     """Validate data, measure the base model, train adapters (stage by stage when the recipe
     has a schedule), measure again, write the report."""
     wall_start = time.perf_counter()
+    problem = strategy_problem(
+        config.training.strategy,
+        config.model.quantization,
+        torch.cuda.is_available(),
+        importlib.util.find_spec("deepspeed") is not None,
+    )
+    if problem:
+        raise RunError(problem)
     join_process_group()  # several processes (torchrun): rank 0 alone checks and writes
     run_dir = Path(config.output_dir)
     checkpoint_dir = run_dir / "checkpoints"
