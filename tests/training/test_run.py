@@ -217,29 +217,39 @@ def adapter_tensors(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "adapter" / "adapter_model.safetensors"))
 
 
-def test_killed_run_resumes_to_the_same_adapter(
-    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
-) -> None:
+def straight_run_and_command_to_kill(
+    model_dir: Path, data_dir: Path, tmp_path: Path, max_steps: int
+) -> tuple[Path, Path, list[str], dict[str, str]]:
+    """An uninterrupted run (checkpoint every step, adapter dropout on, so resuming must restore
+    the RNG too), and the command of the same run into another folder, to be killed."""
     extra = {
-        "training.max_steps": 8,
+        "training.max_steps": max_steps,
         "training.save_steps": 1,
         "training.eval_steps": 100,
         "training.batch_size": 3,
         "adapter.dropout": 0.1,
     }
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-    straight = tmp_path / "straight"
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run(
-        train_command(tiny_overrides(tiny_random_whisper_dir, speech_dataset, straight, **extra)),
+        train_command(tiny_overrides(model_dir, data_dir, straight, **extra)),
         check=True,
         env=env,
         capture_output=True,
     )
+    return (
+        straight,
+        killed,
+        train_command(tiny_overrides(model_dir, data_dir, killed, **extra)),
+        env,
+    )
 
-    killed = tmp_path / "killed"
-    command = train_command(
-        tiny_overrides(tiny_random_whisper_dir, speech_dataset, killed, **extra)
+
+def test_killed_run_resumes_to_the_same_adapter(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    straight, killed, command, env = straight_run_and_command_to_kill(
+        tiny_random_whisper_dir, speech_dataset, tmp_path, max_steps=8
     )
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -480,24 +490,8 @@ def test_five_kills_in_a_row_even_mid_checkpoint_leave_a_resumable_run(
     """SIGKILL five times: alternately the moment a checkpoint folder appears (while the
     Trainer is still writing it) and after a random delay; every time the newest complete
     checkpoint opens, and the run finally ends with the uninterrupted run's adapter."""
-    extra = {
-        "training.max_steps": 40,
-        "training.save_steps": 1,
-        "training.eval_steps": 100,
-        "training.batch_size": 3,
-        "adapter.dropout": 0.1,
-    }
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    straight = tmp_path / "straight"
-    subprocess.run(
-        train_command(tiny_overrides(tiny_random_whisper_dir, speech_dataset, straight, **extra)),
-        check=True,
-        env=env,
-        capture_output=True,
-    )
-    killed = tmp_path / "killed"
-    command = train_command(
-        tiny_overrides(tiny_random_whisper_dir, speech_dataset, killed, **extra)
+    straight, killed, command, env = straight_run_and_command_to_kill(
+        tiny_random_whisper_dir, speech_dataset, tmp_path, max_steps=40
     )
     checkpoints = killed / "checkpoints"
     rng = np.random.default_rng(0)
