@@ -89,16 +89,27 @@ def good_lines(lines: list[bytes]) -> set[int]:
     return {n for n, line in enumerate(lines, start=1) if line == json.dumps(GOOD_ROW).encode()}
 
 
-def accounted_for(lines: list[bytes], rows: set[int], problem_lines: set[int]) -> None:
-    assert good_lines(lines) <= rows, "a good row was lost"
+def blank(n: int, line: bytes) -> bool:
+    """What the readers skip: whitespace only (after a byte-order mark on line 1)."""
+    line = line.replace(b"\n", b" ")
+    return not (line.removeprefix(b"\xef\xbb\xbf") if n == 1 else line).strip()
+
+
+def accounted_for(
+    lines: list[bytes], rows: set[int], problem_lines: set[int], good: set[int]
+) -> None:
+    assert good <= rows, "a good row was lost"
     assert not rows & problem_lines, "a line is both a row and a problem"
     for n, line in enumerate(lines, start=1):
-        if line.replace(b"\n", b" ").strip() and n not in rows:
+        if not blank(n, line) and n not in rows:
             assert n in problem_lines, f"line {n} ({line!r}) vanished without a problem"
 
 
-FUZZ = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+FUZZ = settings(  # derandomized: CI runs the same cases every time; raise max_examples to hunt
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
@@ -109,7 +120,7 @@ def test_speech_manifests_never_crash_and_lose_no_good_row(
 ) -> None:
     report = read_manifest(write(odd_files, "m.jsonl", lines), decode_audio=decode)
     problem_lines = {p.line for p in report.problems}
-    accounted_for(lines, {r.line for r in report.rows}, problem_lines)
+    accounted_for(lines, {r.line for r in report.rows}, problem_lines, good_lines(lines))
     for row in report.rows:
         assert row.audio.is_file() and math.isfinite(row.audio_seconds)
 
@@ -118,11 +129,8 @@ def test_speech_manifests_never_crash_and_lose_no_good_row(
 @given(lines=st.lists(LINES, min_size=1, max_size=8))
 def test_slu_manifests_never_crash(odd_files: Path, lines: list[bytes]) -> None:
     examples, problems = read_slu_manifest(write(odd_files, "slu.jsonl", lines))
-    rows = {e.line for e in examples}
-    assert not rows & {p.line for p in problems}
-    for n, line in enumerate(lines, start=1):
-        if line.replace(b"\n", b" ").strip() and n not in rows:
-            assert n in {p.line for p in problems}
+    # GOOD_ROW has no intent: not a good SLU row, so only "nothing vanishes" is asked here.
+    accounted_for(lines, {e.line for e in examples}, {p.line for p in problems}, set())
 
 
 SESSION_ROWS = st.fixed_dictionaries(
