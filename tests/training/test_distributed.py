@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from safetensors.torch import load_file
 
 from audiolora.training import distributed
 from audiolora.training.checkpoints import MARKER
@@ -148,3 +149,28 @@ def test_a_run_asking_for_zero3_on_a_4bit_base_stops_before_loading(tmp_path: Pa
     with pytest.raises(RunError, match="zero3"):
         run_training(config)
     assert not (tmp_path / "run").exists(), "nothing written"
+
+
+def test_a_head_task_trains_in_two_processes_as_in_one(
+    tiny_qwen2_audio_dir: Path, tiny_sessions: Path, tmp_path: Path
+) -> None:
+    """The temporal task (audio LM + LoRA + regression head, per-window L1 mean): two
+    processes of batch 2 train what one process of batch 4 trains."""
+    from audiolora.config import load_config, save_config
+    from tests.training.test_temporal_run import overrides
+
+    def recipe(out: Path, batch: int) -> str:
+        config = load_config(None, overrides(tiny_qwen2_audio_dir, tiny_sessions, out,
+                             "adapter.dropout=0.0", f"training.batch_size={batch}"))  # fmt: skip
+        path = tmp_path / f"{out.name}.yaml"
+        save_config(config, path)
+        return str(path)
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    train([], 1, recipe(one, 4))
+    train([], 2, recipe(two, 2))
+    assert losses(two) == pytest.approx(losses(one), rel=1e-4)
+    a = load_file(str(one / "adapter" / "regression_head.safetensors"))
+    b = load_file(str(two / "adapter" / "regression_head.safetensors"))
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=1e-5, msg=key)
