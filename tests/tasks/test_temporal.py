@@ -48,6 +48,8 @@ def test_instruction_names_the_boundary_and_lists_the_window_words() -> None:
     assert "Transcript" not in window_instruction(window, transcript=False)
     empty = Window(0, "P2_start", 10.0, 30.0, 0.5, ())
     assert window_instruction(empty, transcript=True).endswith("(no speech)")
+    last = window_instruction(window, transcript=True, question_last=True)
+    assert last.startswith("Transcript: i walk\n") and last.endswith(text.split("\n")[0])
 
 
 def test_window_items_carry_the_exact_target_and_split_long_windows(
@@ -267,14 +269,20 @@ def test_shared_prefix_search_finds_what_the_one_by_one_search_finds(
     head.eval()
     processor = AutoProcessor.from_pretrained(tiny_qwen2_audio_dir)
     session = sessions(tiny_sessions, "eval")[0]
-    found = {
-        shared: locate_boundaries(
-            head, processor, session, BOUNDARIES, window_s=20, hop_s=10, share_prefix=shared
-        )
-        for shared in (True, False)
-    }
+    for question_last in (False, True):
+        found = {
+            shared: locate_boundaries(
+                head, processor, session, BOUNDARIES, window_s=20, hop_s=10,
+                share_prefix=shared, question_last=question_last,
+            )
+            for shared in (True, False)
+        }  # fmt: skip
+        same_search(found[True], found[False])
+
+
+def same_search(fast_search: dict, slow_search: dict) -> None:
     for name in BOUNDARIES:
-        fast, slow = found[True][name], found[False][name]
+        fast, slow = fast_search[name], slow_search[name]
         assert np.asarray(fast["coarse_pass"]) == pytest.approx(
             np.asarray(slow["coarse_pass"]), abs=2e-4
         )

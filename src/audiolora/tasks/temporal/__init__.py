@@ -125,6 +125,7 @@ class TemporalLocalization(Task):
                 cfg.transcript,
                 cfg.audio,
                 cfg.boundaries,
+                cfg.question_last,
             )
             datasets[split].prior = prior
         return datasets

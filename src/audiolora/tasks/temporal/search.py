@@ -42,12 +42,14 @@ def locate_boundaries(
     batch_size: int = 4,
     progress: bool = False,
     share_prefix: bool = True,
+    question_last: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Boundary times in a whole recording: coarse pass, then a re-centred refining pass.
 
     `share_prefix` runs each coarse window's audio and common prompt beginning once for all its
     boundary questions, where the family allows (same numbers, several times faster); False
-    gives the one-prompt-at-a-time path. Returns boundary -> {"time_s", "coarse_s",
+    gives the one-prompt-at-a-time path. `question_last`: the run's prompt order
+    (`temporal.question_last`). Returns boundary -> {"time_s", "coarse_s",
     "window_start_s", "coarse_pass": [[start, said offset], ...]}. Recordings shorter than the
     window are seen as one shorter window.
     """
@@ -70,6 +72,7 @@ def locate_boundaries(
             transcript,
             audio,
             model.boundaries,
+            question_last,
         )
 
     if share_prefix and model.family.continues_from_cache:

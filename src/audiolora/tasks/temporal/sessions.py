@@ -78,6 +78,7 @@ def locate_in_sessions(
                 batch_size=config.training.eval_batch_size,
                 progress=progress,
                 share_prefix=share_prefix,
+                question_last=cfg.question_last,
             )
         err = session_errors(found, session)
         errors.append(err)

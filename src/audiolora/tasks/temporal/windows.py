@@ -31,12 +31,14 @@ from audiolora.models.shared_prefix import shared_prefix_last_states
 from audiolora.tasks.temporal.config import TemporalConfig
 
 
-def window_instruction(window: Window, transcript: bool) -> str:
-    """The task sentence, then the words heard in the window (when the recipe wants them)."""
-    text = window_prompt(window.boundary, window_s=window.length)
-    if transcript:
-        text += "\nTranscript: " + (" ".join(window.words) if window.words else "(no speech)")
-    return text
+def window_instruction(window: Window, transcript: bool, question_last: bool = False) -> str:
+    """The task sentence and the words heard in the window (when the recipe wants them), the
+    sentence first or, with `question_last`, after the words."""
+    question = window_prompt(window.boundary, window_s=window.length)
+    if not transcript:
+        return question
+    words = "Transcript: " + (" ".join(window.words) if window.words else "(no speech)")
+    return f"{words}\n{question}" if question_last else f"{question}\n{words}"
 
 
 class WindowDataset(Dataset):
@@ -55,6 +57,7 @@ class WindowDataset(Dataset):
         transcript: bool = True,
         audio: bool = True,
         boundaries: Sequence[str] = BOUNDARIES,
+        question_last: bool = False,
     ) -> None:
         self.family = family
         self.sessions = list(sessions)
@@ -64,6 +67,7 @@ class WindowDataset(Dataset):
         self.transcript = transcript
         self.audio = audio
         self.boundaries = list(boundaries)
+        self.question_last = question_last
         self.lengths = [w.length for w in self.windows]
         self.prior: dict[str, float] = {}
         """Training windows' mean offset per boundary type (`offset_prior`), for held-out sets."""
@@ -82,7 +86,7 @@ class WindowDataset(Dataset):
             self.family,
             self.processor,
             segments,
-            window_instruction(window, self.transcript),
+            window_instruction(window, self.transcript, self.question_last),
             None,
             self.sampling_rate,
         )
