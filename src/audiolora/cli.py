@@ -157,7 +157,7 @@ def train(
     from audiolora.config import ConfigError, load_config
     from audiolora.data.manifest import BadInputError
     from audiolora.models.loading import ModelLoadError
-    from audiolora.training.distributed import is_main
+    from audiolora.training.distributed import RankFailed, is_main
     from audiolora.training.run import RunError, RunStopped, run_training
     from audiolora.training.trainer import NonFiniteLossError
 
@@ -177,6 +177,8 @@ def train(
     except (NonFiniteLossError, RunStopped) as e:  # training began: what it kept is named
         fail(str(e), EXIT_FAILED)
         return
+    except RankFailed:  # rank 0 failed and printed why
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     if not is_main():
         return  # rank 0 prints the run's tables
     eff = metrics["efficiency"]

@@ -423,19 +423,33 @@ def test_trimmed_encoder_input_trains_evaluates_and_predicts(
     assert len(predict_files(out, [clip])) == 1
 
 
+FULL_DISK_ERRORS = {
+    "python": lambda path: OSError(errno.ENOSPC, "No space left on device", path),
+    # what torch's own writer raises on a full disk: no errno, and "No space" nowhere
+    "torch": lambda path: RuntimeError(
+        "[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file "
+        "data/0: file write failed"
+    ),
+}
+
+
+@pytest.mark.parametrize("raised_by", sorted(FULL_DISK_ERRORS))
 def test_a_full_disk_while_saving_names_what_is_kept_and_resume_finishes(
     tiny_random_whisper_dir: Path,
     speech_dataset: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    raised_by: str,
 ) -> None:
     out = tmp_path / "run"
     overrides = tiny_overrides(tiny_random_whisper_dir, speech_dataset, out)
     real_save = torch.save
+    real_usage = shutil.disk_usage
 
     def disk_fills_at_step_4(obj: object, f: object, *args: object, **kwargs: object) -> None:
         if "checkpoint-4" in str(f):
-            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+            monkeypatch.setattr(shutil, "disk_usage", lambda p: real_usage(p)._replace(free=0))
+            raise FULL_DISK_ERRORS[raised_by](str(f))
         real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", disk_fills_at_step_4)
@@ -447,6 +461,7 @@ def test_a_full_disk_while_saving_names_what_is_kept_and_resume_finishes(
     assert (checkpoints / "checkpoint-2" / MARKER).exists()
 
     monkeypatch.setattr(torch, "save", real_save)  # space freed
+    monkeypatch.setattr(shutil, "disk_usage", real_usage)
     metrics = run_training(load_config(None, overrides), resume=True)
     assert metrics["resumed_from"].endswith("checkpoint-2")
     assert (out / "adapter" / "adapter_model.safetensors").exists()

@@ -183,11 +183,14 @@ def _check_row(
                 try:
                     _check_audio_file(audio_path, max_duration_s)
                 except AudioError as e:
-                    problems.append(("audio", f"{e.reason} ({audio})"))
+                    problems.append(("audio", f"{e.reason} ({shown_path(audio)})"))
                 except Exception as e:
                     # A decoder bug on one odd file must not stop the check of all the others.
                     problems.append(
-                        ("audio", f"could not be read ({type(e).__name__}: {e}) ({audio})")
+                        (
+                            "audio",
+                            f"could not be read ({type(e).__name__}: {e}) ({shown_path(audio)})",
+                        )
                     )
 
     if problems:

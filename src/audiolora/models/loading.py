@@ -111,7 +111,9 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, ProcessorMixin, Famil
     }
     if cfg.quantization in ("nf4", "int8"):
         kwargs["quantization_config"] = _bnb_config(cfg, family)
-        kwargs["device_map"] = "cuda:0" if torch.cuda.is_available() else "cpu"
+        # Each process of a multi-GPU run puts its copy on its own GPU.
+        gpu = int(os.environ.get("LOCAL_RANK", "0"))
+        kwargs["device_map"] = {"": gpu} if torch.cuda.is_available() else "cpu"
     model = model_cls.from_pretrained(path, **kwargs)
     if cfg.quantization == "nf4" and not torch.cuda.is_available():
         n = disable_cpu_repacking(model)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -32,15 +33,26 @@ def is_main() -> bool:
     return rank() == 0
 
 
+WAIT = timedelta(hours=6)
+"""How long the other ranks wait for rank 0 (which may evaluate a base model for a long time
+alone); NCCL's default of 10 minutes would abort them."""
+
+
 def join_process_group() -> None:
     """Join the group torchrun describes in the environment (once); nothing for one process."""
     if world_size() == 1 or dist.is_initialized():
         return
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl")
+        dist.init_process_group("nccl", timeout=WAIT)
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=WAIT)
+
+
+def barrier() -> None:
+    """Every rank waits here for the others (nothing for one process)."""
+    if dist.is_initialized():
+        dist.barrier()
 
 
 class RankFailed(RuntimeError):
@@ -70,8 +82,10 @@ def once(step: Callable[[], T]) -> T:
 
 
 def picklable(value: Any) -> bool:
+    """Whether `value` survives the trip to another rank (some exceptions pickle but cannot be
+    rebuilt from their arguments)."""
     try:
-        pickle.dumps(value)
+        pickle.loads(pickle.dumps(value))
     except Exception:
         return False
     return True

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import TrainingArguments, set_seed
 
 from audiolora.atomic import atomic_write_json, replace_dir
@@ -45,6 +46,7 @@ from audiolora.training.distributed import (
     once,
     strategy_arguments,
     strategy_problem,
+    world_size,
 )
 from audiolora.training.trainer import (
     AdaLoraAllocator,
@@ -82,13 +84,35 @@ class RunStopped(RuntimeError):
     """The run began and had to stop; the message says what is kept and how to go on."""
 
 
-def disk_full_message(error: OSError, checkpoints: Path) -> str:
+FULL_DISK_WORDS = ("No space left", "os error 28", "Disk quota exceeded")
+
+
+def disk_full(error: Exception, folder: Path) -> bool:
+    """Whether a save failed for want of space. Python says so by errno; torch's writer
+    ("PytorchStreamWriter failed writing file ...: file write failed") and safetensors raise
+    their own errors, so their words are read too, and a bare "write failed" counts when
+    (almost) no space is left where the run writes."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    if any(words in text for words in FULL_DISK_WORDS):
+        return True
+    if "write failed" in text:
+        try:
+            return shutil.disk_usage(folder if folder.exists() else folder.parent).free < 2**26
+        except OSError:
+            return False
+    return False
+
+
+def disk_full_message(error: Exception, checkpoints: Path) -> str:
     """What a full disk cost: the half-written checkpoint goes (it frees space and a resume
     would skip it anyway), the newest complete one stays."""
     kept = latest_complete_checkpoint(checkpoints, clean_incomplete=True)
-    where = error.filename or checkpoints
+    where = getattr(error, "filename", None) or checkpoints
+    reason = getattr(error, "strerror", None) or str(error)
     return (
-        f"the disk filled up while writing {where} ({error.strerror}). "
+        f"the disk filled up while writing {where} ({reason}). "
         + (f"The newest complete checkpoint, {kept}, is intact" if kept else "No checkpoint yet")
         + "; the half-written one was removed. Free some space and rerun with --resume."
     )
@@ -111,7 +135,7 @@ def total_optimizer_steps(config: RunConfig, n_train: int) -> int:
     t = config.training
     if t.max_steps > 0:
         return t.max_steps
-    per_epoch = math.ceil(n_train / (t.batch_size * t.gradient_accumulation_steps))
+    per_epoch = math.ceil(n_train / (t.batch_size * t.gradient_accumulation_steps * world_size()))
     return max(1, math.ceil(per_epoch * t.epochs))
 
 
@@ -422,7 +446,9 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     run_trainable = trainable_names(peft_model)
 
     tracker = AdapterTracker(peft_model)
-    meter = EfficiencyMeter(samples_per_step=t.batch_size * t.gradient_accumulation_steps)
+    meter = EfficiencyMeter(
+        samples_per_step=t.batch_size * t.gradient_accumulation_steps * world_size()
+    )
     history: list[dict[str, Any]] = []
     stages_summary: list[dict[str, Any]] = []
     resumed_from = None
@@ -472,11 +498,12 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             answer_only_logits=isinstance(family, AudioLanguageFamily)
             and not augmenting
             and config.adapter.method != "adalora",
+            loss_is_batch_mean=family.loss_is_batch_mean,
         )
         try:
             trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        except OSError as e:
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        except (OSError, RuntimeError, SafetensorError) as e:
+            if not disk_full(e, stage_ckpts):
                 raise
             raise RunStopped(disk_full_message(e, stage_ckpts)) from e
         finally:  # an error inside a counted step must not leave FLOP counting on

@@ -53,6 +53,7 @@ class AudioTrainer(Trainer):
         head_learning_rate: float | None = None,
         entropy_weight: float = 0.0,
         answer_only_logits: bool = False,
+        loss_is_batch_mean: bool = True,
         **kwargs: Any,
     ) -> None:
         # The processor is kept here rather than passed as `processing_class`: the Trainer would
@@ -65,6 +66,7 @@ class AudioTrainer(Trainer):
         self.eval_options = eval_options or {}
         self.entropy_weight = entropy_weight
         self.answer_only_logits = answer_only_logits
+        self.loss_is_batch_mean = loss_is_batch_mean
         self._entropies: list[float] = []
         config = getattr(self.model, "config", None)  # PEFT forwards the base model's
         self.shifted_labels = not getattr(config, "is_encoder_decoder", False)
@@ -89,18 +91,21 @@ class AudioTrainer(Trainer):
                 result = labelled_positions_loss(model, inputs)  # None where it does not apply
             if result is not None and self.counts_global_tokens(num_items_in_batch):
                 result = result * self.accelerator.num_processes  # as the Trainer's path does
+                result = self.share_of_global_tokens(result, inputs, num_items_in_batch)
         if result is None:
             result = super().compute_loss(
                 model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
             )
-        if self.counts_global_tokens(num_items_in_batch):
-            result = self.share_of_global_tokens(result, inputs, num_items_in_batch)
+            if self.loss_is_batch_mean and self.counts_global_tokens(num_items_in_batch):
+                result = self.share_of_global_tokens(result, inputs, num_items_in_batch)
         if not self.entropy_weight:
             return result
         penalty = entropy_penalty(model)
         if penalty is None:
             return result
         loss, outputs = result if return_outputs else (result, None)
+        if self.counts_global_tokens(num_items_in_batch):  # the Trainer then adds micro-batches
+            penalty = penalty / self.current_gradient_accumulation_steps
         loss = loss + self.entropy_weight * penalty.to(loss.device, loss.dtype)
         self._entropies.append(float(penalty.detach()))
         return (loss, outputs) if return_outputs else loss

@@ -152,7 +152,8 @@ def test_engines_that_always_hang_fail_fast_with_the_reason(
     with pytest.raises(RuntimeError, match="no clip could be synthesized.*timed out"):
         synth_speech_dataset(tmp_path, n_train=2, n_eval=1, timeout_s=0.3, progress=False)
     assert time.monotonic() - started < 6
-    assert json.loads((tmp_path / "dataset.json").read_text())["failed_attempts"] > 0
+    assert json.loads((tmp_path / "failed.json").read_text())["failed_attempts"] > 0
+    assert not (tmp_path / "dataset.json").exists(), "a failed build is not a dataset"
 
 
 @needs_espeak

@@ -57,6 +57,7 @@ from audiolora.builtin.synth.speech import (
     engine_command,
     finish_dataset,
     load_engine_clip,
+    record_failure,
     run_engine,
     split_voices,
     write_manifests,
@@ -582,11 +583,11 @@ def synth_sessions_dataset(
         "failures": failures[:20],
         "elapsed_s": round(time.monotonic() - started, 1),
     }
-    finish_dataset(out_dir, summary)
     if n_sessions and not rows["train"] and not rows["eval"]:
         first = failures[0]["error"] if failures else "no attempt was made"
         raise RuntimeError(
             f"no session could be synthesized ({len(failures)} failed engine calls; first: "
-            f"{first}); see {out_dir / 'dataset.json'}"
+            f"{first}); see {record_failure(out_dir, summary)}"
         )
+    finish_dataset(out_dir, summary)
     return summary

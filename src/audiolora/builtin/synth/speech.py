@@ -310,6 +310,13 @@ def finish_dataset(out_dir: Path, summary: dict) -> None:
     atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(summary, indent=2) + "\n")
 
 
+def record_failure(out_dir: Path, summary: dict) -> Path:
+    """A build that made nothing: its summary goes to `failed.json`, never to the marker."""
+    path = Path(out_dir) / "failed.json"
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+    return path
+
+
 def write_manifests(out_dir: Path, rows: dict[str, list[dict]]) -> None:
     """One JSONL manifest per split (`train.jsonl`, `eval.jsonl`), rows in file order."""
     for split, split_rows in rows.items():
@@ -524,11 +531,11 @@ def synth_speech_dataset(
         "failures": failures[:20],
         "elapsed_s": round(time.monotonic() - started, 1),
     }
-    finish_dataset(out_dir, summary)
     if n_train + n_eval > 0 and not rows["train"] and not rows["eval"]:
         first = failures[0]["error"] if failures else "no attempt was made"
         raise RuntimeError(
             f"no clip could be synthesized ({len(failures)} failed attempts; first: {first}); "
-            f"see {out_dir / 'dataset.json'}"
+            f"see {record_failure(out_dir, summary)}"
         )
+    finish_dataset(out_dir, summary)
     return summary

@@ -53,6 +53,10 @@ class Family:
     contrastive: ClassVar[bool] = False
     """True for models that embed audio and text (CLAP); only the contrastive task takes them."""
     """Whether `adapter.train_audio_encoder` may put LoRA into the audio encoder."""
+    loss_is_batch_mean: ClassVar[bool] = True
+    """The model's own loss averages over its batch's labelled tokens and ignores the step's
+    token count the Trainer hands it (Whisper, Qwen2-Audio); False where the model divides by
+    that count itself (the Omni thinkers)."""
     audio_input_name: ClassVar[str] = "input_features"
     max_audio_seconds: ClassVar[float | None] = 30.0
     """Longest audio one encoder pass takes; longer audio is split into segments (None: the

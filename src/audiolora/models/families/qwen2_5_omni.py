@@ -78,6 +78,7 @@ class Qwen2_5Omni(AudioLanguageFamily):  # noqa: N801 (the model's own name)
     # The vision tower is never run on audio; it stays out of 4-bit with the audio side.
     quant_skip_modules = ("model.audio_tower", "model.visual", "lm_head")
     max_audio_seconds = 30.0
+    loss_is_batch_mean = False  # the thinker divides by the Trainer's token count itself
     """The feature extractor's window; the encoder itself takes only real frames, so a short
     clip costs its own length, not 30 s."""
 
