@@ -47,7 +47,7 @@ def test_once_runs_on_rank_0_and_every_rank_gets_its_result_or_its_error(tmp_pat
 def run(command: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-12000:]
     return done
 
 

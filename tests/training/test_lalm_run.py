@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -59,3 +60,34 @@ def test_lalm_stt_run_trains_projector_and_lora(
     result = runner.invoke(app, ["predict", str(out), str(wav)])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(str(wav))
+
+
+@pytest.mark.parametrize("model_fixture", ["tiny_qwen2_audio_dir", "tiny_omni_dir"])
+def test_gradient_accumulation_matches_the_whole_batch_on_audio_lms(
+    model_fixture: str, speech_dataset: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Qwen2-Audio averages its own tokens (audiolora rescales); the Omni thinker divides by
+    the Trainer's token count itself (audiolora must not rescale again)."""
+    model_dir = request.getfixturevalue(model_fixture)
+    losses = {}
+    for name, extra in (
+        ("whole", ["training.batch_size=4"]),
+        ("accumulated", ["training.batch_size=2", "training.gradient_accumulation_steps=2"]),
+    ):
+        overrides = [
+            f"output_dir={tmp_path / name}",
+            f"model.name={model_dir}",
+            f"data.train={speech_dataset / 'train.jsonl'}",
+            "data.spec_augment.enabled=false",
+            "data.group_by_length=false",
+            "adapter.dropout=0.0",
+            "training.max_steps=2",
+            "training.logging_steps=1",
+            "training.save_steps=100",
+            "training.learning_rate=0.01",
+            "data.retention=[]",
+            *extra,
+        ]
+        metrics = run_training(load_config(None, overrides))
+        losses[name] = [h["loss"] for h in metrics["history"] if "loss" in h]
+    assert losses["accumulated"] == pytest.approx(losses["whole"], rel=1e-4)

@@ -8,6 +8,7 @@ with the names that differ instead of half-loading.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def save_tensors(model: nn.Module, names: Iterable[str], out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / TRAINABLE_WEIGHTS
-    tmp = out_dir / f".{TRAINABLE_WEIGHTS}.tmp"
+    tmp = out_dir / f".{TRAINABLE_WEIGHTS}.tmp-{os.getpid()}"  # no two writers share it
     save_file({n: params[n].detach().cpu().contiguous() for n in names}, str(tmp))
     tmp.replace(path)
     return path

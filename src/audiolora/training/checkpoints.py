@@ -17,7 +17,6 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from audiolora.atomic import atomic_write_text
-from audiolora.training.distributed import barrier
 
 MARKER = "COMPLETE"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -51,6 +50,5 @@ class CompleteMarkerCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        barrier()  # every rank has written its part (its RNG state) before rank 0 marks it
         if folder.is_dir() and args.should_save:
             atomic_write_text(folder / MARKER, f"{state.global_step}\n")

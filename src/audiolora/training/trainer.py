@@ -216,6 +216,8 @@ class AudioTrainer(Trainer):
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         if isinstance(self.model, HeadModel):
+            if not self.args.should_save:  # several processes: rank 0 writes the checkpoint
+                return
             out = output_dir or self.args.output_dir
             self.model.save_trainable(out)
             torch.save(self.args, f"{out}/training_args.bin")

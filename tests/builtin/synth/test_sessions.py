@@ -276,8 +276,9 @@ def test_engines_that_always_hang_fail_fast_with_the_reason(
     with pytest.raises(RuntimeError, match="no session could be synthesized.*timed out"):
         synth_sessions_dataset(tmp_path, timeout_s=0.3, **SMALL)
     assert time.monotonic() - started < 10
-    summary = json.loads((tmp_path / "dataset.json").read_text())
+    summary = json.loads((tmp_path / "failed.json").read_text())
     assert summary["splits"]["train"]["skipped"] == 1 and summary["splits"]["eval"]["skipped"] == 1
+    assert not (tmp_path / "dataset.json").exists(), "a failed build is not a dataset"
 
 
 def test_bad_arguments_name_the_parameter(tmp_path: Path) -> None:
