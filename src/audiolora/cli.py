@@ -151,7 +151,7 @@ def train(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Fine-tune a base model with LoRA/QLoRA as the recipe says; writes RUN/ (see README)."""
-    if nproc > 1:
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:  # already one of torchrun's processes
         relaunch_under_torchrun(nproc)
     _setup_logging(verbose)
     from audiolora.config import ConfigError, load_config
