@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from peft import PeftModel
-from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
 from audiolora.atomic import atomic_write_json
@@ -66,11 +65,7 @@ def export_run(run_dir: Path, out: Path) -> dict[str, Any]:
     merged.save_pretrained(str(partial), safe_serialization=True)
     processor.save_pretrained(str(partial))
     if head is not None:  # beside the model, in the head's own files
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in head.head.state_dict().items()},
-            str(partial / head.weights_file),
-        )
-        atomic_write_json(partial / head.config_file, head.head_config())
+        head.save_head(partial)
     record = {
         "run": str(run_dir.resolve()),
         "task": config.task,

@@ -49,12 +49,6 @@ def join_process_group() -> None:
         dist.init_process_group("gloo", timeout=WAIT)
 
 
-def barrier() -> None:
-    """Every rank waits here for the others (nothing for one process)."""
-    if dist.is_initialized():
-        dist.barrier()
-
-
 class RankFailed(RuntimeError):
     """Rank 0 failed in a step run `once`; its message, for the other ranks."""
 

@@ -68,11 +68,10 @@ class AudioTrainer(Trainer):
         self.answer_only_logits = answer_only_logits
         self.loss_is_batch_mean = loss_is_batch_mean
         self._entropies: list[float] = []
+        # Causal LMs predict label i+1 at position i (their first label is never a target); the
+        # Trainer counts the step's tokens by this attribute, and `share_of_global_tokens` too.
         config = getattr(self.model, "config", None)  # PEFT forwards the base model's
-        self.shifted_labels = not getattr(config, "is_encoder_decoder", False)
-        """Causal LMs predict label i+1 at position i (their first label is never a target);
-        the step's token count must be taken the same way (the Trainer reads this attribute)."""
-        self._loss_shifts_labels = self.shifted_labels
+        self._loss_shifts_labels = not getattr(config, "is_encoder_decoder", False)
 
     def compute_loss(
         self,
@@ -84,20 +83,20 @@ class AudioTrainer(Trainer):
         """The task's loss, plus `adapter.entropy_weight` x the LoRA updates' spectral entropy.
         Audio-LM training steps project only the labelled positions onto the vocabulary
         (`answer_only_logits`; the same loss, see `models.answer_loss`)."""
-        result = None
+        result, batch_mean = None, True  # the answer-only loss is a mean over its batch
         if self.answer_only_logits and model.training and not return_outputs:
             # Called outside the model's (accelerate-wrapped) forward: its autocast is re-entered.
             with self.accelerator.autocast():
                 result = labelled_positions_loss(model, inputs)  # None where it does not apply
             if result is not None and self.counts_global_tokens(num_items_in_batch):
                 result = result * self.accelerator.num_processes  # as the Trainer's path does
-                result = self.share_of_global_tokens(result, inputs, num_items_in_batch)
         if result is None:
             result = super().compute_loss(
                 model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
             )
-            if self.loss_is_batch_mean and self.counts_global_tokens(num_items_in_batch):
-                result = self.share_of_global_tokens(result, inputs, num_items_in_batch)
+            batch_mean = self.loss_is_batch_mean
+        if batch_mean and self.counts_global_tokens(num_items_in_batch):
+            result = self.share_of_global_tokens(result, inputs, num_items_in_batch)
         if not self.entropy_weight:
             return result
         penalty = entropy_penalty(model)
@@ -127,7 +126,7 @@ class AudioTrainer(Trainer):
         weighted wrongly. With this, N processes of batch b train what one process of batch N*b
         trains."""
         labels = inputs["labels"]
-        if self.shifted_labels:
+        if self._loss_shifts_labels:
             labels = labels[..., 1:]
         share = labels.ne(-100).sum() / num_items_in_batch
         if isinstance(result, tuple):

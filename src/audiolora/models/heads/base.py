@@ -54,6 +54,10 @@ class HeadModel(nn.Module):
         out_dir.mkdir(parents=True, exist_ok=True)
         if isinstance(self.backbone, PeftModel):
             self.backbone.save_pretrained(str(out_dir))
+        self.save_head(out_dir)
+
+    def save_head(self, out_dir: Path) -> None:
+        """The head's weights and config alone (also beside an exported, merged backbone)."""
         save_file(
             {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
             str(out_dir / self.weights_file),
