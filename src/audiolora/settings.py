@@ -247,6 +247,12 @@ class TrainingConfig(Section):
     """Checkpoint every N steps (None: once per epoch)."""
     save_total_limit: int = Field(2, ge=2)
     """Checkpoints kept; at least 2 so a complete one survives a kill during a save."""
+    early_stopping_patience: int = Field(0, ge=0)
+    """Positive: stop after this many evaluations without improvement of the task's headline
+    metric, and keep the best evaluated checkpoint as the run's adapter (checkpoints are then
+    saved at every evaluation). 0: train to the end, keep the last weights."""
+    early_stopping_threshold: float = Field(0.0, ge=0)
+    """How much the headline metric must improve to count as an improvement."""
     num_beams: int = Field(1, ge=1)
     max_new_tokens: int = Field(128, ge=1)
     audio_tower_cache_mb: float = Field(1024, ge=0)

@@ -540,3 +540,60 @@ def test_five_kills_in_a_row_even_mid_checkpoint_leave_a_resumable_run(
         torch.testing.assert_close(
             a[key], b[key], rtol=1e-4, atol=1e-6, msg=lambda m, k=key: f"{k}: {m}"
         )
+
+
+def test_early_stopping_keeps_the_best_checkpoint_and_its_patience_survives_resume(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    """A learning rate too small to move the WER: the first evaluation is the best, every
+    later one fails to improve, so patience 2 stops at the third evaluation (step 6 of 12),
+    and the run keeps step 2's adapter. Resumed from step 4, the counter (one evaluation
+    without improvement) comes back with the checkpoint, so the run stops at step 6 again."""
+    extra = {
+        "training.max_steps": 12,
+        "training.eval_steps": 2,
+        "training.save_steps": 5,  # early stopping saves at every evaluation instead
+        "training.save_total_limit": 10,
+        "training.learning_rate": 1e-12,
+        "training.early_stopping_patience": 2,
+    }
+    out = tmp_path / "run"
+    metrics = run_training(
+        load_config(None, tiny_overrides(tiny_random_whisper_dir, speech_dataset, out, **extra))
+    )
+    assert metrics["early_stopping"]["best_step"] == 2
+    assert metrics["early_stopping"]["stopped_early"]
+    assert metrics["efficiency"]["optimizer_steps"] == 6
+    evaluated = [h["step"] for h in metrics["history"] if "eval_wer" in h]
+    assert evaluated[:4] == [0, 2, 4, 6], evaluated  # 0: the base model
+    kept = load_file(str(out / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors"))
+    final = adapter_tensors(out)
+    assert kept.keys() == final.keys()
+    for key in kept:
+        torch.testing.assert_close(final[key], kept[key], rtol=0, atol=0)
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(out, resumed, ignore=shutil.ignore_patterns("checkpoint-6", "adapter"))
+    (resumed / "metrics.json").unlink()
+    again = run_training(
+        load_config(
+            None, tiny_overrides(tiny_random_whisper_dir, speech_dataset, resumed, **extra)
+        ),
+        resume=True,
+    )
+    assert again["resumed_from"] is not None
+    assert max(h["step"] for h in again["history"] if "eval_wer" in h) == 6  # not 8
+    assert again["early_stopping"]["best_step"] == 2
+
+
+def test_early_stopping_without_held_out_data_is_refused_up_front(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    overrides = tiny_overrides(
+        tiny_random_whisper_dir,
+        speech_dataset,
+        tmp_path / "run",
+        **{"data.eval": None, "training.early_stopping_patience": 3},
+    )
+    with pytest.raises(RunError, match="early_stopping_patience needs held-out data"):
+        run_training(load_config(None, overrides))

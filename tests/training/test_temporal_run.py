@@ -199,3 +199,38 @@ def test_an_encoder_decoder_is_refused_before_any_data_is_built(
     config = load_config(None, overrides(tiny_random_whisper_dir, tiny_sessions, tmp_path / "r"))
     with pytest.raises(RunError, match="task temporal needs an audio LM .* is a whisper model"):
         run_training(config)
+
+
+def test_early_stopping_keeps_the_best_evaluated_adapter_and_head(
+    tiny_qwen2_audio_dir: Path, tiny_sessions: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    extra = ("training.max_steps=6", "training.eval_steps=1", "training.early_stopping_patience=1")
+    metrics = run_training(
+        load_config(None, overrides(tiny_qwen2_audio_dir, tiny_sessions, out, *extra))
+    )
+    kept = metrics["early_stopping"]
+    scores = {h["step"]: h["eval_mae_s"] for h in metrics["history"] if "eval_mae_s" in h}
+    trained = {step: mae for step, mae in scores.items() if step > 0}
+    assert kept["best_step"] == min(trained, key=trained.get)
+    assert kept["best_metric"] == pytest.approx(trained[kept["best_step"]])
+    checkpoint = load_file(
+        str(out / "checkpoints" / f"checkpoint-{kept['best_step']}" / "trainable.safetensors")
+    )
+    head = load_file(str(out / "adapter" / "regression_head.safetensors"))
+    (weight,) = (v for k, v in checkpoint.items() if k.endswith("head.weight"))
+    torch.testing.assert_close(head["weight"], weight, rtol=0, atol=0)
+    assert metrics["final"]["mae_s"] == pytest.approx(kept["best_metric"], abs=1e-3)
+
+
+def test_a_recording_in_both_splits_is_refused_before_the_model_loads(
+    tiny_sessions: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    leaky = overrides(tmp_path / "no-model-needed", tiny_sessions, out)
+    leaky = [
+        f"data.eval={tiny_sessions / 'train.jsonl'}" if a.startswith("data.eval=") else a
+        for a in leaky
+    ]
+    with pytest.raises(RunError, match="2 recording.*both the training and the held-out"):
+        run_training(load_config(None, leaky))

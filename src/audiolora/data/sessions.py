@@ -11,6 +11,7 @@ form of `manifest.Problem`, as the rest of the framework does.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -157,6 +158,49 @@ def check_sessions(
         sessions, problems = read_sessions(path, window_s=window_s, boundaries=boundaries)
         reports[split] = SessionReport(Path(path), sessions, problems)
     return apply_bad_input_policy(reports, on_bad_input, rejected_path)
+
+
+def check_no_shared_recordings(reports: dict[str, SessionReport]) -> None:
+    """Refuse a recording that is in both the training and the held-out sessions.
+
+    Windows of one recording in both splits score memory, not the cross-session generalization
+    the seed measures. The same file under two names counts too: files of equal size are
+    compared by content. Raises ValueError naming every shared recording with its lines.
+    """
+    if "train" not in reports or "eval" not in reports:
+        return
+    train, held_out = reports["train"], reports["eval"]
+    by_identity: dict[tuple[int, str], SessionRecord] = {}
+    sizes = {s.audio.stat().st_size for s in held_out.rows}
+    for session in train.rows:
+        size = session.audio.stat().st_size
+        if size in sizes:
+            by_identity[(size, _content_digest(session.audio))] = session
+    shared = []
+    for session in held_out.rows:
+        size = session.audio.stat().st_size
+        seen = by_identity.get((size, _content_digest(session.audio))) if by_identity else None
+        if seen is not None:
+            same = "" if seen.audio == session.audio else f" (the same audio as {seen.audio})"
+            shared.append(
+                f"  {session.audio}{same}: {train.path} line {seen.line} and "
+                f"{held_out.path} line {session.line}"
+            )
+    if shared:
+        raise ValueError(
+            f"{len(shared)} recording(s) are in both the training and the held-out sessions:\n"
+            + "\n".join(shared)
+            + "\nwindows of one recording in both splits measure memory, not generalization to "
+            "new sessions: keep each recording in one split"
+        )
+
+
+def _content_digest(path: Path) -> str:
+    digest = hashlib.sha1()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _check_session(

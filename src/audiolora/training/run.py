@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from transformers import TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, TrainerState, TrainingArguments, set_seed
 
 from audiolora.atomic import atomic_write_json, replace_dir
 from audiolora.config import RunConfig, save_config, schedule, stage_configs
@@ -37,7 +37,7 @@ from audiolora.models.trainable import load_tensors, save_tensors, trainable_nam
 from audiolora.precision import compute_precision, resolve_precision
 from audiolora.reporting.adapter_tracking import plot_adapter_tracking
 from audiolora.reporting.html import write_report
-from audiolora.tasks.base import Task
+from audiolora.tasks.base import Metric, Task
 from audiolora.tasks.registry import get_task
 from audiolora.training.checkpoints import CompleteMarkerCallback, latest_complete_checkpoint
 from audiolora.training.distributed import (
@@ -140,13 +140,26 @@ def total_optimizer_steps(config: RunConfig, n_train: int) -> int:
 
 
 def training_arguments(
-    config: RunConfig, checkpoint_dir: Path, has_eval: bool
+    config: RunConfig, checkpoint_dir: Path, has_eval: bool, best: Metric | None = None
 ) -> TrainingArguments:
+    """The Trainer's arguments from the recipe. `best`: the metric that early stopping watches
+    (the task's headline), given when `training.early_stopping_patience` is set."""
     t = config.training
     cuda = torch.cuda.is_available()
     precision = resolve_precision(t.precision)
     eval_strategy = ("steps" if t.eval_steps else "epoch") if has_eval else "no"
     save_strategy = "steps" if t.save_steps else "epoch"
+    save_steps = t.save_steps
+    keep_best: dict[str, Any] = {}
+    if best is not None and has_eval:
+        # A checkpoint at every evaluation, so the best one evaluated exists to go back to.
+        save_strategy, save_steps = eval_strategy, t.eval_steps
+        keep_best = {
+            "metric_for_best_model": f"eval_{best.key}",
+            "greater_is_better": best.higher_is_better,
+            "load_best_model_at_end": True,
+            "restore_callback_states_from_checkpoint": True,  # patience counter survives resume
+        }
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
         per_device_train_batch_size=t.batch_size,
@@ -168,7 +181,7 @@ def training_arguments(
         eval_strategy=eval_strategy,
         eval_steps=t.eval_steps,
         save_strategy=save_strategy,
-        save_steps=t.save_steps,
+        save_steps=save_steps,
         save_total_limit=t.save_total_limit,
         report_to=t.report_to,
         remove_unused_columns=False,
@@ -178,7 +191,20 @@ def training_arguments(
         **strategy_arguments(t.strategy),
         logging_nan_inf_filter=False,
         disable_tqdm=False,
+        **keep_best,
     )
+
+
+def kept_checkpoint(state: TrainerState, patience: int) -> dict[str, Any]:
+    """With early stopping: which evaluated step the run kept, its score, and whether training
+    stopped before its planned end."""
+    if not patience or state.best_global_step is None:
+        return {}
+    return {
+        "best_step": state.best_global_step,
+        "best_metric": state.best_metric,
+        "stopped_early": state.global_step < state.max_steps,
+    }
 
 
 def save_adapter(task: Task, model: Any, processor: Any, run_dir: Path) -> Path:
@@ -382,6 +408,13 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     plan = stage_configs(config)
     stages = schedule(config)
     stage_reports = once(lambda: check_stage_data(task, plan, run_dir))
+    for (name, stage_config), reports in zip(plan, stage_reports, strict=True):
+        if stage_config.training.early_stopping_patience and "eval" not in reports:
+            where = f"stage {name}: " if len(plan) > 1 else ""
+            raise RunError(
+                f"{where}training.early_stopping_patience needs held-out data to watch: set "
+                "data.eval, or set training.early_stopping_patience=0"
+            )
     try:
         retention_reports = once(lambda: check_retention(task, config, run_dir))
     except ValueError as e:
@@ -479,11 +512,20 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         st = stage_config.training
         tracker.offset = step_offset
         callbacks: list[Any] = [CompleteMarkerCallback(), meter, SkipFinalStepEvaluation(), tracker]
+        if st.early_stopping_patience:
+            callbacks.append(
+                EarlyStoppingCallback(st.early_stopping_patience, st.early_stopping_threshold)
+            )
         if config.adapter.method == "adalora":
             callbacks.append(AdaLoraAllocator(peft_model))
         trainer = AudioTrainer(
             model=peft_model,
-            args=training_arguments(stage_config, stage_ckpts, "eval" in stage_data),
+            args=training_arguments(
+                stage_config,
+                stage_ckpts,
+                "eval" in stage_data,
+                task.metric(task.headline[0]) if st.early_stopping_patience else None,
+            ),
             train_dataset=stage_data["train"],
             eval_dataset=stage_data.get("eval"),
             data_collator=task.collator(processor, family),
@@ -516,6 +558,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "name": name,
             "steps": steps,
+            **kept_checkpoint(trainer.state, st.early_stopping_patience),
             "train_examples": len(stage_data["train"]),
             "learning_rate": st.learning_rate,
             "trainable_params": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
@@ -610,6 +653,12 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             "rank_allocation": rank_report,
             "resumed_from": str(resumed_from) if resumed_from else None,
             "stages": stages_summary if len(plan) > 1 else None,
+            "early_stopping": {
+                k: stages_summary[-1][k]
+                for k in ("best_step", "best_metric", "stopped_early")
+                if k in stages_summary[-1]
+            }
+            or None,
             "history": logged,
             "examples": (final or {}).get("examples", [])[:10],
             "base_examples": (base or {}).get("examples", [])[:10],

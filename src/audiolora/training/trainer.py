@@ -232,6 +232,14 @@ class AudioTrainer(Trainer):
             return
         super()._load_from_checkpoint(resume_from_checkpoint, model)
 
+    def _load_best_model(self) -> None:
+        """Early stopping keeps the best evaluated checkpoint; a head model reads it the way
+        resume does (the Trainer's own loader knows only whole models and PEFT adapters)."""
+        if isinstance(self.model, HeadModel):
+            self.model.load_trainable(self.state.best_model_checkpoint)
+            return
+        super()._load_best_model()
+
 
 class AdaLoraAllocator(TrainerCallback):
     """Calls AdaLoRA's `update_and_allocate` after each optimizer step, while gradients exist."""

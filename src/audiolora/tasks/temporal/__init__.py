@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from transformers import ProcessorMixin
 
 from audiolora.data.augment import install_spec_augment
-from audiolora.data.sessions import SessionReport, check_sessions
+from audiolora.data.sessions import SessionReport, check_no_shared_recordings, check_sessions
 from audiolora.data.sources import resolve_session_manifests
 from audiolora.data.windows import sample_windows
 from audiolora.models.adapters import attach_adapters
@@ -82,13 +82,15 @@ class TemporalLocalization(Task):
         paths = resolve_session_manifests(config.data.train, config.data.eval)
         if "train" not in paths:
             raise ValueError("data.train is not set: give a session manifest or builtin:sessions")
-        return check_sessions(
+        reports = check_sessions(
             paths,
             window_s=config.temporal.window_s,
             boundaries=tuple(config.temporal.boundaries),
             on_bad_input=config.data.on_bad_input,
             rejected_path=run_dir / "rejected.jsonl" if run_dir else None,
         )
+        check_no_shared_recordings(reports)
+        return reports
 
     def build_datasets(
         self,
