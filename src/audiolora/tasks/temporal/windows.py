@@ -125,6 +125,8 @@ def outside_windows(
     options = []
     for index, session in enumerate(sessions):
         for name in boundaries:
+            if name not in session.boundaries:
+                continue  # absent from this recording
             t = session.boundaries[name]
             if t - window_s > 0:
                 options.append((index, name, 0.0, t - window_s, 1.0))

@@ -1,0 +1,319 @@
+"""`audiolora label sessions`: propose every boundary of every recording, resumably, and score
+the proposals against known labels where the manifest has them."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from audiolora.atomic import atomic_write_json, atomic_write_text
+from audiolora.data.manifest import json_objects
+from audiolora.data.sessions import BOUNDARIES, SessionRecord, check_sessions
+from audiolora.labeling.chunks import MAX_CHUNK_WORDS, Chunk, transcript_chunks
+from audiolora.labeling.decode import propose_boundaries
+from audiolora.labeling.llm import AnswerError, PassageLLM
+from audiolora.labeling.prompt import ANSWERS, PromptTemplate, few_shot_examples
+
+ANY_WINDOW_S = 1e-3
+"""The session reader checks audio against a window length; labelling cuts no windows."""
+
+
+@dataclass
+class LabelResult:
+    """What a labelling run wrote and how good its proposals are where labels are known."""
+
+    output: Path
+    sessions: int
+    metrics: dict[str, Any]
+    answer_problems: list[str] = field(default_factory=list)
+
+
+def label_sessions(
+    manifest: Path,
+    output: Path,
+    llm: PassageLLM,
+    template: PromptTemplate,
+    *,
+    examples_from: Path | None = None,
+    shots: int = 0,
+    any_order: bool = False,
+    max_words: int = MAX_CHUNK_WORDS,
+    calibrate: bool = True,
+    on_bad_input: str = "stop",
+    progress: bool = True,
+    settings: dict[str, Any] | None = None,
+) -> LabelResult:
+    """Write OUTPUT: each session row of MANIFEST with `proposed` boundaries.
+
+    Sessions are checked up front (every bad row reported at once; `on_bad_input="skip"`
+    labels the rest). Each finished session is appended to OUTPUT.partial at once, so a killed
+    run resumes where it stopped; OUTPUT itself appears, whole, at the end.
+    """
+    manifest, output = Path(manifest), Path(output)
+    report = check_sessions(
+        {"sessions": manifest},
+        window_s=ANY_WINDOW_S,
+        boundaries=(),
+        on_bad_input=on_bad_input,  # type: ignore[arg-type]
+        rejected_path=output.with_suffix(".rejected.jsonl") if on_bad_input == "skip" else None,
+    )["sessions"]
+    rows = {line: obj for line, obj in json_objects(manifest.read_bytes(), str(manifest))}
+    examples = ""
+    if shots:
+        if examples_from is None:
+            raise ValueError("few-shot examples need --examples-from, a labelled session manifest")
+        if Path(examples_from).resolve() == manifest.resolve():
+            raise ValueError(
+                f"{examples_from} is the manifest being labelled: take few-shot examples from "
+                "other sessions, or their answers leak into the score"
+            )
+        examples = few_shot_examples(labelled_chunks(Path(examples_from), max_words), shots)
+    meta = {
+        "llm": llm.description,
+        "template": str(template.path),
+        "shots": shots,
+        "calibrated": calibrate,
+    }
+    meta.update(settings or {})
+
+    partial = output.with_name(output.name + ".partial")
+    done = resume_rows(partial, meta)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in report.rows if s.line not in done]
+    with partial.open("a", encoding="utf-8") as f:
+        for session in tqdm(todo, desc="labelling sessions", disable=not progress):
+            row = label_one(
+                session,
+                rows[session.line],
+                manifest,
+                output,
+                llm,
+                template,
+                examples,
+                any_order,
+                max_words,
+                meta,
+                calibrate,
+            )
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            done[session.line] = row
+    ordered = [done[line] for line in sorted(done)]
+    problems = [
+        f"{manifest} line {row['source']['line']}, {problem}"
+        for row in ordered
+        for problem in row["label_problems"]
+    ]
+    metrics = proposal_metrics(ordered)
+    atomic_write_text(output, "".join(json.dumps(r) + "\n" for r in ordered))
+    summary = {**meta, "metrics": metrics, "answer_problems": problems}
+    atomic_write_json(output.with_suffix(".summary.json"), summary)
+    partial.unlink(missing_ok=True)
+    return LabelResult(output, len(ordered), metrics, problems)
+
+
+def label_one(
+    session: SessionRecord,
+    source: dict[str, Any],
+    manifest: Path,
+    output: Path,
+    llm: PassageLLM,
+    template: PromptTemplate,
+    examples: str,
+    any_order: bool,
+    max_words: int,
+    meta: dict[str, Any],
+    calibrate: bool = True,
+) -> dict[str, Any]:
+    """The label row of one session: the source row (paths relative to OUTPUT's folder), the
+    proposals, and every answer that was not an answer word."""
+    chunks = transcript_chunks(session.words, max_words)
+    if not chunks:
+        raise ValueError(f"{manifest} line {session.line}: the transcript has no words")
+    prompts = [
+        template.fill(chunk, chunks[i - 1] if i else None, session.duration, examples)
+        for i, chunk in enumerate(chunks)
+    ]
+    answers, problems = [], []
+    uniform = {w: 1 / len(ANSWERS) for w in ANSWERS}
+    for i, answer in enumerate(llm.answer_probabilities(prompts)):
+        if isinstance(answer, AnswerError):
+            problems.append(
+                f"field transcript, passage {i + 1} at {chunks[i].start:.1f} s: {answer}"
+            )
+            answer = uniform  # no information: the passages around it decide
+        answers.append(answer)
+    if calibrate:
+        answers = centred(answers)
+    proposals, order = propose_boundaries(chunks, answers, any_order)
+    row = relocated(source, manifest.resolve().parent, output.resolve().parent)
+    row["proposed"] = {name: proposals[name].as_json() for name in BOUNDARIES}
+    row["proposed_by"] = meta
+    if any_order:
+        row["proposed_phase_order"] = order
+    row["source"] = {"manifest": str(manifest), "line": session.line}
+    row["label_problems"] = problems
+    known = {
+        n: source["boundaries"][n] for n in BOUNDARIES if n in (source.get("boundaries") or {})
+    }
+    if known:
+        row["proposal_errors"] = compare(known, row["proposed"])
+    return row
+
+
+def centred(answers: Sequence[dict[str, float]]) -> list[dict[str, float]]:
+    """Answer probabilities with each answer's mean log probability over the session's passages
+    taken out (then renormalised): a small LLM prefers some answer word whatever the passage
+    says, and the session's average is the best estimate of that preference (contextual
+    calibration, Zhao et al. 2021, with the session as the content-free input)."""
+    words = list(ANSWERS)
+    logp = np.log(np.clip([[a[w] for w in words] for a in answers], 1e-12, None))
+    logp -= logp.mean(axis=0, keepdims=True)
+    probs = np.exp(logp - logp.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    return [dict(zip(words, row.tolist(), strict=True)) for row in probs]
+
+
+def relocated(row: dict[str, Any], source_dir: Path, output_dir: Path) -> dict[str, Any]:
+    """The row with its file paths relative to the output's folder, so the label file is a
+    session manifest wherever it is written."""
+    out = dict(row)
+    for key in ("audio", "transcript"):
+        if isinstance(out.get(key), str):
+            out[key] = os.path.relpath(source_dir / out[key], output_dir)
+    return out
+
+
+def compare(known: dict[str, float | None], proposed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per boundary: the absolute error in seconds where both have a time, "missed" where a
+    present phase was proposed absent, "invented" where an absent one was proposed present."""
+    out: dict[str, Any] = {}
+    for name, truth in known.items():
+        guess = proposed[name]["time_s"]
+        if truth is None and guess is None:
+            out[name] = "absent, agreed"
+        elif truth is None:
+            out[name] = "invented"
+        elif guess is None:
+            out[name] = "missed"
+        else:
+            out[name] = round(abs(guess - truth), 3)
+    return out
+
+
+def proposal_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """MAE of the proposals over boundaries with a known and a proposed time, and presence
+    mistakes counted apart (a time error cannot be given to an absent phase)."""
+    errors = [e for r in rows for e in r.get("proposal_errors", {}).values()]
+    seconds = np.array([e for e in errors if isinstance(e, int | float)], dtype=float)
+    if not errors:
+        return {}
+    out: dict[str, Any] = {
+        "boundaries": len(errors),
+        "missed": sum(e == "missed" for e in errors),
+        "invented": sum(e == "invented" for e in errors),
+    }
+    if len(seconds):
+        out |= {
+            "mae_s": float(seconds.mean()),
+            "median_ae_s": float(np.median(seconds)),
+            "within_5s": float((seconds <= 5).mean()),
+            "within_10s": float((seconds <= 10).mean()),
+        }
+    return out
+
+
+def resume_rows(partial: Path, meta: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Sessions an interrupted run finished (a half-written last line is dropped); a partial
+    file from other settings is refused rather than mixed in."""
+    if not partial.exists():
+        return {}
+    done: dict[int, dict[str, Any]] = {}
+    good_lines = []
+    for line in partial.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("proposed_by") != meta:
+            raise ValueError(
+                f"{partial} holds labels made with other settings ({row.get('proposed_by')}); "
+                "delete it to start again, or rerun with the same settings to resume"
+            )
+        done[row["source"]["line"]] = row
+        good_lines.append(line)
+    atomic_write_text(partial, "".join(f"{line}\n" for line in good_lines))
+    return done
+
+
+def labelled_chunks(manifest: Path, max_words: int) -> list[Chunk]:
+    """Passages of sessions whose transcript words carry their phase, for few-shot examples."""
+    report = check_sessions(
+        {"examples": manifest},
+        window_s=ANY_WINDOW_S,
+        boundaries=(),
+        on_bad_input="stop",
+        rejected_path=None,
+    )["examples"]
+    chunks = [c for s in report.rows for c in transcript_chunks(s.words, max_words)]
+    if not any(c.phase for c in chunks):
+        raise ValueError(f"{manifest}: no transcript word has a 'phase', so there is no example")
+    return chunks
+
+
+def label_sweep(
+    manifest: Path,
+    out_dir: Path,
+    make_llm: Callable[[float], PassageLLM],
+    templates: Sequence[Path | None],
+    temperatures: Sequence[float],
+    shots: Sequence[int],
+    *,
+    examples_from: Path | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """The seed's prompt ablation: every template x temperature x few-shot count labels the
+    manifest into OUT_DIR/<variant>.jsonl, scored against its known boundaries. A finished
+    variant is read back instead of run again, an interrupted one resumes."""
+    out_dir = Path(out_dir)
+    results = []
+    for path in templates:
+        template = PromptTemplate.load(path)
+        for temperature in temperatures:
+            llm = make_llm(temperature)
+            for k in shots:
+                name = f"{template.path.stem}-t{temperature:g}-shots{k}"
+                output = out_dir / f"{name}.jsonl"
+                summary = output.with_suffix(".summary.json")
+                if output.exists() and summary.exists():
+                    metrics = json.loads(summary.read_text())["metrics"]
+                else:
+                    metrics = label_sessions(
+                        manifest,
+                        output,
+                        llm,
+                        template,
+                        examples_from=examples_from,
+                        shots=k,
+                        progress=progress,
+                        settings={"temperature": temperature},
+                    ).metrics
+                results.append(
+                    {
+                        "variant": name,
+                        "template": str(template.path),
+                        "temperature": temperature,
+                        "shots": k,
+                        **metrics,
+                    }
+                )
+    atomic_write_json(out_dir / "sweep.json", results)
+    return results
