@@ -754,9 +754,16 @@ def synth_sessions(
     min_minutes: Annotated[float, typer.Option(help="Shortest session.")] = 3.0,
     max_minutes: Annotated[float, typer.Option(help="Longest session.")] = 6.0,
     seed: Annotated[int, typer.Option()] = 0,
+    missing_share: Annotated[
+        float, typer.Option(help="Share of sessions without P1 or P3 (boundaries null).")
+    ] = 0.0,
+    reorder_share: Annotated[
+        float, typer.Option(help="Share of sessions with the phases in another order.")
+    ] = 0.0,
 ) -> None:
     """Multi-phase two-speaker sessions (orientation, narrative, processing) with phase
-    boundaries and word timestamps, for temporal localization."""
+    boundaries and word timestamps, for temporal localization; optionally some that break the
+    usual structure (a missing phase, phases reordered)."""
     from audiolora.builtin.synth.sessions import synth_sessions_dataset
 
     try:
@@ -767,6 +774,8 @@ def synth_sessions(
             seed=seed,
             min_minutes=min_minutes,
             max_minutes=max_minutes,
+            missing_share=missing_share,
+            reorder_share=reorder_share,
         )
     except (RuntimeError, ValueError) as e:
         fail(str(e))

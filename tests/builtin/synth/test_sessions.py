@@ -286,3 +286,36 @@ def test_bad_arguments_name_the_parameter(tmp_path: Path) -> None:
         synth_sessions_dataset(tmp_path, n_sessions=2, n_eval=3, progress=False)
     with pytest.raises(ValueError, match="min_minutes <= max_minutes"):
         synth_sessions_dataset(tmp_path, min_minutes=5, max_minutes=4, progress=False)
+
+
+@needs_espeak
+def test_sessions_that_break_the_structure_say_so_and_still_check(tmp_path: Path) -> None:
+    """A missing P1 or P3 is null in the manifest; reordered phases come with their
+    `phase_order`; every word still lies inside its (moved) phase, and the reader takes them."""
+    from audiolora.data.sessions import read_sessions
+
+    summary = synth_sessions_dataset(
+        tmp_path, n_sessions=6, n_eval=0, min_minutes=0.75, max_minutes=1.0, seed=0,
+        progress=False, missing_share=0.5, reorder_share=0.5,
+    )  # fmt: skip
+    layouts = summary["splits"]["train"]["layouts"]
+    assert "P1-P2-P3" not in layouts and sum(layouts.values()) == 6
+    assert any(len(k.split("-")) == 2 for k in layouts) and any(len(k) == 8 for k in layouts)
+    for row, words in sessions_of(tmp_path):
+        b = row["boundaries"]
+        absent = [p for p in PHASES if b[f"{p}_start"] is None]
+        if absent:
+            assert absent in (["P1"], ["P3"]) and b[f"{absent[0]}_end"] is None
+            assert "phase_order" not in row
+            assert not any(w["phase"] == absent[0] for w in words)
+        else:
+            assert row["phase_order"] != list(PHASES) and sorted(row["phase_order"]) == list(PHASES)
+            order = row["phase_order"]
+            assert b[f"{order[0]}_end"] <= b[f"{order[1]}_start"] <= b[f"{order[2]}_start"]
+        check_session(row, words)
+        starts = [w["start"] for w in words]
+        assert starts == sorted(starts), "words in time order after the phases moved"
+    sessions_read, problems = read_sessions(tmp_path / "train.jsonl", window_s=10, boundaries=())
+    assert not problems and len(sessions_read) == 6
+    with_absent = [s for s in sessions_read if s.absent]
+    assert with_absent and all(len(s.absent) == 2 for s in with_absent)

@@ -30,6 +30,7 @@ fails too, so its file number is left unused.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import statistics
@@ -121,6 +122,9 @@ class SessionPlan:
     p1_share: float
     p2_share: float
     text_seed: str  # seeds the script and the pauses; the same for every cast
+    layout: tuple[str, ...] = PHASES
+    """The phases in the order the recording has them: all three in the usual order, or one
+    missing (P1 or P3), or all three reordered."""
 
     @property
     def name(self) -> str:
@@ -377,6 +381,46 @@ def _perform(plan: SessionPlan, cast: tuple[Speaker, Speaker], rec: _Recorder) -
     return script.scenario.name
 
 
+def _rearrange(audio: np.ndarray, rec: _Recorder, layout: tuple[str, ...]) -> np.ndarray:
+    """The recording with its phase blocks in `layout` order (a phase not in it cut out);
+    word times and phase spans in `rec` move with their audio.
+
+    A block runs from its phase's start to the next phase's start (the pause after it comes
+    along); the small talk before P1 and from P3's end on stays where it is."""
+    cut = [rec.spans[p][0] for p in PHASES] + [rec.spans["P3"][1]]
+    blocks = {p: (cut[k], cut[k + 1]) for k, p in enumerate(PHASES)}
+    pieces, moved, at = [audio[: cut[0]]], {}, cut[0]
+    for phase in layout:
+        lo, hi = blocks[phase]
+        pieces.append(audio[lo:hi])
+        moved[phase] = at - lo
+        at += hi - lo
+    tail_shift = at - cut[-1]
+    pieces.append(audio[cut[-1] :])
+    shift = {**moved, "lead_in": 0, "wrap_up": tail_shift}
+    rec.words = [
+        {**w, "start": w["start"] + shift[w["phase"]], "end": w["end"] + shift[w["phase"]]}
+        for w in rec.words
+        if w["phase"] in shift
+    ]
+    rec.words.sort(key=lambda w: w["start"])
+    rec.spans = {p: [rec.spans[p][0] + moved[p], rec.spans[p][1] + moved[p]] for p in layout}
+    return np.concatenate(pieces)
+
+
+def draw_layout(rng: random.Random, missing_share: float, reorder_share: float) -> tuple[str, ...]:
+    """A session's phase layout: one of P1 or P3 missing with `missing_share`, the three
+    phases in another order with `reorder_share`, else the usual order."""
+    draw = rng.random()
+    if draw < missing_share:
+        gone = rng.choice(("P1", "P3"))
+        return tuple(p for p in PHASES if p != gone)
+    if draw < missing_share + reorder_share:
+        others = [order for order in itertools.permutations(PHASES) if order != PHASES]
+        return rng.choice(others)
+    return PHASES
+
+
 def _seconds(samples: int) -> float:
     return round(samples / SAMPLE_RATE, 3)
 
@@ -388,13 +432,14 @@ def check_session(row: dict, words: list[dict]) -> None:
     its transcript too.
     """
     b = row["boundaries"]
-    edges = [b[f"{p}_{edge}"] for p in PHASES for edge in ("start", "end")]
-    if edges[0] < 0 or edges != sorted(edges) or edges[-1] > row["duration"]:
+    order = [p for p in row.get("phase_order", PHASES) if b[f"{p}_start"] is not None]
+    edges = [b[f"{p}_{edge}"] for p in order for edge in ("start", "end")]
+    if not edges or edges[0] < 0 or edges != sorted(edges) or edges[-1] > row["duration"]:
         raise ValueError(f"{row['audio']}: phase boundaries out of order: {b}")
     for w in words:
         if w["phase"] in OUTSIDE:
             before, after = w["phase"] == "lead_in", w["phase"] == "wrap_up"
-            if (before and w["end"] > b["P1_start"]) or (after and w["start"] < b["P3_end"]):
+            if (before and w["end"] > edges[0]) or (after and w["start"] < edges[-1]):
                 raise ValueError(f"{row['audio']}: small talk inside the phases: {w} with {b}")
             continue
         if w["phase"] not in PHASES or not (
@@ -421,6 +466,8 @@ def _build_session(
         failures.extend(rec.failures)
         noise_rng = np.random.default_rng(rec.rng.getrandbits(32))
         audio = np.concatenate(rec.chunks)
+        if plan.layout != PHASES:
+            audio = _rearrange(audio, rec, plan.layout)
         audio += noise_rng.normal(0, rec.rng.uniform(*NOISE_RMS), len(audio)).astype(np.float32)
         audio = np.clip(audio, -1.0, 1.0)
         clinician, client = cast
@@ -428,10 +475,11 @@ def _build_session(
             "audio": f"audio/{plan.split}/{plan.name}.wav",
             "duration": _seconds(len(audio)),
             "boundaries": {
-                f"{p}_{edge}": _seconds(rec.spans[p][k])
+                f"{p}_{edge}": _seconds(rec.spans[p][k]) if p in rec.spans else None
                 for p in PHASES
                 for k, edge in enumerate(("start", "end"))
             },
+            **({"phase_order": list(plan.layout)} if len(plan.layout) == len(PHASES) else {}),
             "transcript": f"transcripts/{plan.split}/{plan.name}.json",
             "speakers": {"clinician": clinician.voice.id, "client": client.voice.id},
             "scenario": scenario,
@@ -455,10 +503,18 @@ def _split_summary(rows: list[dict], requested: int, rebuilt: int) -> dict:
     durations = [r["duration"] for r in rows]
     phases = {
         p: _stats(
-            [round(r["boundaries"][f"{p}_end"] - r["boundaries"][f"{p}_start"], 1) for r in rows]
+            [
+                round(r["boundaries"][f"{p}_end"] - r["boundaries"][f"{p}_start"], 1)
+                for r in rows
+                if r["boundaries"][f"{p}_start"] is not None
+            ]
         )
         for p in PHASES
     }
+    layouts: dict[str, int] = {}
+    for r in rows:
+        present = [p for p in r.get("phase_order", PHASES) if r["boundaries"][f"{p}_start"]]
+        layouts["-".join(present)] = layouts.get("-".join(present), 0) + 1
     return {
         "requested": requested,
         "sessions": len(rows),
@@ -467,6 +523,7 @@ def _split_summary(rows: list[dict], requested: int, rebuilt: int) -> dict:
         "seconds": round(sum(durations), 1),
         "duration": _stats(durations),
         "phase_seconds": phases,
+        "layouts": layouts,
         "voices": sorted({v for r in rows for v in r["speakers"].values()}),
         "scenarios": sorted({r["scenario"] for r in rows}),
     }
@@ -489,6 +546,8 @@ def synth_sessions_dataset(
     max_minutes: float = 6.0,
     timeout_s: float = 20.0,
     progress: bool = True,
+    missing_share: float = 0.0,
+    reorder_share: float = 0.0,
 ) -> dict:
     """Synthesize ``n_sessions`` three-phase sessions (``n_eval`` of them eval) and return the
     summary that is also written to ``dataset.json``.
@@ -498,9 +557,15 @@ def synth_sessions_dataset(
     shortest possible script (about 70 s: agenda, one check-in, hand-over, three narrative
     sentences, one reflective exchange, closing) is longer. Eval sessions use voices held out
     of train where the engines have enough (as in ``synth_speech_dataset``). The same ``seed``
-    gives the same sessions. Raises RuntimeError when no engine is installed or no session
-    could be made.
+    gives the same sessions. ``missing_share`` of the sessions lack P1 or P3 (their
+    boundaries null), ``reorder_share`` have the three phases in another order (the row's
+    ``phase_order``), drawn from their own seed so that the usual sessions stay the same.
+    Raises RuntimeError when no engine is installed or no session could be made.
     """
+    if not (missing_share >= 0 and reorder_share >= 0 and missing_share + reorder_share <= 1):
+        raise ValueError(
+            f"need shares >= 0 that sum to <= 1, got {missing_share=}, {reorder_share=}"
+        )
     if not 0 <= n_eval <= n_sessions:
         raise ValueError(f"need 0 <= n_eval <= n_sessions, got n_eval={n_eval}, {n_sessions=}")
     if not 0 < min_minutes <= max_minutes:
@@ -518,6 +583,7 @@ def synth_sessions_dataset(
     if not train_pools:
         raise RuntimeError(f"{usable} found but they list no English voice; {INSTALL_HINT}")
 
+    layout_rng = random.Random(f"{seed}-layouts")
     plans = []
     for index in range(n_sessions):
         split, pools = (
@@ -534,6 +600,7 @@ def synth_sessions_dataset(
                 p1_share=rng.uniform(*P1_SHARE),
                 p2_share=rng.uniform(*P2_SHARE),
                 text_seed=f"{seed}-{split}-{split_index}",
+                layout=draw_layout(layout_rng, missing_share, reorder_share),
             )
         )
     begin_dataset(out_dir)
