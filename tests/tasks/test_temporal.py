@@ -18,7 +18,7 @@ from audiolora.models.adapters import attach_adapters
 from audiolora.models.families import QWEN2_AUDIO
 from audiolora.models.heads.regression import OffsetRegressor, hidden_size_of
 from audiolora.tasks.temporal import TemporalConfig, search
-from audiolora.tasks.temporal.search import locate_boundaries, session_metrics
+from audiolora.tasks.temporal.search import locate_boundaries, session_errors, session_metrics
 from audiolora.tasks.temporal.windows import (
     WindowCollator,
     WindowDataset,
@@ -288,3 +288,39 @@ def same_search(fast_search: dict, slow_search: dict) -> None:
         )
         assert fast["time_s"] == pytest.approx(slow["time_s"], abs=0.01)
         assert fast["coarse_s"] == pytest.approx(slow["coarse_s"], abs=0.01)
+
+
+def test_a_phase_found_shorter_than_min_phase_s_is_reported_absent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The head answers as if P1 had no length (start = end = 40 s); with `min_phase_s` the
+    search reports P1 absent instead of forcing it, and presence mistakes are counted apart
+    from the MAE."""
+    belief = {"P1_start": 40.0, "P1_end": 40.0, "P2_start": 64.5, "P2_end": 190.2,
+              "P3_start": 192.0, "P3_end": 280.0}  # fmt: skip
+    heard = SessionRecord(1, Path("x.wav"), 283.0, belief)
+
+    def head(model: object, dataset: WindowDataset, **_: object) -> list[float]:
+        dataset.sessions = [heard]
+        return oracle_offsets(model, dataset)
+
+    use_head(monkeypatch, head)
+    without_p1 = {k: v for k, v in belief.items() if not k.startswith("P1")}
+    absent = SessionRecord(1, Path("x.wav"), 283.0, without_p1,
+                           absent=frozenset({"P1_start", "P1_end"}))  # fmt: skip
+    found = locate_boundaries(ANY_HEAD, None, absent, BOUNDARIES, window_s=30, hop_s=15,
+                              min_phase_s=5.0)  # type: ignore[arg-type]  # fmt: skip
+    assert found["P1_start"]["time_s"] is None and found["P1_end"]["time_s"] is None
+    assert found["P2_start"]["time_s"] == pytest.approx(64.5, abs=1e-6)
+    agreed = session_errors(found, absent)
+    assert "P1_start" not in agreed and agreed["P2_start"] == pytest.approx(0, abs=1e-6)
+
+    present = SessionRecord(1, Path("x.wav"), 283.0, {**belief, "P1_start": 10.0, "P1_end": 38.0})
+    missed = session_errors(found, present)
+    assert missed["P1_start"] == missed["P1_end"] == "missed"
+    forced = locate_boundaries(ANY_HEAD, None, absent, BOUNDARIES, window_s=30, hop_s=15)  # type: ignore[arg-type]
+    invented = session_errors(forced, absent)
+    assert invented["P1_start"] == "invented"
+    metrics = session_metrics([missed, invented])
+    assert metrics["missed"] == 2 and metrics["invented"] == 2
+    assert metrics["count"] == 8  # the timed P2/P3 boundaries of both sessions only

@@ -35,9 +35,10 @@ def plot_sessions(result: dict[str, Any], path: Path, window_s: float) -> None:
             colour = colours[i % len(colours)]
             centres = [start + window_s / 2 for start, _ in said]
             ax.plot(centres, [p for _, p in said], color=colour, lw=1.2, label=name)
-            if name in session["annotated"]:
+            if session["annotated"].get(name) is not None:
                 ax.axvline(session["annotated"][name], color=colour, ls="--", lw=0.9)
-            ax.axvline(session["boundaries"][name], color=colour, ls=":", lw=1.4)
+            if session["boundaries"][name] is not None:  # None: reported absent
+                ax.axvline(session["boundaries"][name], color=colour, ls=":", lw=1.4)
         ax.set_title(Path(session["audio"]).name, fontsize=9)
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("window centre (s)", fontsize=8)

@@ -42,6 +42,11 @@ class TemporalConfig(Section):
     """Learning rate of the head (None: training.learning_rate)."""
     hop_s: float | None = Field(None, gt=0)
     """Session-level inference: hop of the coarse pass (None: half a window)."""
+    min_phase_s: float = Field(0.0, ge=0)
+    """Session-level inference: a phase found shorter than this is reported absent (its start
+    and end null) instead of forced into the recording. 0 (default) forces every phase: the
+    head is not trained on absent phases, and a weak head squeezes present phases too (a
+    random one does), so this is a rule to set for recordings where phases may be missing."""
     eval_seed: int = 1234
     """Seed of the held-out windows: fixed, so runs with different training seeds are scored on
     the same windows."""

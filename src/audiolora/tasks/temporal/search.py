@@ -43,13 +43,15 @@ def locate_boundaries(
     progress: bool = False,
     share_prefix: bool = True,
     question_last: bool = False,
+    min_phase_s: float = 0.0,
 ) -> dict[str, dict[str, Any]]:
     """Boundary times in a whole recording: coarse pass, then a re-centred refining pass.
 
     `share_prefix` runs each coarse window's audio and common prompt beginning once for all its
     boundary questions, where the family allows (same numbers, several times faster); False
     gives the one-prompt-at-a-time path. `question_last`: the run's prompt order
-    (`temporal.question_last`). Returns boundary -> {"time_s", "coarse_s",
+    (`temporal.question_last`). A phase whose found start and end lie less than `min_phase_s`
+    apart is reported absent: `time_s` None for both. Returns boundary -> {"time_s", "coarse_s",
     "window_start_s", "coarse_pass": [[start, said offset], ...]}. Recordings shorter than the
     window are seen as one shorter window.
     """
@@ -103,9 +105,18 @@ def locate_boundaries(
     times = np.maximum.accumulate(
         [start + p * length for (_, start), p in zip(refine_pairs, refined, strict=True)]
     )
+    found = dict(zip(boundaries, times.tolist(), strict=True))
+    absent = {
+        name
+        for phase in ("P1", "P2", "P3")
+        if f"{phase}_start" in found
+        and f"{phase}_end" in found
+        and found[f"{phase}_end"] - found[f"{phase}_start"] < min_phase_s
+        for name in (f"{phase}_start", f"{phase}_end")
+    }
     return {
         name: {
-            "time_s": float(time_s),
+            "time_s": None if name in absent else float(time_s),
             "coarse_s": estimates[name],
             "window_start_s": start,
             "coarse_pass": [
@@ -177,21 +188,31 @@ def phase_prior(sessions: Sequence[SessionRecord], boundaries: Sequence[str]) ->
 
 def session_errors(
     predicted: dict[str, dict[str, Any]], session: SessionRecord
-) -> dict[str, float]:
-    """|predicted - annotated| in seconds for each boundary the session annotates."""
-    return {
-        name: abs(found["time_s"] - session.boundaries[name])
-        for name, found in predicted.items()
-        if name in session.boundaries
-    }
+) -> dict[str, float | str]:
+    """Per boundary the session annotates: |predicted - annotated| in seconds where both are
+    times, "missed" for a present phase reported absent, "invented" for an absent phase
+    (null in the manifest) given a time."""
+    errors: dict[str, float | str] = {}
+    for name, found in predicted.items():
+        if name in session.boundaries:
+            t = found["time_s"]
+            errors[name] = "missed" if t is None else abs(t - session.boundaries[name])
+        elif name in session.absent and found["time_s"] is not None:
+            errors[name] = "invented"
+    return errors
 
 
-def session_metrics(errors: list[dict[str, float]]) -> dict[str, float]:
-    """Session-level MAE over all (session, boundary) pairs and per boundary type."""
+def session_metrics(errors: list[dict[str, float | str]]) -> dict[str, float]:
+    """Session-level MAE over all (session, boundary) pairs with both times, per boundary type
+    too; presence mistakes (`missed`, `invented`) are counted apart, since a phase reported
+    absent has no time to be wrong by."""
     flat = [(name, e) for per_session in errors for name, e in per_session.items()]
-    if not flat:
-        return {}
-    names = [n for n, _ in flat]
-    values = [e for _, e in flat]
+    timed = [(n, e) for n, e in flat if not isinstance(e, str)]
+    presence = {kind: sum(e == kind for _, e in flat) for kind in ("missed", "invented")}
+    if not timed:
+        return {**presence} if any(presence.values()) else {}
+    names = [n for n, _ in timed]
+    values = [float(e) for _, e in timed]
     # Offsets 0 vs error/1 with unit "windows" give errors in seconds directly.
-    return localization_metrics(values, [0.0] * len(values), [1.0] * len(values), names)
+    metrics = localization_metrics(values, [0.0] * len(values), [1.0] * len(values), names)
+    return {**metrics, **presence}

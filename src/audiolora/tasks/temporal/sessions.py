@@ -79,6 +79,7 @@ def locate_in_sessions(
                 progress=progress,
                 share_prefix=share_prefix,
                 question_last=cfg.question_last,
+                min_phase_s=cfg.min_phase_s,
             )
         err = session_errors(found, session)
         errors.append(err)
@@ -90,14 +91,24 @@ def locate_in_sessions(
             {
                 "audio": str(session.audio),
                 "line": session.line,
-                "boundaries": {n: round(v["time_s"], 2) for n, v in found.items()},
+                "boundaries": {
+                    n: None if v["time_s"] is None else round(v["time_s"], 2)
+                    for n, v in found.items()
+                },
                 "coarse": {n: round(v["coarse_s"], 2) for n, v in found.items()},
-                "annotated": {n: session.boundaries[n] for n in found if n in session.boundaries},
-                "abs_error_s": {n: round(e, 2) for n, e in err.items()},
+                "annotated": {
+                    n: session.boundaries.get(n)
+                    for n in found
+                    if n in session.boundaries or n in session.absent
+                },
+                "abs_error_s": {
+                    n: e if isinstance(e, str) else round(e, 2) for n, e in err.items()
+                },
                 "coarse_pass": {n: v["coarse_pass"] for n, v in found.items()},
             }
         )
     result = {
+        "manifest": str(Path(manifest).resolve()),
         "window_s": cfg.window_s,
         "sessions": results,
         "metrics": session_metrics(errors),
@@ -125,6 +136,12 @@ def training_prior(config: Any) -> dict[str, float]:
     return phase_prior(report.rows, config.temporal.boundaries)
 
 
+def shown_time(times: dict[str, float | None], name: str) -> str:
+    if name not in times:
+        return "—"
+    return "absent" if times[name] is None else str(times[name])
+
+
 def printout(run_dir: Path, manifest: Path, result: dict[str, Any]) -> Printout:
     """The located boundaries as a table, the session-level errors as sentences, and the
     result written to RUN/sessions-M.json with its plot."""
@@ -134,8 +151,8 @@ def printout(run_dir: Path, manifest: Path, result: dict[str, Any]) -> Printout:
         [
             Path(session["audio"]).name,
             name,
-            f"{t:.1f}",
-            str(session["annotated"].get(name, "—")),
+            "absent" if t is None else f"{t:.1f}",
+            shown_time(session["annotated"], name),
             str(session["abs_error_s"].get(name, "—")),
         ]
         for session in result["sessions"]
@@ -148,6 +165,11 @@ def printout(run_dir: Path, manifest: Path, result: dict[str, Any]) -> Printout:
             f"session-level MAE {m['mae_s']:.2f} s (median {m['median_ae_s']:.2f} s, "
             f"{m['within_5s']:.0%} within ±5 s, {m['within_10s']:.0%} within ±10 s, "
             f"{m['count']} boundaries)"
+        )
+    if m.get("missed") or m.get("invented"):
+        lines.append(
+            f"phase presence: {m['missed']} boundaries of present phases reported absent, "
+            f"{m['invented']} of absent phases given a time (not in the MAE)"
         )
     c = result.get("coarse_metrics")
     if m and c:
