@@ -420,6 +420,10 @@ def label_sessions_command(
         bool, typer.Option(help="Take out the LLM's preference for an answer word per session.")
     ] = True,
     on_bad_input: Annotated[str, typer.Option(help="stop | skip (bad sessions listed).")] = "stop",
+    reference_from: Annotated[
+        Path | None,
+        typer.Option(help="Labelled sessions: score their mean boundary positions alongside."),
+    ] = None,
 ) -> None:
     """Propose every phase boundary (or 'absent') of each recording with an LLM, from its
     word-timestamped transcript, with evidence and confidence. Resumes when interrupted; scores
@@ -444,6 +448,7 @@ def label_sessions_command(
             calibrate=calibrate,
             on_bad_input=on_bad_input,
             settings={"temperature": temperature},
+            reference_from=reference_from,
         )
     except (BadInputError, ValueError) as e:
         fail(str(e))
@@ -456,6 +461,8 @@ def label_sessions_command(
         err_console.print(f"[yellow]{problem}[/yellow]")
     if result.metrics:
         console.print(proposal_line(result.metrics))
+    if "reference" in result.metrics:
+        console.print("reference, " + proposal_line(result.metrics["reference"]))
 
 
 def proposal_line(m: dict[str, Any]) -> str:
@@ -489,6 +496,10 @@ def label_sweep_command(
     llm: Annotated[str, typer.Option(help=LLM_HELP)] = "builtin",
     endpoint: Annotated[str | None, typer.Option(help=ENDPOINT_HELP)] = None,
     api_key_env: Annotated[str | None, typer.Option(help="Env variable with the API key.")] = None,
+    reference_from: Annotated[
+        Path | None,
+        typer.Option(help="Labelled sessions: score their mean boundary positions alongside."),
+    ] = None,
 ) -> None:
     """The seed's prompt ablation: phrasing (templates) x temperature x few-shot examples, each
     scored as MAE of its proposals against the manifest's boundaries. Resumable."""
@@ -516,6 +527,7 @@ def label_sweep_command(
             temperature or [1.0],
             shots or [0],
             examples_from=examples_from,
+            reference_from=reference_from,
         )
     except (BadInputError, ValueError) as e:
         fail(str(e))
@@ -536,6 +548,8 @@ def label_sweep_command(
             str(r.get("invented", "—")),
         )
     console.print(table)
+    if rows and "reference" in rows[0]:
+        console.print("reference, " + proposal_line(rows[0]["reference"]))
     console.print(f"written: {output_dir / 'sweep.json'}")
 
 

@@ -121,10 +121,18 @@ def test_cli_labels_through_an_endpoint_and_prints_the_score(
             endpoint.url,
             "--llm",
             "stub",
+            "--reference-from",
+            str(labelled_sessions),
         ],
     )
     assert result.exit_code == 0, result.output
     assert "3 sessions labelled" in result.output and "MAE 0.00 s" in result.output
+    # The input-blind reference: each boundary at its mean share of the recording.
+    assert "reference, against the manifest's boundaries: MAE" in result.output
+    assert (
+        json.loads(out.with_suffix(".summary.json").read_text())["metrics"]["reference"]["mae_s"]
+        > 0
+    )
     missing = CliRunner().invoke(
         app,
         [

@@ -49,12 +49,16 @@ def label_sessions(
     on_bad_input: str = "stop",
     progress: bool = True,
     settings: dict[str, Any] | None = None,
+    reference_from: Path | None = None,
 ) -> LabelResult:
     """Write OUTPUT: each session row of MANIFEST with `proposed` boundaries.
 
     Sessions are checked up front (every bad row reported at once; `on_bad_input="skip"`
     labels the rest). Each finished session is appended to OUTPUT.partial at once, so a killed
-    run resumes where it stopped; OUTPUT itself appears, whole, at the end.
+    run resumes where it stopped; OUTPUT itself appears, whole, at the end (a finished OUTPUT
+    with the same settings is read back, not asked again). `reference_from`:
+    labelled sessions whose mean boundary positions (no LLM, no transcript) are scored beside
+    the proposals, the input-blind reference a labeller has to beat.
     """
     manifest, output = Path(manifest), Path(output)
     report = check_sessions(
@@ -84,7 +88,7 @@ def label_sessions(
     meta.update(settings or {})
 
     partial = output.with_name(output.name + ".partial")
-    done = resume_rows(partial, meta)
+    done = {**resume_rows(output, meta), **resume_rows(partial, meta)}
     output.parent.mkdir(parents=True, exist_ok=True)
     todo = [s for s in report.rows if s.line not in done]
     with partial.open("a", encoding="utf-8") as f:
@@ -113,6 +117,8 @@ def label_sessions(
         for problem in row["label_problems"]
     ]
     metrics = proposal_metrics(ordered)
+    if reference_from is not None and metrics:
+        metrics["reference"] = prior_metrics(Path(reference_from), ordered, report.rows)
     atomic_write_text(output, "".join(json.dumps(r) + "\n" for r in ordered))
     summary = {**meta, "metrics": metrics, "answer_problems": problems}
     atomic_write_json(output.with_suffix(".summary.json"), summary)
@@ -231,6 +237,31 @@ def proposal_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def prior_metrics(
+    labelled: Path, rows: Sequence[dict[str, Any]], sessions: Sequence[SessionRecord]
+) -> dict[str, Any]:
+    """The proposal metrics of placing each boundary at its mean share of the recording in
+    the `labelled` sessions."""
+    from audiolora.tasks.temporal.search import phase_prior
+
+    train = check_sessions(
+        {"reference": labelled},
+        window_s=ANY_WINDOW_S,
+        boundaries=(),
+        on_bad_input="skip",
+        rejected_path=None,
+    )["reference"]
+    share = phase_prior(train.rows, BOUNDARIES)
+    duration = {s.line: s.duration for s in sessions}
+    scored = []
+    for row in rows:
+        known = {n: row["boundaries"][n] for n in BOUNDARIES if n in (row.get("boundaries") or {})}
+        length = duration[row["source"]["line"]]
+        guess = {n: {"time_s": share[n] * length if n in share else None} for n in BOUNDARIES}
+        scored.append({"proposal_errors": compare(known, guess)})
+    return proposal_metrics(scored)
+
+
 def resume_rows(partial: Path, meta: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """Sessions an interrupted run finished (a half-written last line is dropped); a partial
     file from other settings is refused rather than mixed in."""
@@ -278,6 +309,7 @@ def label_sweep(
     shots: Sequence[int],
     *,
     examples_from: Path | None = None,
+    reference_from: Path | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """The seed's prompt ablation: every template x temperature x few-shot count labels the
@@ -292,20 +324,17 @@ def label_sweep(
             for k in shots:
                 name = f"{template.path.stem}-t{temperature:g}-shots{k}"
                 output = out_dir / f"{name}.jsonl"
-                summary = output.with_suffix(".summary.json")
-                if output.exists() and summary.exists():
-                    metrics = json.loads(summary.read_text())["metrics"]
-                else:
-                    metrics = label_sessions(
-                        manifest,
-                        output,
-                        llm,
-                        template,
-                        examples_from=examples_from,
-                        shots=k,
-                        progress=progress,
-                        settings={"temperature": temperature},
-                    ).metrics
+                metrics = label_sessions(
+                    manifest,
+                    output,
+                    llm,
+                    template,
+                    examples_from=examples_from,
+                    shots=k,
+                    progress=progress,
+                    settings={"temperature": temperature},
+                    reference_from=reference_from,
+                ).metrics
                 results.append(
                     {
                         "variant": name,
