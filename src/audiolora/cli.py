@@ -572,6 +572,13 @@ def predict(
         float | None,
         typer.Option(help="With --sessions: hop of the coarse pass (default: the run's)."),
     ] = None,
+    min_phase_s: Annotated[
+        float | None,
+        typer.Option(
+            help="With --sessions: report a phase found shorter than this absent (default: "
+            "the run's temporal.min_phase_s)."
+        ),
+    ] = None,
     clip: Annotated[
         Path | None,
         typer.Option("--audio", help="Contrastive runs: the clip whose --captions are ranked."),
@@ -615,7 +622,7 @@ def predict(
         return
     if sessions is not None:
         try:
-            shown = predict_sessions(run_dir, sessions, hop_s=hop_s)
+            shown = predict_sessions(run_dir, sessions, hop_s=hop_s, min_phase_s=min_phase_s)
         except (ConfigError, BadInputError, ValueError) as e:
             fail(str(e))
             return

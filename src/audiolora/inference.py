@@ -90,11 +90,17 @@ def predict_files(
 
 
 def predict_sessions(
-    run_dir: Path, manifest: Path, *, hop_s: float | None = None, progress: bool = True
+    run_dir: Path,
+    manifest: Path,
+    *,
+    hop_s: float | None = None,
+    progress: bool = True,
+    min_phase_s: float | None = None,
 ) -> Any:
     """Whole recordings of a session manifest, for tasks that search sessions."""
     config = run_config(run_dir, True)
-    return get_task(config.task).predict_sessions(Path(run_dir), manifest, hop_s, progress)
+    task = get_task(config.task)
+    return task.predict_sessions(Path(run_dir), manifest, hop_s, progress, min_phase_s)
 
 
 def rank_captions(

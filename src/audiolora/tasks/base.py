@@ -226,8 +226,14 @@ class Task:
         )
 
     def predict_sessions(
-        self, run_dir: Path, manifest: Path, hop_s: float | None, progress: bool = True
+        self,
+        run_dir: Path,
+        manifest: Path,
+        hop_s: float | None,
+        progress: bool = True,
+        min_phase_s: float | None = None,
     ) -> Any:
         """Whole recordings of a session manifest (`audiolora predict RUN --sessions M`): a
-        result with `.table` (title, header, rows), `.lines` and `.files` for the CLI to show."""
+        result with `.table` (title, header, rows), `.lines` and `.files` for the CLI to show.
+        `hop_s`, `min_phase_s`: None takes the run's setting."""
         raise ValueError(f"a {self.name} run does not search whole sessions (--sessions)")

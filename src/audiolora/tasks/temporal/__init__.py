@@ -206,9 +206,16 @@ class TemporalLocalization(Task):
         return OffsetRegressor.from_pretrained(base, adapter_dir, family)  # type: ignore[arg-type]
 
     def predict_sessions(
-        self, run_dir: Path, manifest: Path, hop_s: float | None, progress: bool = True
+        self,
+        run_dir: Path,
+        manifest: Path,
+        hop_s: float | None,
+        progress: bool = True,
+        min_phase_s: float | None = None,
     ) -> Any:
         from audiolora.tasks.temporal.sessions import locate_in_sessions, printout
 
-        result = locate_in_sessions(run_dir, manifest, hop_s=hop_s, progress=progress)
+        result = locate_in_sessions(
+            run_dir, manifest, hop_s=hop_s, progress=progress, min_phase_s=min_phase_s
+        )
         return printout(Path(run_dir), Path(manifest), result)

@@ -41,6 +41,7 @@ def locate_in_sessions(
     progress: bool = True,
     hop_s: float | None = None,
     share_prefix: bool = True,
+    min_phase_s: float | None = None,
 ) -> dict[str, Any]:
     """Session-level inference for a temporal run: every boundary of every recording.
 
@@ -79,7 +80,7 @@ def locate_in_sessions(
                 progress=progress,
                 share_prefix=share_prefix,
                 question_last=cfg.question_last,
-                min_phase_s=cfg.min_phase_s,
+                min_phase_s=cfg.min_phase_s if min_phase_s is None else min_phase_s,
             )
         err = session_errors(found, session)
         errors.append(err)
