@@ -8,7 +8,12 @@ import pytest
 
 from audiolora.labeling.chunks import Chunk
 from audiolora.labeling.llm import AnswerError, parse_answer
-from audiolora.labeling.prompt import PromptTemplate, TemplateError, few_shot_examples
+from audiolora.labeling.prompt import (
+    DEFAULT_TEMPLATE,
+    PromptTemplate,
+    TemplateError,
+    few_shot_examples,
+)
 
 
 def test_the_shipped_template_asks_for_each_answer_word() -> None:
@@ -64,3 +69,11 @@ def test_a_reply_naming_none_or_two_is_an_answer_error() -> None:
     for reply in ("I am not sure", "either memory or processing", ""):
         with pytest.raises(AnswerError):
             parse_answer(reply)
+
+
+@pytest.mark.parametrize(
+    "path", sorted(DEFAULT_TEMPLATE.parent.glob("*.txt")), ids=lambda p: p.name
+)
+def test_every_shipped_template_loads_and_names_every_answer(path: Path) -> None:
+    text = PromptTemplate.load(path).fill(Chunk(0, 1, "client", "hello"), None, 10.0, "")
+    assert all(word in text for word in ("orientation", "memory", "processing", "other"))

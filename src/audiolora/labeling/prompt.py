@@ -45,7 +45,7 @@ class PromptTemplate:
 
     @classmethod
     def load(cls, path: Path | None = None) -> PromptTemplate:
-        path = Path(path) if path else DEFAULT_TEMPLATE
+        path = Path(path).resolve() if path else DEFAULT_TEMPLATE
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
