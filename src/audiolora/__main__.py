@@ -1,6 +1,6 @@
 """`python -m audiolora ...` runs the command line, as the `audiolora` script does."""
 
-from audiolora.cli import app
+from audiolora.cli import main
 
 if __name__ == "__main__":
-    app(prog_name="audiolora")
+    main()

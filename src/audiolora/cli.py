@@ -61,10 +61,10 @@ def resolve_recipe(recipe: str | None) -> Path:
     )
 
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-"""Every command's exit codes: 0 done; 1 the work failed or was interrupted (Ctrl-C) after it
-began; 2 arguments, recipe or data refused before any work (bad rows included, in `data check`
-as in `train`), the message naming the file, line and field."""
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+"""Every command's exit codes: 0 done; 1 the work failed after it began; 2 arguments, recipe or
+data refused before any work (bad rows included, in `data check` as in `train`), the message
+naming the file, line and field; 130 stopped by Ctrl-C (the shell's code for it)."""
 
 
 def relaunch_under_torchrun(nproc: int) -> None:
@@ -1004,8 +1004,17 @@ def analyze_layers(
     console.print(f"wrote {paths['json']} and {paths['plot']}")
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main() -> None:
+    """The `audiolora` command: the app, with Ctrl-C answered in words."""
+    try:
+        app(prog_name="audiolora")
+    except SystemExit as e:
+        if e.code == EXIT_INTERRUPTED:
+            err_console.print(
+                "interrupted (Ctrl-C): finished outputs are kept and nothing half-written is "
+                "trusted; rerun the same command (train: with --resume) to continue"
+            )
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,6 +20,7 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration
 
+from audiolora.cli import EXIT_INTERRUPTED
 from audiolora.config import load_config
 from audiolora.data.manifest import BadInputError, read_manifest
 from audiolora.training.checkpoints import MARKER, latest_complete_checkpoint
@@ -597,3 +598,30 @@ def test_early_stopping_without_held_out_data_is_refused_up_front(
     )
     with pytest.raises(RunError, match="early_stopping_patience needs held-out data"):
         run_training(load_config(None, overrides))
+
+
+def test_ctrl_c_stops_a_run_with_exit_130_and_resume_ends_like_an_uninterrupted_run(
+    tiny_random_whisper_dir: Path, speech_dataset: Path, tmp_path: Path
+) -> None:
+    """SIGINT (Ctrl-C) after a checkpoint: no traceback, exit code 130, no adapter or metrics
+    left for a later command to trust, and `--resume` ends with the uninterrupted adapter."""
+    straight, stopped, command, env = straight_run_and_command_to_kill(
+        tiny_random_whisper_dir, speech_dataset, tmp_path, max_steps=8
+    )
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 300
+    while (
+        time.time() < deadline and not (stopped / "checkpoints" / "checkpoint-3" / MARKER).exists()
+    ):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr[-2000:]
+    assert "Traceback" not in stderr and "interrupted (Ctrl-C)" in stderr
+    assert not (stopped / "adapter").exists() and not (stopped / "metrics.json").exists()
+    subprocess.run(command + ["--resume"], check=True, env=env, capture_output=True)
+    a, b = adapter_tensors(straight), adapter_tensors(stopped)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
