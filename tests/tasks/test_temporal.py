@@ -324,3 +324,17 @@ def test_a_phase_found_shorter_than_min_phase_s_is_reported_absent(
     metrics = session_metrics([missed, invented])
     assert metrics["missed"] == 2 and metrics["invented"] == 2
     assert metrics["count"] == 8  # the timed P2/P3 boundaries of both sessions only
+
+
+def test_any_order_search_finds_reordered_phases(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_head(monkeypatch, oracle_offsets)
+    truth = {"P2_start": 5.0, "P2_end": 100.0, "P1_start": 104.0, "P1_end": 160.0,
+             "P3_start": 165.0, "P3_end": 270.0}  # fmt: skip
+    session = SessionRecord(1, Path("x.wav"), 280.0, truth, phase_order=("P2", "P1", "P3"))
+    found = locate_boundaries(ANY_HEAD, None, session, BOUNDARIES, window_s=30, hop_s=15,
+                              any_order=True)  # type: ignore[arg-type]  # fmt: skip
+    for name, t in truth.items():
+        assert found[name]["time_s"] == pytest.approx(t, abs=1e-6), name
+    assert found["P1_start"]["phase_order"] == ["P2", "P1", "P3"]
+    usual = locate_boundaries(ANY_HEAD, None, session, BOUNDARIES, window_s=30, hop_s=15)  # type: ignore[arg-type]
+    assert max(abs(usual[n]["time_s"] - t) for n, t in truth.items()) > 30  # forced P1 first

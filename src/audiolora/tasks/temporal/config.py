@@ -42,6 +42,9 @@ class TemporalConfig(Section):
     """Learning rate of the head (None: training.learning_rate)."""
     hop_s: float | None = Field(None, gt=0)
     """Session-level inference: hop of the coarse pass (None: half a window)."""
+    any_phase_order: bool = False
+    """Session-level inference: the phases may come in any order (the search tries all six and
+    keeps the one the windows agree with best); off: always P1, P2, P3."""
     min_phase_s: float = Field(0.0, ge=0)
     """Session-level inference: a phase found shorter than this is reported absent (its start
     and end null) instead of forced into the recording. 0 (default) forces every phase: the

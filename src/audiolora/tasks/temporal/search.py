@@ -12,12 +12,13 @@ A second pass re-centres a window on the estimate and asks again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import permutations
 from typing import Any
 
 import numpy as np
 from transformers import ProcessorMixin
 
-from audiolora.data.sessions import BOUNDARIES, SessionRecord
+from audiolora.data.sessions import BOUNDARIES, PHASE_ORDER, SessionRecord, boundary_order
 from audiolora.data.windows import Window, coarse_windows, window_words
 from audiolora.evaluation.temporal_metrics import localization_metrics
 from audiolora.models.heads.regression import OffsetRegressor
@@ -44,6 +45,7 @@ def locate_boundaries(
     share_prefix: bool = True,
     question_last: bool = False,
     min_phase_s: float = 0.0,
+    any_order: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Boundary times in a whole recording: coarse pass, then a re-centred refining pass.
 
@@ -51,7 +53,9 @@ def locate_boundaries(
     boundary questions, where the family allows (same numbers, several times faster); False
     gives the one-prompt-at-a-time path. `question_last`: the run's prompt order
     (`temporal.question_last`). A phase whose found start and end lie less than `min_phase_s`
-    apart is reported absent: `time_s` None for both. Returns boundary -> {"time_s", "coarse_s",
+    apart is reported absent: `time_s` None for both. `any_order`: the phases may come in any
+    order (the best of the six orders; each phase's start still before its end), and every
+    boundary's entry says the `phase_order` found. Returns boundary -> {"time_s", "coarse_s",
     "window_start_s", "coarse_pass": [[start, said offset], ...]}. Recordings shorter than the
     window are seen as one shorter window.
     """
@@ -92,7 +96,9 @@ def locate_boundaries(
         said = np.asarray(coarse, dtype=np.float64).reshape(len(boundaries), len(starts))
     grid = candidate_times(np.asarray(starts), length, said, session.duration)
     costs = np.stack([disagreement(grid, np.asarray(starts), length, row) for row in said])
-    estimates = dict(zip(boundaries, grid[ordered_argmin(costs)].tolist(), strict=True))
+    order, in_time = best_phase_order(costs, boundaries, any_order)
+    picked = dict(zip(in_time, ordered_argmin(costs[in_time]).tolist(), strict=True))
+    estimates = {name: float(grid[picked[row]]) for row, name in enumerate(boundaries)}
     refine_pairs = [
         (name, min(max(t - length / 2, 0.0), session.duration - length))
         for name, t in estimates.items()
@@ -101,10 +107,12 @@ def locate_boundaries(
         model, windows_at(refine_pairs), batch_size=batch_size, desc="refine", progress=progress
     )
     # Each boundary is refined in its own window, so a weak head can undo the coarse pass's
-    # phase order (P2_end before P2_start); a running maximum restores it.
-    times = np.maximum.accumulate(
+    # phase order (P2_end before P2_start); a running maximum (in the order found) restores it.
+    raw = np.array(
         [start + p * length for (_, start), p in zip(refine_pairs, refined, strict=True)]
     )
+    times = np.empty_like(raw)
+    times[in_time] = np.maximum.accumulate(raw[in_time])
     found = dict(zip(boundaries, times.tolist(), strict=True))
     absent = {
         name
@@ -118,6 +126,7 @@ def locate_boundaries(
         name: {
             "time_s": None if name in absent else float(time_s),
             "coarse_s": estimates[name],
+            **({"phase_order": list(order)} if any_order else {}),
             "window_start_s": start,
             "coarse_pass": [
                 [round(s, 2), round(float(q), 4)] for s, q in zip(starts, row, strict=True)
@@ -125,6 +134,23 @@ def locate_boundaries(
         }
         for (name, start), time_s, row in zip(refine_pairs, times, said, strict=True)
     }
+
+
+def best_phase_order(
+    costs: np.ndarray, boundaries: Sequence[str], any_order: bool
+) -> tuple[tuple[str, ...], list[int]]:
+    """The phase order whose ordered search costs least (the usual one unless `any_order`),
+    and the rows of `costs` (one per boundary, in `boundaries` order) in that time order."""
+    orders = list(permutations(PHASE_ORDER)) if any_order else [PHASE_ORDER]
+    best: tuple[float, tuple[str, ...], list[int]] | None = None
+    for order in orders:
+        in_time = [boundaries.index(b) for b in boundary_order(order) if b in boundaries]
+        picks = ordered_argmin(costs[in_time])
+        total = float(costs[in_time, picks].sum())
+        if best is None or total < best[0] - 1e-9:
+            best = (total, order, in_time)
+    assert best is not None
+    return best[1], best[2]
 
 
 def candidate_times(

@@ -81,6 +81,7 @@ def locate_in_sessions(
                 share_prefix=share_prefix,
                 question_last=cfg.question_last,
                 min_phase_s=cfg.min_phase_s if min_phase_s is None else min_phase_s,
+                any_order=cfg.any_phase_order,
             )
         err = session_errors(found, session)
         errors.append(err)
