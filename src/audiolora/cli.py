@@ -440,6 +440,10 @@ def label_sessions_command(
         Path | None,
         typer.Option(help="Labelled sessions: score their mean boundary positions alongside."),
     ] = None,
+    prior_from: Annotated[
+        Path | None,
+        typer.Option(help="Labelled sessions: weigh the answers by where each phase usually is."),
+    ] = None,
 ) -> None:
     """Propose every phase boundary (or 'absent') of each recording with an LLM, from its
     word-timestamped transcript, with evidence and confidence. Resumes when interrupted; scores
@@ -463,6 +467,7 @@ def label_sessions_command(
             on_bad_input=on_bad_input,
             settings={"temperature": temperature},
             reference_from=reference_from,
+            prior_from=prior_from,
         )
     console.print(f"{result.sessions} sessions labelled by {asked.description}: {result.output}")
     for problem in result.answer_problems:
@@ -508,6 +513,10 @@ def label_sweep_command(
         Path | None,
         typer.Option(help="Labelled sessions: score their mean boundary positions alongside."),
     ] = None,
+    prior_from: Annotated[
+        Path | None,
+        typer.Option(help="Labelled sessions: weigh the answers by where each phase usually is."),
+    ] = None,
 ) -> None:
     """The seed's prompt ablation: phrasing (templates) x temperature x few-shot examples, each
     scored as MAE of its proposals against the manifest's boundaries. Resumable."""
@@ -535,6 +544,7 @@ def label_sweep_command(
             shots or [0],
             examples_from=examples_from,
             reference_from=reference_from,
+            prior_from=prior_from,
         )
     table = Table(title=f"Labelling prompt sweep on {manifest}")
     for column in ("variant", "MAE (s)", "median (s)", "within ±10 s", "missed", "invented"):

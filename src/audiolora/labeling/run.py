@@ -19,6 +19,7 @@ from audiolora.data.sessions import BOUNDARIES, SessionRecord, SessionReport, ch
 from audiolora.labeling.chunks import MAX_CHUNK_WORDS, Chunk, transcript_chunks
 from audiolora.labeling.decode import propose_boundaries
 from audiolora.labeling.llm import AnswerError, PassageLLM
+from audiolora.labeling.position import PositionPrior
 from audiolora.labeling.prompt import ANSWERS, PromptTemplate, few_shot_examples
 
 ANY_WINDOW_S = 1e-3
@@ -50,6 +51,7 @@ def label_sessions(
     progress: bool = True,
     settings: dict[str, Any] | None = None,
     reference_from: Path | None = None,
+    prior_from: Path | None = None,
 ) -> LabelResult:
     """Write OUTPUT: each session row of MANIFEST with `proposed` boundaries.
 
@@ -58,7 +60,8 @@ def label_sessions(
     run resumes where it stopped; OUTPUT itself appears, whole, at the end (a finished OUTPUT
     with the same settings is read back, not asked again). `reference_from`:
     labelled sessions whose mean boundary positions (no LLM, no transcript) are scored beside
-    the proposals, the input-blind reference a labeller has to beat.
+    the proposals, the input-blind reference a labeller has to beat. `prior_from`: labelled
+    sessions whose phase positions weigh the LLM's answers (`position.PositionPrior`).
     """
     manifest, output = Path(manifest), Path(output)
     rejected = output.with_suffix(".rejected.jsonl") if on_bad_input == "skip" else None
@@ -74,11 +77,22 @@ def label_sessions(
                 "other sessions, or their answers leak into the score"
             )
         examples = few_shot_examples(labelled_chunks(Path(examples_from), max_words), shots)
+    prior = None
+    if prior_from is not None:
+        if Path(prior_from).resolve() == manifest.resolve():
+            raise ValueError(
+                f"{prior_from} is the manifest being labelled: learn the position prior from "
+                "other sessions, or their labels leak into the proposals"
+            )
+        prior = PositionPrior.from_sessions(
+            checked_sessions(Path(prior_from), "stop").rows, max_words
+        )
     meta = {
         "llm": llm.description,
         "template": str(template.path),
         "shots": shots,
         "calibrated": calibrate,
+        "position_prior": str(prior_from) if prior_from else None,
     }
     meta.update(settings or {})
 
@@ -100,6 +114,7 @@ def label_sessions(
                 max_words,
                 meta,
                 calibrate,
+                prior,
             )
             f.write(json.dumps(row) + "\n")
             f.flush()
@@ -146,6 +161,7 @@ def label_one(
     max_words: int,
     meta: dict[str, Any],
     calibrate: bool = True,
+    prior: PositionPrior | None = None,
 ) -> dict[str, Any]:
     """The label row of one session: the source row (paths relative to OUTPUT's folder), the
     proposals, and every answer that was not an answer word."""
@@ -167,6 +183,8 @@ def label_one(
         answers.append(answer)
     if calibrate:
         answers = centred(answers)
+    if prior is not None:
+        answers = prior.combine(answers, chunks, session.duration)
     proposals, order = propose_boundaries(chunks, answers, any_order)
     row = relocated(source, manifest.resolve().parent, output.resolve().parent)
     row["proposed"] = {name: proposals[name].as_json() for name in BOUNDARIES}
@@ -306,6 +324,7 @@ def label_sweep(
     *,
     examples_from: Path | None = None,
     reference_from: Path | None = None,
+    prior_from: Path | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """The seed's prompt ablation: every template x temperature x few-shot count labels the
@@ -319,6 +338,7 @@ def label_sweep(
             llm = make_llm(temperature)
             for k in shots:
                 name = f"{template.path.stem}-t{temperature:g}-shots{k}"
+                name += "-prior" if prior_from else ""
                 output = out_dir / f"{name}.jsonl"
                 metrics = label_sessions(
                     manifest,

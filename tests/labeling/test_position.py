@@ -1,0 +1,47 @@
+"""The position prior: where each phase usually lies, from labelled sessions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiolora.labeling.chunks import Chunk
+from audiolora.labeling.llm import EndpointLLM
+from audiolora.labeling.position import BINS, PositionPrior
+from audiolora.labeling.prompt import ANSWERS, PromptTemplate
+from audiolora.labeling.run import checked_sessions, label_sessions
+
+
+def test_the_prior_is_where_labelled_passages_lie(labelled_sessions: Path) -> None:
+    prior = PositionPrior.from_sessions(checked_sessions(labelled_sessions, "stop").rows, 40)
+    assert prior.table.shape == (BINS, len(ANSWERS))
+    np.testing.assert_allclose(prior.table.sum(axis=1), 1.0)
+    words = list(ANSWERS)
+    first, last = prior.table[0], prior.table[-1]
+    assert first.argmax() == words.index("other") and last.argmax() == words.index("other")
+    middle = prior.table[BINS // 2]
+    assert middle[words.index("memory")] > middle[words.index("orientation")]
+
+
+def test_an_unsure_answer_takes_the_prior_a_sure_one_keeps_its_word(
+    labelled_sessions: Path,
+) -> None:
+    prior = PositionPrior.from_sessions(checked_sessions(labelled_sessions, "stop").rows, 40)
+    unsure = {w: 0.25 for w in ANSWERS}
+    sure = {w: (0.97 if w == "processing" else 0.01) for w in ANSWERS}
+    early = Chunk(1.0, 2.0, "clinician", "hello")
+    (from_prior,) = prior.combine([unsure], [early], 60.0)
+    assert max(from_prior, key=from_prior.get) == "other"
+    (kept,) = prior.combine([sure], [early], 60.0)
+    assert max(kept, key=kept.get) == "processing"
+
+
+def test_the_prior_may_not_come_from_the_sessions_being_labelled(
+    labelled_sessions: Path, endpoint, tmp_path: Path
+) -> None:
+    llm = EndpointLLM(endpoint.url, "stub", retries=0)
+    with pytest.raises(ValueError, match="learn the position prior from other sessions"):
+        label_sessions(labelled_sessions, tmp_path / "l.jsonl", llm, PromptTemplate.load(),
+                       prior_from=labelled_sessions, progress=False)  # fmt: skip
