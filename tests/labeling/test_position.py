@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from audiolora.labeling.chunks import Chunk
 from audiolora.labeling.llm import EndpointLLM
 from audiolora.labeling.position import BINS, PositionPrior
 from audiolora.labeling.prompt import ANSWERS, PromptTemplate
-from audiolora.labeling.run import checked_sessions, label_sessions
+from audiolora.labeling.run import checked_sessions, label_sessions, label_sweep
 
 
 def test_the_prior_is_where_labelled_passages_lie(labelled_sessions: Path) -> None:
@@ -45,3 +46,23 @@ def test_the_prior_may_not_come_from_the_sessions_being_labelled(
     with pytest.raises(ValueError, match="learn the position prior from other sessions"):
         label_sessions(labelled_sessions, tmp_path / "l.jsonl", llm, PromptTemplate.load(),
                        prior_from=labelled_sessions, progress=False)  # fmt: skip
+
+
+def test_the_sweep_passes_the_prior_to_every_variant(
+    labelled_sessions: Path, endpoint, tmp_path: Path
+) -> None:
+    from tests.labeling.conftest import TURNS, write_labelled_session
+
+    other = tmp_path / "other"
+    (other_row,) = [write_labelled_session(other, "o", TURNS)]
+    (other / "o.jsonl").write_text(json.dumps(other_row) + "\n")
+    rows = label_sweep(
+        labelled_sessions, tmp_path / "sweep",
+        lambda t: EndpointLLM(endpoint.url, "stub", t, retries=0), [None], [0.0], [0],
+        prior_from=other / "o.jsonl", progress=False,
+    )  # fmt: skip
+    assert [r["variant"] for r in rows] == ["phases-t0-shots0-prior"]
+    label_row = json.loads(
+        (tmp_path / "sweep" / "phases-t0-shots0-prior.jsonl").read_text().splitlines()[0]
+    )
+    assert label_row["proposed_by"]["position_prior"] == str(other / "o.jsonl")

@@ -350,6 +350,7 @@ def label_sweep(
                     progress=progress,
                     settings={"temperature": temperature},
                     reference_from=reference_from,
+                    prior_from=prior_from,
                 ).metrics
                 results.append(
                     {
