@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import numpy as np
 import soundfile as sf
@@ -68,9 +68,8 @@ class Handler(BaseHTTPRequestHandler):
         self._route("POST")
 
     def _route(self, method: str) -> None:
-        url = urlsplit(self.path)
-        path = url.path
-        if ".." in path or "\\" in path or "%" in path or path.startswith("//"):
+        path, _, query = self.path.partition("?")
+        if ".." in path or "\\" in path or "%" in path or not path.startswith("/") or "//" in path:
             return self._error(HTTPStatus.FORBIDDEN, "path not allowed")
         if self.headers.get("Host", "").split(":")[0] not in ("127.0.0.1", "localhost"):
             return self._error(HTTPStatus.FORBIDDEN, "only served to this machine")
@@ -92,7 +91,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self._error(HTTPStatus.METHOD_NOT_ALLOWED, "use GET (POST to /decide)")
             if what is None:
                 return self._json({**self._summary(index), "words": self._words(index)})
-            start, end = self._span(parse_qs(url.query), session)
+            start, end = self._span(parse_qs(query), session)
             if what == "/audio.wav":
                 return self._send(wav_slice(session.audio, start, end), "audio/wav")
             return self._send(spectrogram_png(session.audio, start, end), "image/png")
