@@ -109,3 +109,21 @@ def test_an_earlier_review_is_loaded_on_start(manifest: Path, running: Any) -> N
     state = json.loads(request(again, "/api/state")[2])
     assert state["sessions"][0]["decided"] == {"P3_end": None}
     assert state["sessions"][0]["done"] == 1
+
+
+def test_a_busy_port_is_a_clear_error(manifest: Path, running: Any) -> None:
+    from audiolora.review import start_review
+    from audiolora.review.sources import ReviewError
+
+    busy = running(manifest, port=0).server_port
+    with pytest.raises(ReviewError, match=f"127.0.0.1:{busy} .*--port 0"):
+        start_review(manifest, rater="x", port=busy)
+
+
+def test_the_command_has_help() -> None:
+    from typer.testing import CliRunner
+
+    from audiolora.cli import app
+
+    result = CliRunner().invoke(app, ["review", "--help"])
+    assert result.exit_code == 0 and "--sample" in result.output
