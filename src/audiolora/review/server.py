@@ -204,7 +204,9 @@ def spectrogram_png(path: Path, start: float, end: float) -> bytes:
     power, _, _ = mlab.specgram(samples.mean(axis=1), NFFT=512, Fs=rate, noverlap=384)
     fig = Figure(figsize=(8, 1.6), dpi=80)
     ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(10 * np.log10(power + 1e-12), origin="lower", aspect="auto", cmap="magma")
+    db = 10 * np.log10(power + 1e-12)
+    top = float(db.max())  # an 80 dB range: silence must not turn the speech black
+    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top)
     ax.set_axis_off()
     out = io.BytesIO()
     fig.savefig(out, format="png")

@@ -120,7 +120,12 @@ const escape = (t) => t.replace(/[&<>"]/g, (ch) => `&#${ch.charCodeAt(0)};`);
 
 const tx = (s, t) => X0 + (t / s.duration) * (W - X0 - 10);
 function drawTimeline(s, c) {
-  let h = "";
+  const step = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600].find((t) => s.duration / t <= 12) || 1200;
+  let h = `<rect x="${tx(s, span.start)}" width="${tx(s, span.end) - tx(s, span.start)}" y="0" ` +
+    `height="142" fill="#e8f0ff"><title>the span you hear and see</title></rect>`;
+  for (let t = 0; t <= s.duration; t += step) {
+    h += `<text x="${tx(s, t)}" y="158" font-size="12" text-anchor="middle" fill="#666">${t} s</text>`;
+  }
   LANES.forEach((k, i) => {
     const y = 8 + i * 34;
     h += `<text x="4" y="${y + 21}" fill="${COLORS[k]}" font-size="14">${k}</text>`;
@@ -134,8 +139,8 @@ function drawTimeline(s, c) {
   });
   if (typeof c === "number") {
     const x = tx(s, c);
-    h += `<line id="cursor" x1="${x}" x2="${x}" y1="0" y2="150" stroke="#000" stroke-dasharray="4 3"/>`;
-    h += `<rect id="handle" x="${x - 8}" y="0" width="16" height="150" fill="transparent" style="cursor:ew-resize"/>`;
+    h += `<line id="cursor" x1="${x}" x2="${x}" y1="0" y2="142" stroke="#000" stroke-dasharray="4 3"/>`;
+    h += `<rect id="handle" x="${x - 8}" y="0" width="16" height="142" fill="transparent" style="cursor:ew-resize"/>`;
   }
   $("timeline").innerHTML = h;
 }
