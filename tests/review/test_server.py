@@ -64,6 +64,8 @@ def test_a_decision_is_on_disk_when_the_answer_comes(manifest: Path, running: An
         "/%2Fetc%2Fpasswd",
         "/static/..\\..\\sessions.jsonl",
         "/api/sessions/0/../../../etc/passwd",
+        "file:///etc/passwd",
+        "http://127.0.0.1/etc/passwd",
     ],
 )
 def test_paths_that_try_to_escape_are_forbidden(manifest: Path, running: Any, path: str) -> None:

@@ -121,3 +121,17 @@ def test_sort_puts_the_largest_disagreement_first(tmp_path: Path) -> None:
     sessions = load_source(tmp_path / "run").sessions
     ordered = select(sessions, sample=None, seed=0, sort="disagreement")
     assert [s.line for s in ordered] == [2, 3, 1, 4]
+
+
+def test_predictions_that_no_longer_match_the_manifest_are_refused(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "data")
+    predictions = write_predictions(tmp_path / "run", manifest, lambda i: 0.0)
+    result = json.loads(predictions.read_text())
+    result["sessions"][1]["line"] = 9
+    predictions.write_text(json.dumps(result))
+    with pytest.raises(ReviewError, match="session 2: no line 9 in .*rerun"):
+        load_source(tmp_path / "run")
+    result["sessions"][1]["line"] = 1
+    predictions.write_text(json.dumps(result))
+    with pytest.raises(ReviewError, match="session 2: audio .* is not line 1's .*changed since"):
+        load_source(tmp_path / "run")

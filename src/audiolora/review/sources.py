@@ -203,7 +203,8 @@ def _session(obj: dict[str, Any], root: Path, line: int) -> tuple[Session | None
 
 
 def _load_run(run: Path, predictions: Path | None) -> Source:
-    """A temporal run folder: its `sessions-*.json` (newest, or --predictions) and manifest."""
+    """A temporal run folder: its `sessions-*.json` (newest, or --predictions) and manifest;
+    the sessions it predicted are reviewed (rows predict refused are not)."""
     note = ""
     if predictions is None:
         found = sorted(run.glob("sessions-*.json"), key=lambda p: p.stat().st_mtime)
@@ -231,10 +232,9 @@ def _load_run(run: Path, predictions: Path | None) -> Source:
     sessions = []
     for k, entry in enumerate(result.get("sessions") or [], start=1):
         where = f"{predictions}: session {k}"
-        if not isinstance(entry, dict) or entry.get("line") not in by_line:
-            raise ReviewError(
-                f"{where}: no line {entry.get('line')!r} in {manifest}; rerun predict"
-            )
+        line = entry.get("line") if isinstance(entry, dict) else None
+        if line not in by_line:
+            raise ReviewError(f"{where}: no line {line!r} in {manifest}; rerun `audiolora predict`")
         session = by_line[entry["line"]]
         if Path(entry.get("audio", "")).resolve() != session.audio:
             raise ReviewError(
