@@ -17,8 +17,11 @@ done
 for voice in english/ked_diphone us/cmu_us_slt_arctic_hts; do
   [ -d "/usr/share/festival/voices/$voice" ] || need_apt+=(festival festvox-kdlpc16k festvox-us-slt-hts)
 done
+# Headless browser for the review page's test (tests/review/test_browser.py).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "[setup] installing TTS/audio tools: ${need_apt[*]}"
+  echo "[setup] installing apt packages (TTS, audio tools, headless browser): ${need_apt[*]}"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq

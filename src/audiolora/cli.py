@@ -659,6 +659,52 @@ def predict(
         sys.stdout.write(f"{path}\t{text}\n")
 
 
+@app.command()
+def review(
+    path: Annotated[
+        Path, typer.Argument(help="Label file, session manifest, or temporal run folder.")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Verified manifest (default: DIR/STEM.verified.jsonl, RUN/verified-M.jsonl)."
+        ),
+    ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(help="Run folders: which sessions-*.json (default: the newest)."),
+    ] = None,
+    rater: Annotated[
+        str | None, typer.Option(help="Your name in the history (default: $USER).")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free one).")] = 8765,
+    sample: Annotated[
+        float | None, typer.Option(help="Review a share of the sessions, e.g. 0.1.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seeds --sample.")] = 0,
+    sort: Annotated[str, typer.Option(help="order | disagreement (largest first).")] = "order",
+) -> None:
+    """A local page to verify phase boundaries: accept, move or mark absent each one while
+    hearing the audio around it; every decision is written at once to a verified manifest."""
+    from audiolora.review import start_review
+    from audiolora.review.sources import ReviewError
+
+    try:
+        server = start_review(path, output, predictions, rater, port, sample, seed, sort)
+    except (ReviewError, OSError) as e:
+        fail(str(e))
+        return
+    if server.source.note:
+        console.print(server.source.note)
+    console.print(f"reviewing {len(server.sessions)} sessions as {server.store.rater}")
+    console.print(f"decisions go to {server.store.path}")
+    console.print(f"open {server.url}  (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.server_close()
+
+
 @synth_app.command("speech")
 def synth_speech(
     out_dir: Annotated[Path, typer.Argument(help="Folder for WAVs and train/eval manifests.")],
