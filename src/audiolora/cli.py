@@ -444,6 +444,10 @@ def label_sessions_command(
         Path | None,
         typer.Option(help="Labelled sessions: weigh the answers by where each phase usually is."),
     ] = None,
+    prior_weight: Annotated[
+        float,
+        typer.Option(help="Exponent of the position prior (0.3: chosen on training sessions)."),
+    ] = 0.3,
 ) -> None:
     """Propose every phase boundary (or 'absent') of each recording with an LLM, from its
     word-timestamped transcript, with evidence and confidence. Resumes when interrupted; scores
@@ -468,6 +472,7 @@ def label_sessions_command(
             settings={"temperature": temperature},
             reference_from=reference_from,
             prior_from=prior_from,
+            prior_weight=prior_weight,
         )
     console.print(f"{result.sessions} sessions labelled by {asked.description}: {result.output}")
     for problem in result.answer_problems:
@@ -517,6 +522,9 @@ def label_sweep_command(
         Path | None,
         typer.Option(help="Labelled sessions: weigh the answers by where each phase usually is."),
     ] = None,
+    prior_weight: Annotated[
+        list[float] | None, typer.Option(help="Exponents of the position prior to compare.")
+    ] = None,
 ) -> None:
     """The seed's prompt ablation: phrasing (templates) x temperature x few-shot examples, each
     scored as MAE of its proposals against the manifest's boundaries. Resumable."""
@@ -545,6 +553,7 @@ def label_sweep_command(
             examples_from=examples_from,
             reference_from=reference_from,
             prior_from=prior_from,
+            prior_weights=prior_weight or [0.3],
         )
     table = Table(title=f"Labelling prompt sweep on {manifest}")
     for column in ("variant", "MAE (s)", "median (s)", "within ±10 s", "missed", "invented"):

@@ -61,8 +61,8 @@ def test_the_sweep_passes_the_prior_to_every_variant(
         lambda t: EndpointLLM(endpoint.url, "stub", t, retries=0), [None], [0.0], [0],
         prior_from=other / "o.jsonl", progress=False,
     )  # fmt: skip
-    assert [r["variant"] for r in rows] == ["phases-t0-shots0-prior"]
+    assert [r["variant"] for r in rows] == ["phases-t0-shots0-prior0.3"]
     label_row = json.loads(
-        (tmp_path / "sweep" / "phases-t0-shots0-prior.jsonl").read_text().splitlines()[0]
+        (tmp_path / "sweep" / "phases-t0-shots0-prior0.3.jsonl").read_text().splitlines()[0]
     )
     assert label_row["proposed_by"]["position_prior"] == str(other / "o.jsonl")

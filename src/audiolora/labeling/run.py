@@ -19,7 +19,7 @@ from audiolora.data.sessions import BOUNDARIES, SessionRecord, SessionReport, ch
 from audiolora.labeling.chunks import MAX_CHUNK_WORDS, Chunk, transcript_chunks
 from audiolora.labeling.decode import propose_boundaries
 from audiolora.labeling.llm import AnswerError, PassageLLM
-from audiolora.labeling.position import PositionPrior
+from audiolora.labeling.position import DEFAULT_WEIGHT, PositionPrior
 from audiolora.labeling.prompt import ANSWERS, PromptTemplate, few_shot_examples
 
 ANY_WINDOW_S = 1e-3
@@ -52,6 +52,7 @@ def label_sessions(
     settings: dict[str, Any] | None = None,
     reference_from: Path | None = None,
     prior_from: Path | None = None,
+    prior_weight: float = DEFAULT_WEIGHT,
 ) -> LabelResult:
     """Write OUTPUT: each session row of MANIFEST with `proposed` boundaries.
 
@@ -93,6 +94,7 @@ def label_sessions(
         "shots": shots,
         "calibrated": calibrate,
         "position_prior": str(prior_from) if prior_from else None,
+        "prior_weight": prior_weight if prior_from else None,
     }
     meta.update(settings or {})
 
@@ -325,10 +327,12 @@ def label_sweep(
     examples_from: Path | None = None,
     reference_from: Path | None = None,
     prior_from: Path | None = None,
+    prior_weights: Sequence[float] = (DEFAULT_WEIGHT,),
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """The seed's prompt ablation: every template x temperature x few-shot count labels the
-    manifest into OUT_DIR/<variant>.jsonl, scored against its known boundaries. A finished
+    """The seed's prompt ablation: every template x temperature x few-shot count (x prior
+    weight, with `prior_from`) labels the manifest into OUT_DIR/<variant>.jsonl, scored
+    against its known boundaries. A finished
     variant is read back instead of run again, an interrupted one resumes."""
     out_dir = Path(out_dir)
     results = []
@@ -337,29 +341,31 @@ def label_sweep(
         for temperature in temperatures:
             llm = make_llm(temperature)
             for k in shots:
-                name = f"{template.path.stem}-t{temperature:g}-shots{k}"
-                name += "-prior" if prior_from else ""
-                output = out_dir / f"{name}.jsonl"
-                metrics = label_sessions(
-                    manifest,
-                    output,
-                    llm,
-                    template,
-                    examples_from=examples_from,
-                    shots=k,
-                    progress=progress,
-                    settings={"temperature": temperature},
-                    reference_from=reference_from,
-                    prior_from=prior_from,
-                ).metrics
-                results.append(
-                    {
-                        "variant": name,
-                        "template": str(template.path),
-                        "temperature": temperature,
-                        "shots": k,
-                        **metrics,
-                    }
-                )
+                for weight in prior_weights if prior_from else [None]:
+                    name = f"{template.path.stem}-t{temperature:g}-shots{k}"
+                    name += f"-prior{weight:g}" if weight is not None else ""
+                    metrics = label_sessions(
+                        manifest,
+                        out_dir / f"{name}.jsonl",
+                        llm,
+                        template,
+                        examples_from=examples_from,
+                        shots=k,
+                        progress=progress,
+                        settings={"temperature": temperature},
+                        reference_from=reference_from,
+                        prior_from=prior_from,
+                        prior_weight=DEFAULT_WEIGHT if weight is None else weight,
+                    ).metrics
+                    results.append(
+                        {
+                            "variant": name,
+                            "template": str(template.path),
+                            "temperature": temperature,
+                            "shots": k,
+                            "prior_weight": weight,
+                            **metrics,
+                        }
+                    )
     atomic_write_json(out_dir / "sweep.json", results)
     return results

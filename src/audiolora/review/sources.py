@@ -42,7 +42,7 @@ class Session:
     annotated: dict[str, float | None]
     proposed: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Boundary -> {"time_s", "evidence", "confidence"} from `audiolora label sessions`."""
-    predicted: dict[str, float] = field(default_factory=dict)
+    predicted: dict[str, float | None] = field(default_factory=dict)
 
     def candidate(self, kind: Kind, name: str) -> tuple[bool, float | None]:
         """(known, value) the page starts a boundary from: the source's own kind, else the
@@ -242,7 +242,11 @@ def _load_run(run: Path, predictions: Path | None) -> Source:
                 f"({session.audio}): the manifest changed since; rerun `audiolora predict`"
             )
         times = entry.get("boundaries") or {}
-        session.predicted = {n: float(times[n]) for n in BOUNDARIES if is_number(times.get(n))}
+        session.predicted = {  # None: the search reported the phase absent (--min-phase-s)
+            n: float(times[n]) if is_number(times[n]) else None
+            for n in BOUNDARIES
+            if n in times and (times[n] is None or is_number(times[n]))
+        }
         sessions.append(session)
     if not sessions:
         raise ReviewError(f"{predictions}: no sessions in it; rerun `audiolora predict`")
