@@ -85,9 +85,8 @@ def label_sessions(
                 f"{prior_from} is the manifest being labelled: learn the position prior from "
                 "other sessions, or their labels leak into the proposals"
             )
-        prior = PositionPrior.from_sessions(
-            checked_sessions(Path(prior_from), "stop").rows, max_words
-        )
+        labelled = checked_sessions(Path(prior_from), "stop").rows
+        prior = PositionPrior.from_sessions(labelled, max_words, prior_weight)
     meta = {
         "llm": llm.description,
         "template": str(template.path),
