@@ -68,7 +68,7 @@ def test_several_predictions_take_the_newest_or_the_one_named(tmp_path: Path) ->
     ("row", "said"),
     [
         ({"audio": None}, ":2: field 'audio': must be a path"),
-        ({"audio": "audio/missing.wav"}, ":2: field 'audio': cannot read the recording"),
+        ({"audio": "audio/missing.wav"}, ":2: field 'audio': file not found (audio/missing.wav)"),
         ({"boundaries": {"P1_start": "soon"}}, ":2: field 'boundaries.P1_start'"),
         ({"proposed": {"P1_start": 3}}, ":2: field 'proposed.P1_start'"),
         ({"transcript": "nope.json"}, ":2: field 'transcript': file not found"),

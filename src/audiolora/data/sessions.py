@@ -217,17 +217,9 @@ def _check_session(
     problems: list[tuple[str, str]] = []
 
     audio = obj.get("audio")
-    audio_path: Path | None = None
-    file_s: float | None = None
-    if not isinstance(audio, str) or not audio.strip():
-        got = "missing" if "audio" not in obj else f"got {json.dumps(audio)}"
-        problems.append(("audio", f"must be a path to the session's recording, {got}"))
-    else:
-        try:
-            audio_path = resolve_audio_path(root, audio)
-            file_s = audio_duration(audio_path)
-        except AudioError as e:
-            problems.append(("audio", f"{e.reason} ({shown_path(audio)})"))
+    audio_path, file_s, audio_problem = session_recording(obj, root)
+    if audio_problem:
+        problems.append(("audio", audio_problem))
 
     manifest_s: float | None = None
     if "duration" in obj:
@@ -269,6 +261,22 @@ def _check_session(
     if problems or audio_path is None or file_s is None:
         return None, problems
     return SessionRecord(lineno, audio_path, file_s, times, words, absent, order), problems
+
+
+def session_recording(
+    obj: dict[str, Any], root: Path
+) -> tuple[Path | None, float | None, str | None]:
+    """A row's `audio`: its resolved path and length in seconds (from the file's header), or
+    the reason it cannot be used."""
+    audio = obj.get("audio")
+    if not isinstance(audio, str) or not audio.strip():
+        got = "missing" if "audio" not in obj else f"got {json.dumps(audio)}"
+        return None, None, f"must be a path to the session's recording, {got}"
+    try:
+        path = resolve_audio_path(root, audio)
+        return path, audio_duration(path), None
+    except AudioError as e:
+        return None, None, f"{e.reason} ({shown_path(audio)})"
 
 
 def _phase_order(obj: dict[str, Any]) -> tuple[tuple[str, ...], str | None]:

@@ -13,11 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import soundfile as sf
-
-from audiolora.data.audio import AudioError, resolve_audio_path, shown_path
 from audiolora.data.manifest import Problem, is_number, json_objects, type_name
-from audiolora.data.sessions import BOUNDARIES
+from audiolora.data.sessions import BOUNDARIES, session_recording
 
 Kind = Literal["proposed", "annotated", "predicted"]
 
@@ -142,21 +139,9 @@ def read_manifest(path: Path) -> list[Session]:
 
 def _session(obj: dict[str, Any], root: Path, line: int) -> tuple[Session | None, list]:
     problems: list[tuple[str, str]] = []
-    audio = obj.get("audio")
-    audio_path, duration = None, 0.0
-    if not isinstance(audio, str) or not audio.strip():
-        got = "missing" if "audio" not in obj else f"got {json.dumps(audio)}"
-        problems.append(("audio", f"must be a path to the session's recording, {got}"))
-    else:
-        try:
-            audio_path = resolve_audio_path(root, audio)
-            info = sf.info(str(audio_path))
-            duration = info.frames / info.samplerate
-        except AudioError as e:
-            problems.append(("audio", f"{e.reason} ({shown_path(audio)})"))
-        except Exception as e:  # soundfile raises several kinds for missing or bad files
-            reason = f"cannot read the recording ({shown_path(audio)}: {e}); fix the path"
-            problems.append(("audio", reason))
+    audio_path, duration, audio_problem = session_recording(obj, root)
+    if audio_problem:
+        problems.append(("audio", audio_problem))
 
     transcript = None
     rel = obj.get("transcript")
@@ -197,7 +182,7 @@ def _session(obj: dict[str, Any], root: Path, line: int) -> tuple[Session | None
         else:
             proposed[name] = entry
 
-    if problems or audio_path is None:
+    if problems or audio_path is None or duration is None:
         return None, problems
     return Session(line, obj, root, audio_path, duration, transcript, annotated, proposed), []
 
