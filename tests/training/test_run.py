@@ -609,7 +609,14 @@ def test_ctrl_c_stops_a_run_with_exit_130_and_resume_ends_like_an_uninterrupted_
         tiny_random_whisper_dir, speech_dataset, tmp_path, max_steps=40
     )
     proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell running the tests in the background ignores Ctrl-C, and children inherit
+        # that; the user's terminal does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 300
     while (
