@@ -31,6 +31,9 @@ runner = CliRunner()
         ["sweep"],
         ["data", "synth", "slu"],
         ["data", "convert"],
+        ["label", "sessions"],
+        ["label", "sweep"],
+        ["review"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

