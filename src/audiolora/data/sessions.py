@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -177,22 +178,21 @@ def check_no_shared_recordings(reports: dict[str, SessionReport]) -> None:
     if "train" not in reports or "eval" not in reports:
         return
     train, held_out = reports["train"], reports["eval"]
-    by_identity: dict[tuple[int, str], SessionRecord] = {}
-    sizes = {s.audio.stat().st_size for s in held_out.rows}
-    for session in train.rows:
-        size = session.audio.stat().st_size
-        if size in sizes:
-            by_identity[(size, _content_digest(session.audio))] = session
+    train_by_size, held_by_size = _by_size(train.rows), _by_size(held_out.rows)
+    pairs: list[tuple[SessionRecord, SessionRecord]] = []
+    for size in train_by_size.keys() & held_by_size.keys():  # only equal sizes can be equal
+        by_digest = {_content_digest(s.audio): s for s in train_by_size[size]}
+        for session in held_by_size[size]:
+            seen = by_digest.get(_content_digest(session.audio))
+            if seen is not None:
+                pairs.append((seen, session))
     shared = []
-    for session in held_out.rows:
-        size = session.audio.stat().st_size
-        seen = by_identity.get((size, _content_digest(session.audio))) if by_identity else None
-        if seen is not None:
-            same = "" if seen.audio == session.audio else f" (the same audio as {seen.audio})"
-            shared.append(
-                f"  {session.audio}{same}: {train.path} line {seen.line} and "
-                f"{held_out.path} line {session.line}"
-            )
+    for seen, session in sorted(pairs, key=lambda pair: pair[1].line):
+        same = "" if seen.audio == session.audio else f" (the same audio as {seen.audio})"
+        shared.append(
+            f"  {session.audio}{same}: {train.path} line {seen.line} and "
+            f"{held_out.path} line {session.line}"
+        )
     if shared:
         raise ValueError(
             f"{len(shared)} recording(s) are in both the training and the held-out sessions:\n"
@@ -200,6 +200,13 @@ def check_no_shared_recordings(reports: dict[str, SessionReport]) -> None:
             + "\nwindows of one recording in both splits measure memory, not generalization to "
             "new sessions: keep each recording in one split"
         )
+
+
+def _by_size(sessions: Sequence[SessionRecord]) -> dict[int, list[SessionRecord]]:
+    sizes: dict[int, list[SessionRecord]] = {}
+    for session in sessions:
+        sizes.setdefault(session.audio.stat().st_size, []).append(session)
+    return sizes
 
 
 def _content_digest(path: Path) -> str:
@@ -261,6 +268,19 @@ def _check_session(
     if problems or audio_path is None or file_s is None:
         return None, problems
     return SessionRecord(lineno, audio_path, file_s, times, words, absent, order), problems
+
+
+def relocated_row(row: dict[str, Any], source_dir: Path, output_dir: Path) -> dict[str, Any]:
+    """A copy of a manifest row whose `audio` and `transcript` (relative to `source_dir`) are
+    made relative to `output_dir`, so the row reads the same files from a manifest there."""
+    out = dict(row)
+    for key in ("audio", "transcript"):
+        if isinstance(out.get(key), str):
+            moved = os.path.relpath(
+                Path(source_dir).resolve() / out[key], Path(output_dir).resolve()
+            )
+            out[key] = Path(moved).as_posix()
+    return out
 
 
 def session_recording(

@@ -37,6 +37,15 @@ def _stats(errors: np.ndarray, prefix: str) -> dict[str, float]:
     return out
 
 
+def boundary_error(truth: float | None, guess: float | None) -> float | str | None:
+    """One boundary judged against its annotation (None: the phase is absent): the error in
+    seconds where both are times, "missed" for a present phase called absent, "invented" for an
+    absent phase given a time, None where both say absent."""
+    if truth is None:
+        return None if guess is None else "invented"
+    return "missed" if guess is None else abs(guess - truth)
+
+
 def localization_metrics(
     pred_offsets: Sequence[float],
     true_offsets: Sequence[float],

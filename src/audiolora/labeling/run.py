@@ -15,7 +15,14 @@ from tqdm.auto import tqdm
 
 from audiolora.atomic import atomic_write_json, atomic_write_text
 from audiolora.data.manifest import json_objects
-from audiolora.data.sessions import BOUNDARIES, SessionRecord, SessionReport, check_sessions
+from audiolora.data.sessions import (
+    BOUNDARIES,
+    SessionRecord,
+    SessionReport,
+    check_sessions,
+    relocated_row,
+)
+from audiolora.evaluation.temporal_metrics import boundary_error
 from audiolora.labeling.chunks import MAX_CHUNK_WORDS, Chunk, transcript_chunks
 from audiolora.labeling.decode import propose_boundaries
 from audiolora.labeling.llm import AnswerError, PassageLLM
@@ -72,19 +79,11 @@ def label_sessions(
     if shots:
         if examples_from is None:
             raise ValueError("few-shot examples need --examples-from, a labelled session manifest")
-        if Path(examples_from).resolve() == manifest.resolve():
-            raise ValueError(
-                f"{examples_from} is the manifest being labelled: take few-shot examples from "
-                "other sessions, or their answers leak into the score"
-            )
+        refuse_labelled_manifest(Path(examples_from), manifest, "take few-shot examples")
         examples = few_shot_examples(labelled_chunks(Path(examples_from), max_words), shots)
     prior = None
     if prior_from is not None:
-        if Path(prior_from).resolve() == manifest.resolve():
-            raise ValueError(
-                f"{prior_from} is the manifest being labelled: learn the position prior from "
-                "other sessions, or their labels leak into the proposals"
-            )
+        refuse_labelled_manifest(Path(prior_from), manifest, "learn the position prior")
         labelled = checked_sessions(Path(prior_from), "stop").rows
         prior = PositionPrior.from_sessions(labelled, max_words, prior_weight)
     meta = {
@@ -129,12 +128,23 @@ def label_sessions(
     ]
     metrics = proposal_metrics(ordered)
     if reference_from is not None and metrics:
-        metrics["reference"] = prior_metrics(Path(reference_from), ordered, report.rows)
+        labelled_now = [s for s in report.rows if s.line in done]
+        metrics["reference"] = prior_metrics(Path(reference_from), labelled_now)
     atomic_write_text(output, "".join(json.dumps(r) + "\n" for r in ordered))
     summary = {**meta, "metrics": metrics, "answer_problems": problems}
     atomic_write_json(output.with_suffix(".summary.json"), summary)
     partial.unlink(missing_ok=True)
     return LabelResult(output, len(ordered), metrics, problems)
+
+
+def refuse_labelled_manifest(source: Path, manifest: Path, use: str) -> None:
+    """Labelled sessions that help label `manifest` must be other sessions: its own labels
+    would leak into the proposals and their score."""
+    if source.resolve() == manifest.resolve():
+        raise ValueError(
+            f"{source} is the manifest being labelled: {use} from other sessions, or their "
+            "labels leak into the proposals"
+        )
 
 
 def checked_sessions(
@@ -187,18 +197,16 @@ def label_one(
     if prior is not None:
         answers = prior.combine(answers, chunks, session.duration)
     proposals, order = propose_boundaries(chunks, answers, any_order)
-    row = relocated(source, manifest.resolve().parent, output.resolve().parent)
+    row = relocated_row(source, manifest.parent, output.parent)
     row["proposed"] = {name: proposals[name].as_json() for name in BOUNDARIES}
     row["proposed_by"] = meta
     if any_order:
         row["proposed_phase_order"] = order
     row["source"] = {"manifest": str(manifest), "line": session.line}
     row["label_problems"] = problems
-    known = {
-        n: source["boundaries"][n] for n in BOUNDARIES if n in (source.get("boundaries") or {})
-    }
-    if known:
-        row["proposal_errors"] = compare(known, row["proposed"])
+    if session.boundaries or session.absent:
+        guesses = {n: p["time_s"] for n, p in row["proposed"].items()}
+        row["proposal_errors"] = compare(session, guesses)
     return row
 
 
@@ -215,71 +223,45 @@ def centred(answers: Sequence[dict[str, float]]) -> list[dict[str, float]]:
     return [dict(zip(words, row.tolist(), strict=True)) for row in probs]
 
 
-def relocated(row: dict[str, Any], source_dir: Path, output_dir: Path) -> dict[str, Any]:
-    """The row with its file paths relative to the output's folder, so the label file is a
-    session manifest wherever it is written."""
-    out = dict(row)
-    for key in ("audio", "transcript"):
-        if isinstance(out.get(key), str):
-            out[key] = os.path.relpath(source_dir / out[key], output_dir)
-    return out
-
-
-def compare(known: dict[str, float | None], proposed: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per boundary: the absolute error in seconds where both have a time, "missed" where a
-    present phase was proposed absent, "invented" where an absent one was proposed present."""
+def compare(session: SessionRecord, guesses: dict[str, float | None]) -> dict[str, Any]:
+    """Per boundary the session annotates: the absolute error in seconds where both have a
+    time, "missed" where a present phase was proposed absent, "invented" where an absent one
+    was proposed present, "absent, agreed" where both say absent."""
     out: dict[str, Any] = {}
-    for name, truth in known.items():
-        guess = proposed[name]["time_s"]
-        if truth is None and guess is None:
-            out[name] = "absent, agreed"
-        elif truth is None:
-            out[name] = "invented"
-        elif guess is None:
-            out[name] = "missed"
-        else:
-            out[name] = round(abs(guess - truth), 3)
+    for name in BOUNDARIES:
+        if name in session.boundaries or name in session.absent:
+            error = boundary_error(session.boundaries.get(name), guesses[name])
+            if error is None:
+                out[name] = "absent, agreed"
+            else:
+                out[name] = error if isinstance(error, str) else round(error, 3)
     return out
 
 
 def proposal_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """MAE of the proposals over boundaries with a known and a proposed time, and presence
-    mistakes counted apart (a time error cannot be given to an absent phase)."""
-    errors = [e for r in rows for e in r.get("proposal_errors", {}).values()]
-    seconds = np.array([e for e in errors if isinstance(e, int | float)], dtype=float)
-    if not errors:
+    """The session search's metrics (`session_metrics`: MAE over boundaries with a known and a
+    proposed time, per boundary too, presence mistakes counted apart) and how many annotated
+    boundaries were judged."""
+    from audiolora.tasks.temporal.search import session_metrics
+
+    errors = [r.get("proposal_errors", {}) for r in rows]
+    judged = sum(len(e) for e in errors)
+    if not judged:
         return {}
-    out: dict[str, Any] = {
-        "boundaries": len(errors),
-        "missed": sum(e == "missed" for e in errors),
-        "invented": sum(e == "invented" for e in errors),
-    }
-    if len(seconds):
-        out |= {
-            "mae_s": float(seconds.mean()),
-            "median_ae_s": float(np.median(seconds)),
-            "within_5s": float((seconds <= 5).mean()),
-            "within_10s": float((seconds <= 10).mean()),
-        }
-    return out
+    return {"boundaries": judged, "missed": 0, "invented": 0, **session_metrics(errors)}
 
 
-def prior_metrics(
-    labelled: Path, rows: Sequence[dict[str, Any]], sessions: Sequence[SessionRecord]
-) -> dict[str, Any]:
+def prior_metrics(labelled: Path, sessions: Sequence[SessionRecord]) -> dict[str, Any]:
     """The proposal metrics of placing each boundary at its mean share of the recording in
     the `labelled` sessions."""
     from audiolora.tasks.temporal.search import phase_prior
 
-    train = checked_sessions(labelled, "skip")
-    share = phase_prior(train.rows, BOUNDARIES)
-    duration = {s.line: s.duration for s in sessions}
+    share = phase_prior(checked_sessions(labelled, "skip").rows, BOUNDARIES)
     scored = []
-    for row in rows:
-        known = {n: row["boundaries"][n] for n in BOUNDARIES if n in (row.get("boundaries") or {})}
-        length = duration[row["source"]["line"]]
-        guess = {n: {"time_s": share[n] * length if n in share else None} for n in BOUNDARIES}
-        scored.append({"proposal_errors": compare(known, guess)})
+    for session in sessions:
+        if session.boundaries or session.absent:
+            guesses = {n: share[n] * session.duration if n in share else None for n in BOUNDARIES}
+            scored.append({"proposal_errors": compare(session, guesses)})
     return proposal_metrics(scored)
 
 

@@ -10,7 +10,6 @@ loaded this time (another --sample) are kept as they were.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 from audiolora.atomic import atomic_write_text
 from audiolora.data.manifest import Problem, is_number, json_objects
-from audiolora.data.sessions import BOUNDARIES
+from audiolora.data.sessions import BOUNDARIES, relocated_row
 from audiolora.review.sources import Kind, ReviewError, Session
 
 ACTIONS = ("accept", "move", "absent")
@@ -109,11 +108,7 @@ class Store:
         return entry
 
     def verified_row(self, session: Session) -> dict[str, Any]:
-        folder = self.path.parent
-        row = dict(session.row)
-        row["audio"] = relative(session.audio, folder)
-        if session.transcript is not None:
-            row["transcript"] = relative(session.transcript, folder)
+        row = relocated_row(session.row, session.root, self.path.parent)
         decided = self.decisions(session)
         row["boundaries"] = {**(session.row.get("boundaries") or {}), **decided}
         row["review"] = self.history[session.audio]
@@ -123,8 +118,3 @@ class Store:
     def _write(self) -> None:
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in self.rows.values())
         atomic_write_text(self.path, text)
-
-
-def relative(path: Path, folder: Path) -> str:
-    """`path` as a manifest in `folder` names it."""
-    return Path(os.path.relpath(path, folder.resolve())).as_posix()

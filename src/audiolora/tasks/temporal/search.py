@@ -20,7 +20,7 @@ from transformers import ProcessorMixin
 
 from audiolora.data.sessions import BOUNDARIES, PHASE_ORDER, SessionRecord, boundary_order
 from audiolora.data.windows import Window, coarse_windows, window_words
-from audiolora.evaluation.temporal_metrics import localization_metrics
+from audiolora.evaluation.temporal_metrics import boundary_error, localization_metrics
 from audiolora.models.heads.regression import OffsetRegressor
 from audiolora.tasks.temporal.windows import (
     WindowDataset,
@@ -220,11 +220,10 @@ def session_errors(
     (null in the manifest) given a time."""
     errors: dict[str, float | str] = {}
     for name, found in predicted.items():
-        if name in session.boundaries:
-            t = found["time_s"]
-            errors[name] = "missed" if t is None else abs(t - session.boundaries[name])
-        elif name in session.absent and found["time_s"] is not None:
-            errors[name] = "invented"
+        if name in session.boundaries or name in session.absent:
+            error = boundary_error(session.boundaries.get(name), found["time_s"])
+            if error is not None:
+                errors[name] = error
     return errors
 
 
