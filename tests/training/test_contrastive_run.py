@@ -84,3 +84,22 @@ def test_two_stage_run_on_the_embedded_default(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "a dog, then a door" in result.output and "%" in result.output
+
+
+def test_full_finetuning_trains_both_towers_and_reloads(
+    dual_encoder: Path, sound_events: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "full"
+    config = load_config(RECIPE, [
+        f"output_dir={out}", f"model.name={dual_encoder}",
+        f"data.train={sound_events / 'train.jsonl'}", f"data.eval={sound_events / 'eval.jsonl'}",
+        "contrastive.schedule=a", "adapter.method=full", "training.max_steps=1",
+        "training.batch_size=8", "training.warmup_ratio=0",
+    ])  # fmt: skip
+    metrics = run_training(config)
+    assert metrics["efficiency"]["trainable_ratio"] == 1.0
+    result = CliRunner().invoke(
+        app, ["eval", str(out), "--json", "--data", str(sound_events / "eval.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["zste_mean"] == pytest.approx(metrics["final"]["zste_mean"])

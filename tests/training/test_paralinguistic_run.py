@@ -102,3 +102,23 @@ def test_short_real_run_on_the_embedded_aligned_model(
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((analysis / "layers.json").read_text())["layers"] == 30
+
+
+def test_full_finetuning_with_the_aux_head_saves_a_model_folder(
+    tiny_qwen2_audio_dir: Path, paralinguistic_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "full"
+    config = para_config(
+        tiny_qwen2_audio_dir, paralinguistic_dataset, out,
+        ["adapter.method=full", "training.max_steps=1", "training.eval_batch_size=4",
+         "training.max_new_tokens=4", "data.max_eval_samples=4"],
+    )  # fmt: skip
+    metrics = run_training(config)
+    assert metrics["efficiency"]["trainable_ratio"] == 1.0
+    adapter = out / "adapter"
+    assert (adapter / "config.json").exists() and (adapter / "aux_head.safetensors").exists()
+    result = CliRunner().invoke(
+        app, ["eval", str(out), "--json", "--data", str(paralinguistic_dataset / "eval.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["pa_score"] == pytest.approx(metrics["final"]["pa_score"])

@@ -19,8 +19,9 @@ import torch
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration
+from typer.testing import CliRunner
 
-from audiolora.cli import EXIT_INTERRUPTED
+from audiolora.cli import EXIT_INTERRUPTED, app
 from audiolora.config import load_config
 from audiolora.data.manifest import BadInputError, read_manifest
 from audiolora.training.checkpoints import MARKER, latest_complete_checkpoint
@@ -373,7 +374,8 @@ def test_full_finetuning_trains_every_weight_and_saves_a_model_folder(
     out = tmp_path / "run"
     overrides = tiny_overrides(
         tiny_random_whisper_dir, speech_dataset, out,
-        **{"adapter.method": "full", "training.max_steps": 1, "training.warmup_ratio": 0.0},
+        **{"adapter.method": "full", "training.max_steps": 1, "training.warmup_ratio": 0.0,
+           "data.encoder_context": "batch"},
     )  # fmt: skip
     metrics = run_training(load_config(None, overrides))
     assert metrics["efficiency"]["trainable_ratio"] == 1.0
@@ -386,6 +388,12 @@ def test_full_finetuning_trains_every_weight_and_saves_a_model_folder(
         if not torch.equal(p, base.get_parameter(n))
     ]  # fmt: skip
     assert len(changed) > 0.5 * len(list(base.parameters()))
+    # Reloaded, the model takes the trimmed input the run trained on, and scores as it did.
+    result = CliRunner().invoke(
+        app, ["eval", str(out), "--json", "--data", str(speech_dataset / "eval.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["wer"] == pytest.approx(metrics["final"]["wer"])
 
 
 def test_speech_gated_run_trains_evaluates_and_reloads_gated(

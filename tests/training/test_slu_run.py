@@ -107,3 +107,22 @@ def test_curriculum_scheme_trains_text_first_then_text_and_speech(
     assert (speech["name"], speech["train_examples"]) == ("speech", 12)
     assert speech["learning_rate"] == pytest.approx(0.006)
     assert "slu_f1" in text["eval"]
+
+
+def test_full_finetuning_saves_a_model_folder_that_eval_reloads(
+    tiny_qwen2_audio_dir: Path, slu_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "full"
+    config = slu_config(
+        tiny_qwen2_audio_dir, slu_dataset, out,
+        ["adapter.method=full", "training.batch_size=4", "training.eval_batch_size=4",
+         "training.max_steps=1", "training.warmup_ratio=0", "training.max_new_tokens=12"],
+    )  # fmt: skip
+    metrics = run_training(config)
+    assert metrics["efficiency"]["trainable_ratio"] == 1.0
+    assert (out / "adapter" / "config.json").exists()
+    result = CliRunner().invoke(
+        app, ["eval", str(out), "--json", "--data", str(slu_dataset / "eval.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["slu_f1"] == pytest.approx(metrics["final"]["slu_f1"])

@@ -234,3 +234,37 @@ def test_a_recording_in_both_splits_is_refused_before_the_model_loads(
     ]
     with pytest.raises(RunError, match="2 recording.*both the training and the held-out"):
         run_training(load_config(None, leaky))
+
+
+def test_full_finetuning_trains_every_weight_and_reloads_with_its_head(
+    tiny_qwen2_audio_dir: Path, tiny_sessions: Path, tmp_path: Path
+) -> None:
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    from audiolora.export import export_run, load_exported
+
+    out = tmp_path / "full"
+    args = overrides(tiny_qwen2_audio_dir, tiny_sessions, out, "adapter.method=full",
+                     "training.max_steps=2", "training.warmup_ratio=0")  # fmt: skip
+    metrics = run_training(load_config(None, args))
+    assert metrics["efficiency"]["trainable_ratio"] == 1.0
+    adapter = out / "adapter"
+    assert (adapter / "config.json").exists() and (adapter / "regression_head.safetensors").exists()
+    assert not (adapter / "adapter_config.json").exists()
+    base = Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio_dir)
+    tuned = Qwen2AudioForConditionalGeneration.from_pretrained(adapter)
+    changed = [n for n, p in tuned.named_parameters() if not torch.equal(p, base.get_parameter(n))]
+    assert len(changed) > 0.5 * len(list(base.parameters())), "the language model trained too"
+
+    result = CliRunner().invoke(
+        app, ["eval", str(out), "--json", "--data", str(tiny_sessions / "eval.jsonl")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["mae_s"] == pytest.approx(metrics["final"]["mae_s"], rel=1e-4)
+    # A full fine-tune exports as it is: the model folder, the head beside it.
+    record = export_run(out, tmp_path / "export")
+    assert record["head"].endswith("OffsetRegressor")
+    exported = load_exported(tmp_path / "export")
+    assert all(
+        torch.equal(p, tuned.get_parameter(n)) for n, p in exported.backbone.named_parameters()
+    )

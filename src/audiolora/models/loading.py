@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from transformers import AutoConfig, PreTrainedModel, ProcessorMixin
 
 from audiolora.models.families import KIMI_AUDIO, Family, family_for
@@ -124,6 +125,16 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, ProcessorMixin, Famil
     family.configure(model, cfg.language)
     release_freed_memory()
     return model, processor, family, path
+
+
+def load_full_finetune(base: nn.Module, folder: Path, family: Family) -> PreTrainedModel:
+    """The whole model an `adapter.method: full` run saved, on `base`'s device and dtype, with
+    the family's settings applied as `load_model` applies them to a base (without them a
+    Whisper fed trimmed input, or a Qwen2-Audio tower fed real frames, would refuse)."""
+    device = next(base.parameters()).device
+    model = type(base).from_pretrained(str(folder), dtype=base.dtype).to(device)
+    family.configure(model, None)  # the saved generation config keeps the language
+    return model
 
 
 def release_freed_memory() -> None:

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from transformers import ProcessorMixin
 
 from audiolora.models.families import AudioLanguageFamily, Family
+from audiolora.models.loading import load_full_finetune
 from audiolora.settings import StageConfig
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ class Task:
         from peft import PeftModel
 
         if (Path(adapter_dir) / "config.json").exists():  # adapter.method=full: a whole model
-            return type(base).from_pretrained(str(adapter_dir), dtype=base.dtype)
+            return load_full_finetune(base, Path(adapter_dir), family)
         if not (Path(adapter_dir) / "adapter_config.json").exists():
             raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (did training finish?)")
         return PeftModel.from_pretrained(base, str(adapter_dir))

@@ -62,7 +62,8 @@ class ContrastiveConfig(Section):
     pairs with order/overlap captions; `all` both, with temporal captions for pairs."""
     tune: Literal["last_layers", "lora"] = "last_layers"
     """`last_layers`: the last audio block, the last text layer and both projections train in
-    full; `lora`: LoRA on the family's targets (`adapter.*`), projections in full."""
+    full; `lora`: LoRA on the family's targets (`adapter.*`), projections in full.
+    `adapter.method: full` overrides both: every weight of both towers trains."""
     order_weight: float = Field(1.0, ge=0)
     """alpha_order: extra weight of a caption in the wrong order ("B, then A" for A then B)."""
     overlap_weight: float = Field(1.0, ge=0)
@@ -212,6 +213,7 @@ class Contrastive(Task):
     name = "contrastive"
     section = ContrastiveConfig
     contrastive = True
+    full_finetuning = True
     metrics = (
         Metric("zste_mean", "ZSTE mean", "{:.1%}", higher_is_better=True, percent=True, curve=True),
         Metric("zste_single", "ZSTE single (zero-shot class.)", "{:.1%}", higher_is_better=True,
@@ -285,9 +287,15 @@ class Contrastive(Task):
         cfg = config.contrastive
         for p in model.parameters():
             p.requires_grad_(False)
-        if cfg.tune == "lora":
+        if config.adapter.method == "full":  # every weight, whatever `tune` says
+            trained = [n for n, _ in model.named_children()]
+            trained += [n for n, _ in model.named_parameters(recurse=False)]  # logit scale
+            for p in model.parameters():
+                p.requires_grad_(True)
+            backbone = model
+        elif cfg.tune == "lora":
             backbone = attach_adapters(model, config.adapter, family, total_steps)
-            trained: list[str] = []
+            trained = []
         else:
             trained = list(family.last_layer_names(model))
             for name in trained:

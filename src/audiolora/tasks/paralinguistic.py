@@ -158,6 +158,7 @@ class Paralinguistic(Task):
     name = "paralinguistic"
     section = ParalinguisticConfig
     needs_audio_lm = True
+    full_finetuning = True
     metrics = (
         Metric("pa_score", "PA-score", "{:.3f}", higher_is_better=True, curve=True),
         Metric("pa_rate", "PA-rate", "{:.1%}", higher_is_better=True, percent=True),

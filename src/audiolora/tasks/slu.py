@@ -258,6 +258,7 @@ class SpokenLanguageUnderstanding(Task):
     name = "slu"
     section = SluConfig
     needs_audio_lm = True
+    full_finetuning = True
     metrics = (
         Metric("slu_f1", "SLU-F1", "{:.3f}", higher_is_better=True, curve=True),
         Metric("intent_acc", "Intent accuracy", "{:.1%}", higher_is_better=True, percent=True),

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from audiolora.models.families import AudioLanguageFamily
+from audiolora.models.loading import load_full_finetune
 from audiolora.models.trainable import load_tensors, save_tensors, trainable_names
 
 
@@ -48,12 +49,21 @@ class HeadModel(nn.Module):
 
     # ---- persistence -------------------------------------------------------------------------
 
+    def fully_trained(self) -> bool:
+        """`adapter.method: full`: a bare backbone whose every weight trains."""
+        return not isinstance(self.backbone, PeftModel) and all(
+            p.requires_grad for p in self.backbone.parameters()
+        )
+
     def save_pretrained(self, out_dir: str | Path) -> None:
-        """The adapter (PEFT format, if any) and the head, for `from_pretrained` later."""
+        """The adapter (PEFT format, if any), or the whole backbone as a transformers model
+        folder when every weight trained, and the head, for `from_pretrained` later."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         if isinstance(self.backbone, PeftModel):
             self.backbone.save_pretrained(str(out_dir))
+        elif self.fully_trained():
+            self.backbone.save_pretrained(str(out_dir), safe_serialization=True)
         self.save_head(out_dir)
 
     def save_head(self, out_dir: Path) -> None:
@@ -74,11 +84,13 @@ class HeadModel(nn.Module):
         adapter_dir = Path(adapter_dir)
         config = cls.saved_config(adapter_dir)
         backbone = base
+        device = next(base.parameters()).device
         if (adapter_dir / "adapter_config.json").exists():
             backbone = PeftModel.from_pretrained(base, str(adapter_dir))
+        elif (adapter_dir / "config.json").exists():  # a full fine-tune: the whole backbone
+            backbone = load_full_finetune(base, adapter_dir, family)
         model = cls(backbone, family, **config)
         model.head.load_state_dict(load_file(str(adapter_dir / cls.weights_file)))
-        device = next(base.parameters()).device
         model.head.to(device)
         return model
 

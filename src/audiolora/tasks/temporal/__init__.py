@@ -50,6 +50,7 @@ class TemporalLocalization(Task):
     name = "temporal"
     section = TemporalConfig
     needs_audio_lm = True
+    full_finetuning = True
     metrics = (
         Metric("mae_s", "MAE (s)", "{:.2f}", curve=True),
         Metric("median_ae_s", "Median abs. error (s)", "{:.2f}"),
