@@ -132,3 +132,21 @@ def test_a_temporal_run_exports_the_merged_model_and_its_head_beside_it(
         torch.testing.assert_close(
             exported(**batch)["predictions"], adapted(**batch)["predictions"], rtol=1e-4, atol=1e-5
         )
+
+
+def test_an_export_reloads_in_the_dtype_it_was_trained_in(
+    tiny_qwen2_audio_dir: Path, tiny_sessions: Path, tmp_path: Path
+) -> None:
+    from audiolora.export import load_exported
+    from tests.training.test_temporal_run import overrides
+
+    run = tmp_path / "run"
+    args = [*overrides(tiny_qwen2_audio_dir, tiny_sessions, run), "model.dtype=bfloat16",
+            "training.max_steps=1"]  # fmt: skip
+    run_training(load_config(None, args))
+    record = export_run(run, tmp_path / "exported")
+    assert record["dtype"] == "bfloat16"
+    exported = load_exported(tmp_path / "exported")
+    assert next(exported.backbone.parameters()).dtype == torch.bfloat16
+    as_fp32 = load_exported(tmp_path / "exported", dtype="float32")
+    assert next(as_fp32.backbone.parameters()).dtype == torch.float32

@@ -78,6 +78,7 @@ def export_run(run_dir: Path, out: Path) -> dict[str, Any]:
         "adapter_scale": config.adapter.final_scale,
         "encoder_context": config.data.encoder_context,
         "model_class": type(merged).__name__,
+        "dtype": model_cfg.dtype,
         "family": family.name,
         "head": None if head is None else f"{type(head).__module__}.{type(head).__qualname__}",
     }
@@ -95,14 +96,16 @@ def merge(adapted: Any, base: PreTrainedModel) -> PreTrainedModel:
     raise ExportError(f"cannot merge a {type(adapted).__name__} into {type(base).__name__}")
 
 
-def load_exported(folder: Path) -> Any:
-    """An exported folder as audiolora uses it: the plain model, or model + task head.
+def load_exported(folder: Path, dtype: str | None = None) -> Any:
+    """An exported folder as audiolora uses it: the plain model, or model + task head, in the
+    dtype it was exported in (`export.json`), or `dtype` ("float32", "bfloat16", "float16").
 
     Without audiolora, the model alone loads with `AutoModel...from_pretrained(folder)`; the
     head is `export.json`'s "head" class with its weights and config beside the model."""
     folder = Path(folder)
     record = json.loads((folder / "export.json").read_text())
-    model, _, family, _ = load_model(ModelConfig(name=str(folder)))
+    dtype = dtype or record.get("dtype", "float32")  # folders exported before it was recorded
+    model, _, family, _ = load_model(ModelConfig(name=str(folder), dtype=dtype))
     if not record.get("head"):
         return model
     module, _, name = record["head"].rpartition(".")
