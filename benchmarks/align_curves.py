@@ -1,7 +1,9 @@
-"""Held-out WER against training wall time for several `audiolora models align` runs, in one
-plot (the README's figure):
+"""Held-out WER against training wall time for several `audiolora models align` runs, and for
+runs of the stock Trainer recipe (`audiolora train align-qwen2-audio-smollm2`, whose evaluations
+record the training time before them), in one plot (the README's figure):
 
-    python benchmarks/align_curves.py runs/align-c runs/align-b --output docs/align-wer.png
+    python benchmarks/align_curves.py runs/align-c runs/align-b runs/align-stock \
+        --output docs/align-wer.png
 """
 
 from __future__ import annotations
@@ -13,6 +15,20 @@ from pathlib import Path
 from audiolora.builtin.align import plot_curve
 
 
+def trainer_log(run: Path) -> tuple[str, list[dict]]:
+    """A Trainer run's held-out WER points as an alignment log (step, wall_s, wer), the base
+    model at 0 s."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    log = [{"step": 0, "wall_s": 0.0, "wer": metrics["base"]["wer"]}]
+    log += [
+        {"step": h["step"], "wall_s": h["train_s"], "wer": h["eval_wer"]}
+        for h in metrics["history"]
+        if "eval_wer" in h and "train_s" in h
+    ]
+    steps = max(e["step"] for e in log)
+    return f"{run.name}: stock Trainer recipe, {steps} steps, batch 8", log
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="align run folders")
@@ -20,10 +36,14 @@ def main() -> None:
     args = parser.parse_args()
     logs = {}
     for run in args.runs:
-        summary = json.loads((run / "align.json").read_text())
-        steps = summary["recipe"]["loop"]["steps"]
-        log = json.loads((run / "align-log.json").read_text())
-        logs[f"{run.name}: {steps} steps, batch 8"] = log
+        if (run / "align.json").exists():
+            summary = json.loads((run / "align.json").read_text())
+            steps = summary["recipe"]["loop"]["steps"]
+            log = json.loads((run / "align-log.json").read_text())
+            logs[f"{run.name}: {steps} steps, batch 8"] = log
+        else:
+            label, log = trainer_log(run)
+            logs[label] = log
         for e in log:
             if "wer" in e:
                 minutes = e["wall_s"] / 60

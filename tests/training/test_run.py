@@ -69,7 +69,12 @@ def test_run_folder_contract(
         "adapter_mb",
     }
     assert saved["efficiency"]["optimizer_steps"] == 4
-    assert any("eval_wer" in h for h in saved["history"])
+    evaluations = [h for h in saved["history"] if "eval_wer" in h]
+    assert evaluations
+    # Each evaluation records the training time before it (its own time left out), for
+    # metric-against-time curves: it grows with the step.
+    trained_s = [h["train_s"] for h in evaluations if h["step"] > 0]
+    assert trained_s == sorted(trained_s) and trained_s[0] > 0
     assert metrics["final"] == saved["final"]
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "adapted" in html

@@ -229,9 +229,13 @@ def detailed(task: Task, metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def eval_log_entry(task: Task, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
-    """An evaluation as a Trainer log-history row, so the report draws it with the others."""
-    return {"step": step, **{f"eval_{k}": v for k, v in headline(task, metrics).items()}}
+def eval_log_entry(
+    task: Task, step: int, metrics: dict[str, Any], train_s: float | None = None
+) -> dict[str, Any]:
+    """An evaluation as a Trainer log-history row, so the report draws it with the others;
+    `train_s`: the training wall time before it (evaluations left out), as the Trainer's rows."""
+    timed = {} if train_s is None else {"train_s": round(train_s, 1)}
+    return {"step": step, **{f"eval_{k}": v for k, v in headline(task, metrics).items()}, **timed}
 
 
 BASE_METRICS = "base_metrics.json"
@@ -485,7 +489,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
     stages_summary: list[dict[str, Any]] = []
     resumed_from = None
-    step_offset = 0
+    step_offset, seconds_offset = 0, 0.0  # steps and training seconds of the stages before
     for index, ((name, stage_config), stage_data) in enumerate(
         zip(plan, stage_datasets, strict=True)
     ):
@@ -498,6 +502,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             history += done["history"]
             stages_summary.append(done["summary"])
             step_offset += done["summary"]["steps"]
+            seconds_offset += done["summary"].get("train_s", 0.0)
             continue
         stage = stages[index] if stages else None
         select_trainable(peft_model, run_trainable, stage.trainable if stage else None)
@@ -551,13 +556,21 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         finally:  # an error inside a counted step must not leave FLOP counting on
             meter.stop_counting()
         stage_history = [
-            {**h, "step": h.get("step", 0) + step_offset, **({"stage": name} if staged else {})}
+            {
+                **h,
+                "step": h.get("step", 0) + step_offset,
+                **({"stage": name} if staged else {}),
+                **({"train_s": h["train_s"] + seconds_offset} if "train_s" in h else {}),
+            }
             for h in trainer.state.log_history
         ]
+        stage_seconds = trainer.training_seconds() or 0.0
+        seconds_offset += stage_seconds
         steps = trainer.state.global_step
         summary: dict[str, Any] = {
             "name": name,
             "steps": steps,
+            "train_s": round(stage_seconds, 1),
             **kept_checkpoint(trainer.state, st.early_stopping_patience),
             "train_examples": len(stage_data["train"]),
             "learning_rate": st.learning_rate,
@@ -577,7 +590,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
 
             result = once(evaluate_stage)
             summary["eval"] = headline(task, result)
-            stage_history.append(eval_log_entry(task, step_offset + steps, result))
+            stage_history.append(eval_log_entry(task, step_offset + steps, result, seconds_offset))
         history += stage_history
         stages_summary.append(summary)
         step_offset += steps
@@ -606,7 +619,7 @@ def run_training(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             logged = [
                 eval_log_entry(task, 0, base),
                 *history,
-                eval_log_entry(task, step_offset, final),
+                eval_log_entry(task, step_offset, final, seconds_offset),
             ]
         retention_final = score_retention(
             task, peft_model, processor, retention_sets, eval_options, t.precision, adapted=True

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -68,6 +69,7 @@ class AudioTrainer(Trainer):
         self.answer_only_logits = answer_only_logits
         self.loss_is_batch_mean = loss_is_batch_mean
         self._entropies: list[float] = []
+        self._clock: tuple[float, float] | None = None  # (train() began, seconds spent evaluating)
         # Causal LMs predict label i+1 at position i (their first label is never a target); the
         # Trainer counts the step's tokens by this attribute, and `share_of_global_tokens` too.
         config = getattr(self.model, "config", None)  # PEFT forwards the base model's
@@ -165,6 +167,18 @@ class AudioTrainer(Trainer):
             )
         return loss
 
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        self._clock = (time.perf_counter(), 0.0)
+        return super().train(*args, **kwargs)
+
+    def training_seconds(self) -> float | None:
+        """Wall time of this `train()` call so far without its evaluations (a resumed run
+        counts from its restart): what a metric-against-training-time curve needs."""
+        if self._clock is None:
+            return None
+        began, evaluating = self._clock
+        return time.perf_counter() - began - evaluating
+
     def evaluate(
         self,
         eval_dataset: Any = None,
@@ -172,6 +186,7 @@ class AudioTrainer(Trainer):
         metric_key_prefix: str = "eval",
     ) -> dict[str, float]:
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        trained_s, eval_began = self.training_seconds(), time.perf_counter()
         # Several processes: rank 0 evaluates the unwrapped model once, every rank logs it.
         result = once(
             lambda: self.task.evaluate(
@@ -187,7 +202,12 @@ class AudioTrainer(Trainer):
             for k, v in result.items()
             if k in self.task.headline
         }
-        self.log(metrics)
+        if self._clock is not None and trained_s is not None:
+            began, evaluating = self._clock
+            self._clock = (began, evaluating + time.perf_counter() - eval_began)
+            self.log({**metrics, "train_s": round(trained_s, 1)})
+        else:
+            self.log(metrics)
         self.control = self.callback_handler.on_evaluate(
             self.args, self.state, self.control, metrics
         )
