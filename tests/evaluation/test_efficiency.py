@@ -99,3 +99,25 @@ def test_a_step_that_raises_does_not_leave_flop_counting_on() -> None:
     assert torch.utils._python_dispatch._get_current_dispatch_mode_stack()
     meter.stop_counting()
     assert not torch.utils._python_dispatch._get_current_dispatch_mode_stack()
+
+
+def test_each_run_in_one_process_gets_its_own_peak_memory() -> None:
+    """A sweep trains its runs in one process: a big earlier run must not set a later run's peak,
+    and an evaluation after training is not part of the training peak."""
+    args = state = control = SimpleNamespace()
+
+    def run(megabytes: int) -> dict:
+        meter = EfficiencyMeter(samples_per_step=1, flop_every=0)
+        meter.on_train_begin(args, state, control)
+        block = torch.ones(megabytes * 2**18)  # float32: 4 bytes each
+        meter.on_step_begin(args, state, control)
+        meter.on_step_end(args, state, control)
+        meter.on_train_end(args, state, control)
+        del block
+        after = torch.ones(2 * megabytes * 2**18)  # an evaluation after training: not counted
+        del after
+        return meter.summary()
+
+    big, small = run(400), run(40)
+    assert big["peak_memory_scope"] == small["peak_memory_scope"] == "training"
+    assert big["peak_memory_mb"] - small["peak_memory_mb"] > 300

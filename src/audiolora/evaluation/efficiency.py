@@ -1,8 +1,9 @@
 """Efficiency figures of a training run: throughput, step latency, peak memory, energy, size.
 
-Peak memory is the CUDA allocator's maximum on GPU and the process's peak resident set size on
-CPU. Energy is read from the RAPL (CPU package) or NVML (GPU) counters where the machine exposes
-them, and reported as unavailable otherwise rather than estimated.
+Peak memory is the CUDA allocator's maximum on GPU and the peak resident set size on CPU, both
+counted from the start of training to its end (reset at the start, so the runs of a sweep in one
+process each get their own). Energy is read from the RAPL (CPU package) or NVML (GPU) counters
+where the machine exposes them, and reported as unavailable otherwise rather than estimated.
 
 Model FLOPs are counted by `torch.utils.flop_counter` on every `flop_every`-th step (those steps
 are left out of the timing, since counting slows them); MFU divides the achieved model FLOP/s by
@@ -32,11 +33,38 @@ log = logging.getLogger(__name__)
 RAPL_ENERGY = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
 
 
+PROC_STATUS = Path("/proc/self/status")
+
+
+def reset_peak_memory() -> str:
+    """Start the peak-memory counter afresh; returns what `peak_memory_mb` then covers:
+    "since reset", or "process" where the counter cannot be reset.
+
+    Why: a sweep trains its runs one after the other in one process, and on CPU the process's
+    peak would otherwise carry an earlier run's peak into every later one. Linux resets the
+    peak resident set size (VmHWM) when "5" is written to /proc/self/clear_refs."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return "since reset"
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return "process"
+    return "since reset"
+
+
 def peak_memory_mb() -> float:
+    """The CUDA allocator's peak on GPU; on CPU the peak resident set size (VmHWM, which
+    `reset_peak_memory` resets), or the process's ru_maxrss where /proc is not there."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
-    # ru_maxrss is in KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        for line in PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 class EnergyCounter:
@@ -152,13 +180,16 @@ class EfficiencyMeter(TrainerCallback):
         self.train_seconds = 0.0
         self._train_start = 0.0
         self._started = False
+        self.peak_scope = "process"
+        self.training_peak_mb: float | None = None
+        """Peak memory from the first stage's start to the last stage's end: training alone,
+        not the evaluations after it."""
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         if not self._started:
-            if torch.cuda.is_available():
-                torch.cuda.reset_peak_memory_stats()
+            self.peak_scope = reset_peak_memory()
             self.energy.start()
             self._started = True
         self._train_start = time.perf_counter()
@@ -187,6 +218,7 @@ class EfficiencyMeter(TrainerCallback):
     ) -> None:
         self.stop_counting()
         self.train_seconds += time.perf_counter() - self._train_start
+        self.training_peak_mb = max(self.training_peak_mb or 0.0, peak_memory_mb())
 
     def stop_counting(self) -> None:
         """Leave a FLOP-counted step that never ended (an error inside it): the counter is a
@@ -207,7 +239,10 @@ class EfficiencyMeter(TrainerCallback):
             "samples_per_second": self.samples_per_step / latency if timed else float("nan"),
             "step_latency_s": latency,
             "train_seconds": self.train_seconds,
-            "peak_memory_mb": peak_memory_mb(),
+            "peak_memory_mb": self.training_peak_mb
+            if self.training_peak_mb is not None
+            else peak_memory_mb(),
+            "peak_memory_scope": "training" if self.peak_scope != "process" else "process",
             "energy_joules": joules,
             "energy_joules_per_step": joules / steps if joules is not None and steps else None,
             "energy_source": self.energy.source,
