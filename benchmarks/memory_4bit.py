@@ -1,17 +1,19 @@
-"""Peak training memory of NF4 (double-quant) QLoRA against bf16 LoRA on the embedded audio LM.
+"""Peak training memory of NF4 (double-quant) QLoRA and int8 LoRA against bf16 LoRA on the
+embedded audio LM.
 
     python benchmarks/memory_4bit.py [--recipe slu-qwen2-audio-smollm2] [--steps 4]
 
 Each side runs in its own process (peak memory is per process) and trains the recipe's LoRA for
 a few steps on batches of `builtin:speech` clips in bf16 autocast, loaded by audiolora's own
 `load_model` (which hands memory freed while loading back to the OS): the base in bf16, or
-quantized to NF4 with double quantization (bitsandbytes; the tower, projector and lm_head stay
-in full precision as the family says). A sampler thread reads the process's resident memory
-every 5 ms, so the table separates the process baseline (torch and the libraries), what loading
-leaves resident and the training peak. Per side: the base's weight bytes and bits per parameter
-(all of it, and the 4-bit linear layers alone: packed weights plus their quantization
-constants), optimizer state, and what training adds over the loaded model (activations,
-gradients, dequantized copies). Results: `benchmarks/results/memory_4bit.json`.
+quantized to NF4 with double quantization, or to int8 (LLM.int8) (bitsandbytes; the tower,
+projector and lm_head stay in full precision as the family says). A sampler thread reads the
+process's resident memory every 5 ms, so the table separates the process baseline (torch and the
+libraries), what loading leaves resident and the training peak. Per side: the base's weight
+bytes and bits per parameter (all of it, and the quantized linear layers alone: packed weights
+plus their quantization constants), optimizer state, and what training adds over the loaded
+model (activations, gradients, dequantized copies).
+Results: `benchmarks/results/memory_4bit.json`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory_4bit.json"
-SIDES = ("bf16", "nf4")
+SIDES = ("bf16", "int8", "nf4")
 
 
 class RssSampler:
@@ -79,6 +81,13 @@ def weight_figures(model: Any) -> dict[str, float]:
                 q_params += params
                 total_bytes += size + extra
                 total_params += params
+            elif isinstance(module, bnb.nn.Linear8bitLt) and tensor is module.weight:
+                scales = getattr(tensor, "SCB", None)  # one fp32 scale per output row
+                extra = scales.numel() * scales.element_size() if scales is not None else 0
+                q_bytes += size + extra
+                q_params += tensor.numel()
+                total_bytes += size + extra
+                total_params += tensor.numel()
             else:
                 total_bytes += size
                 total_params += tensor.numel()
@@ -108,6 +117,12 @@ def run_side(side: str, recipe: str, steps: int, batch_size: int) -> dict[str, A
 
     torch.set_num_threads(os.cpu_count() or 1)
     overrides = ["model.dtype=bfloat16", "training.precision=bf16"]
+    if side == "int8":
+        overrides = [
+            "model.dtype=bfloat16",
+            "model.quantization=int8",
+            "training.precision=bf16",
+        ]
     if side == "nf4":
         overrides = [
             "model.dtype=bfloat16",
@@ -201,13 +216,14 @@ def main(argv: list[str] | None = None) -> int:
             print(out.stdout[-2000:], out.stderr[-4000:], file=sys.stderr)
             return out.returncode or 1
         results[side] = json.loads(line[len("RESULT ") :])
-    bf16, nf4 = results["bf16"], results["nf4"]
+    bf16 = results["bf16"]
     print(f"\n{args.recipe}: {args.steps} LoRA steps of {args.batch_size} clips, bf16 autocast")
-    print(f"{'':44}{'bf16 LoRA':>12}{'NF4 QLoRA':>12}{'ratio':>8}")
+    header = "".join(f"{h:>12}" for h in ("bf16 LoRA", "int8 LoRA", "NF4 QLoRA", "int8/bf16"))
+    print(f"{'':44}{header}{'NF4/bf16':>10}")
     for label, key, fmt in (
         ("base weights (MB)", "weight_mb", "{:.0f}"),
         ("bits per base parameter (all)", "bits_per_param", "{:.2f}"),
-        ("bits per parameter, 4-bit linears only", "quantized_bits_per_param", "{:.3f}"),
+        ("bits per parameter, quantized linears only", "quantized_bits_per_param", "{:.3f}"),
         ("resident before loading: torch, libraries (MB)", "rss_before_load_mb", "{:.0f}"),
         ("resident after loading (MB)", "rss_loaded_mb", "{:.0f}"),
         ("peak while loading (MB)", "load_peak_mb", "{:.0f}"),
@@ -215,10 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         ("training peak (MB)", "train_peak_mb", "{:.0f}"),
         ("  added by training over loaded (MB)", "train_added_mb", "{:.0f}"),
     ):
-        a, b = bf16.get(key), nf4.get(key)
-        cells = [fmt.format(v) if v is not None else "n/a" for v in (a, b)]
-        ratio = f"{b / a:.2f}" if a and b else ""
-        print(f"{label:44}{cells[0]:>12}{cells[1]:>12}{ratio:>8}")
+        values = [results[side].get(key) for side in SIDES]
+        cells = [fmt.format(v) if v is not None else "n/a" for v in values]
+        a = bf16.get(key)
+        ratios = [f"{v / a:.2f}" if a and v else "" for v in values[1:]]
+        row = "".join(f"{c:>12}" for c in cells)
+        print(f"{label:44}{row}{ratios[0]:>12}{ratios[1]:>10}")
     payload = {"command": ["python", "benchmarks/memory_4bit.py", *(argv or sys.argv[1:])]}
     payload.update(results=results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
