@@ -139,12 +139,15 @@ def plot_compare(task_name: str, entries: list[Entry], path: Path) -> None:
     task = get_task(task_name)
     metric = task.metric(task.headline[0])
     panels = ((metric.key, metric.label), ("samples_per_second", "training samples/s"))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(entries) + 2), constrained_layout=True)
     names = [e.name for e in entries]
+    width = 8 + 0.08 * max(len(n) for n in names)  # the entry names label the shared y axis
+    fig, axes = plt.subplots(
+        1, 2, sharey=True, figsize=(width, 0.45 * len(entries) + 2), constrained_layout=True
+    )
     for ax, (key, label) in zip(axes, panels, strict=True):
         values = [stats([figure(r, key) for r in e.runs]) or (math.nan, 0.0) for e in entries]
         ax.barh(names, [v[0] for v in values], xerr=[v[1] for v in values], color="#4c72b0")
         ax.set_xlabel(label)
-        ax.invert_yaxis()
+    axes[0].invert_yaxis()  # shared: once puts the first entry on top in both panels
     fig.savefig(path, dpi=110)
     plt.close(fig)
