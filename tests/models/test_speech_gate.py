@@ -62,3 +62,13 @@ def test_vad_finds_speech_in_a_tts_clip_and_none_in_silence(speech_dataset: Path
     assert np.all(gate[inside + 2 :] == 0)  # the 30 s padding is not speech
     silence = speech_activity(np.zeros(16000, np.float32), 16000, frames=50, frame_s=0.02)
     assert silence.max() < 0.2
+
+
+def test_the_gate_is_the_same_inside_a_bf16_autocast_region(speech_dataset: Path) -> None:
+    """Evaluation reads clips inside the run's autocast (training.precision auto / bf16)."""
+    row = json.loads((speech_dataset / "eval.jsonl").read_text().splitlines()[0])
+    audio = load_audio(speech_dataset / row["audio"], 16000)
+    plain = speech_activity(audio, 16000, frames=200, frame_s=0.02)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        autocast = speech_activity(audio, 16000, frames=200, frame_s=0.02)
+    np.testing.assert_array_equal(autocast, plain)

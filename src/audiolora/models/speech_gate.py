@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from audiolora.precision import full_precision
+
 VAD_RATE = 16000
 VAD_CHUNK = 512
 """Silero VAD scores 512-sample chunks (32 ms) at 16 kHz."""
@@ -48,7 +50,9 @@ def speech_activity(audio: np.ndarray, sr: int, frames: int, frame_s: float) -> 
     n_chunks = max(1, int(np.ceil(len(wave) / VAD_CHUNK)))
     padded = np.zeros(n_chunks * VAD_CHUNK, dtype=np.float32)
     padded[: len(wave)] = wave
-    with torch.no_grad():
+    # The gate is data, the same in every precision: a bf16 autocast region (training.precision
+    # auto/bf16, where the evaluation reads its clips) must not reach the VAD.
+    with torch.no_grad(), full_precision():
         probs = _vad().audio_forward(torch.from_numpy(padded)[None], VAD_RATE)[0].numpy()
     _vad().reset_states()
     chunk = (np.arange(frames) * frame_s * VAD_RATE / VAD_CHUNK).astype(int)
