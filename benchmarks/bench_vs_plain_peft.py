@@ -64,6 +64,7 @@ class StepClock(TrainerCallback):
         self._begin = 0.0
         self.train_begin = 0.0
         self.train_end = 0.0
+        self.training_peak_mb = float("nan")
 
     @staticmethod
     def _sync() -> None:
@@ -73,10 +74,9 @@ class StepClock(TrainerCallback):
             torch.cuda.synchronize()
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        import torch
+        from audiolora.evaluation.efficiency import reset_peak_memory
 
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
+        reset_peak_memory()  # as the EfficiencyMeter: the peak covers training only
         self.train_begin = time.perf_counter()
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -105,7 +105,10 @@ class StepClock(TrainerCallback):
         self.evals.append(time.perf_counter() - self.ends[-1] if self.ends else float("nan"))
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from audiolora.evaluation.efficiency import peak_memory_mb
+
         self.train_end = time.perf_counter()
+        self.training_peak_mb = peak_memory_mb()
 
     def summary(self, samples_per_step: int, precision: str) -> dict[str, Any]:
         from audiolora.evaluation.efficiency import matmul_peak
@@ -135,21 +138,13 @@ class StepClock(TrainerCallback):
             "step_compute_s": [round(x, 4) for x in self.compute],
             "in_train_evals": len(self.evals),
             "in_train_eval_s": sum(self.evals),
+            "training_peak_mb": self.training_peak_mb,
         }
 
 
 def peak_rss_mb() -> float:
     """Peak resident set size of this process (ru_maxrss is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def peak_memory_mb() -> float:
-    """audiolora's definition: CUDA allocator peak on GPU, peak RSS on CPU."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return peak_rss_mb()
 
 
 # --------------------------------------------------------------------------------------------
@@ -547,7 +542,7 @@ def plain_peft_run(recipe: Path, overrides: list[str], work_dir: Path) -> dict[s
         "samples_per_second_train_runtime": train_output.global_step
         * samples_per_step
         / train_runtime,
-        "peak_memory_mb": peak_memory_mb(),
+        "peak_memory_mb": timing["training_peak_mb"],
         "peak_rss_mb": peak_rss_mb(),
         "final_wer": final_wer,
         "base_wer": base_wer,
@@ -666,8 +661,9 @@ def notes_for(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> l
         "in each run's compute precision.",
         "train_runtime: the Trainer's own figure for trainer.train() (both include the first step, "
         "data loading, logging and checkpoint saves).",
-        "Peak memory: CUDA allocator peak since train start on GPU, peak RSS on CPU (audiolora's "
-        "definition). Peak RSS: ru_maxrss of each subprocess (plain includes its .map pass).",
+        "Peak memory: from train start to train end, the CUDA allocator's peak on GPU and the "
+        "resident set's on CPU (audiolora's definition, one function for both). Peak RSS: "
+        "ru_maxrss of each whole subprocess (plain includes its .map pass).",
         "WER: model.generate with training.num_beams (1 = greedy) in both; audiolora's "
         "normaliser and jiwer code for both. Each run computes its own base WER (should match).",
         "Wall time: the whole subprocess (imports, loading, base eval, training, saving, final "
