@@ -36,21 +36,21 @@ RAPL_ENERGY = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
 PROC_STATUS = Path("/proc/self/status")
 
 
-def reset_peak_memory() -> str:
-    """Start the peak-memory counter afresh; returns what `peak_memory_mb` then covers:
-    "since reset", or "process" where the counter cannot be reset.
+def reset_peak_memory() -> bool:
+    """Start the peak-memory counter afresh; False where it cannot be reset (`peak_memory_mb`
+    then covers the whole process).
 
     Why: a sweep trains its runs one after the other in one process, and on CPU the process's
     peak would otherwise carry an earlier run's peak into every later one. Linux resets the
     peak resident set size (VmHWM) when "5" is written to /proc/self/clear_refs."""
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-        return "since reset"
+        return True
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
-        return "process"
-    return "since reset"
+        return False
+    return True
 
 
 def peak_memory_mb() -> float:
@@ -180,7 +180,7 @@ class EfficiencyMeter(TrainerCallback):
         self.train_seconds = 0.0
         self._train_start = 0.0
         self._started = False
-        self.peak_scope = "process"
+        self.peak_reset = False
         self.training_peak_mb: float | None = None
         """Peak memory from the first stage's start to the last stage's end: training alone,
         not the evaluations after it."""
@@ -189,7 +189,7 @@ class EfficiencyMeter(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         if not self._started:
-            self.peak_scope = reset_peak_memory()
+            self.peak_reset = reset_peak_memory()
             self.energy.start()
             self._started = True
         self._train_start = time.perf_counter()
@@ -242,7 +242,7 @@ class EfficiencyMeter(TrainerCallback):
             "peak_memory_mb": self.training_peak_mb
             if self.training_peak_mb is not None
             else peak_memory_mb(),
-            "peak_memory_scope": "training" if self.peak_scope != "process" else "process",
+            "peak_memory_scope": "training" if self.peak_reset else "process",
             "energy_joules": joules,
             "energy_joules_per_step": joules / steps if joules is not None and steps else None,
             "energy_source": self.energy.source,
