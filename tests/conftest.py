@@ -26,12 +26,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
+def missing_setup(reason: str) -> None:
+    """A tool or package that scripts/setup.sh installs is missing: skip on a developer's
+    machine, fail under CI=true (a skip there would hide a broken setup)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}: scripts/setup.sh installs it")
+    pytest.skip(reason)
+
+
 def require_tts() -> None:
-    """Skip a test that needs a TTS engine when none is installed (outside CI)."""
+    """Skip a test that needs a TTS engine when none is installed (fail under CI)."""
     from audiolora.builtin.synth.speech import available_engines
 
     if not available_engines():
-        pytest.skip("no TTS engine installed (apt-get install espeak-ng flite)")
+        missing_setup("no TTS engine installed (apt-get install espeak-ng flite)")
 
 
 @pytest.fixture(scope="session")

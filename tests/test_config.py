@@ -60,6 +60,20 @@ def test_override_without_equals_sign_is_rejected() -> None:
         load_config(None, ["training.epochs"])
 
 
+def test_override_whose_value_is_not_yaml_names_the_override() -> None:
+    with pytest.raises(ConfigError, match=r"override 'training.epochs=\[1': .*not valid YAML"):
+        load_config(None, ["training.epochs=[1"])
+
+
+def test_a_recipe_that_is_a_folder_or_binary_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
+    binary = tmp_path / "weights.bin"
+    binary.write_bytes(b"\x00\xff\xfe" * 10)
+    with pytest.raises(ConfigError, match="not a text file"):
+        load_config(binary)
+
+
 def test_inconsistent_combination_is_rejected() -> None:
     with pytest.raises(ConfigError, match="fp16"):
         load_config(None, ["model.quantization=nf4", "training.precision=fp16"])

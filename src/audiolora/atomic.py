@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,31 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
+@contextmanager
+def atomic_target(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` (same suffix, for writers such as `np.savez` that add
+    one) for a writer that takes a file name: renamed into place when the block ends without
+    an error, removed when it does not."""
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_save_torch(obj: Any, path: Path) -> None:
     """`torch.save` to a temporary name, then rename: a reader sees the old file or the new."""
     import torch
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_target(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    """`shutil.copy2`, but a reader of `target` never sees half of it."""
+    with atomic_target(target) as tmp:
+        shutil.copy2(source, tmp)
 
 
 def replace_dir(tmp_dir: Path, final_dir: Path) -> None:

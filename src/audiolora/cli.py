@@ -92,6 +92,12 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     raise typer.Exit(code)
 
 
+def check_bad_input_mode(value: str | None) -> None:
+    """--on-bad-input is stop or skip; a typo is refused before any work starts."""
+    if value is not None and value not in ("stop", "skip"):
+        fail(f"--on-bad-input {value!r}: choose stop (list bad rows and exit) or skip")
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -167,6 +173,7 @@ def train(
     from audiolora.training.run import RunError, RunStopped, run_training
     from audiolora.training.trainer import NonFiniteLossError
 
+    check_bad_input_mode(on_bad_input)
     overrides = list(set_ or [])
     if on_bad_input:
         overrides.append(f"data.on_bad_input={on_bad_input}")
@@ -285,8 +292,10 @@ def sweep(
     _setup_logging(False)
     from audiolora.config import ConfigError
     from audiolora.data.manifest import BadInputError
+    from audiolora.models.loading import ModelLoadError
     from audiolora.sweep import run_sweep, sweep_rows
-    from audiolora.training.run import RunError
+    from audiolora.training.run import RunError, RunStopped
+    from audiolora.training.trainer import NonFiniteLossError
 
     try:
         summary = run_sweep(
@@ -298,8 +307,11 @@ def sweep(
             relative_to=relative_to,
             variants=list(variant or []),
         )
-    except (ConfigError, BadInputError, RunError) as e:
+    except (ConfigError, BadInputError, RunError, ModelLoadError) as e:
         fail(str(e))
+        return
+    except (NonFiniteLossError, RunStopped) as e:  # a run began: rerunning the sweep continues
+        fail(f"{e} (rerun the same sweep command to continue)", EXIT_FAILED)
         return
     header, rows = sweep_rows(summary)
     table = Table(title=f"sweep: {seeds} seed(s) per point (mean ± std)")
@@ -328,10 +340,12 @@ def eval_(
     from audiolora.config import ConfigError
     from audiolora.data.manifest import BadInputError
     from audiolora.inference import evaluate_run
+    from audiolora.models.loading import ModelLoadError
 
+    check_bad_input_mode(on_bad_input)
     try:
         metrics = evaluate_run(run_dir, data, use_adapter=not base, on_bad_input=on_bad_input)
-    except (ConfigError, BadInputError) as e:
+    except (ConfigError, BadInputError, ModelLoadError) as e:
         fail(str(e))
         return
     out = run_dir / f"eval-{data.stem}-{'base' if base else 'adapted'}.json"
@@ -359,10 +373,11 @@ def export(
     _setup_logging(False)
     from audiolora.config import ConfigError
     from audiolora.export import ExportError, export_run
+    from audiolora.models.loading import ModelLoadError
 
     try:
         record = export_run(run_dir, out)
-    except (ConfigError, ExportError) as e:
+    except (ConfigError, ExportError, ModelLoadError) as e:
         fail(str(e))
         return
     console.print(f"exported {record['model_class']} ({record['merged_into']}) to {out}")
@@ -466,6 +481,7 @@ def label_sessions_command(
     from audiolora.labeling.prompt import PromptTemplate
     from audiolora.labeling.run import label_sessions
 
+    check_bad_input_mode(on_bad_input)
     with labelling_failures():
         prompt = PromptTemplate.load(template)
         asked = labelling_llm(llm, endpoint, api_key_env, temperature)
@@ -624,6 +640,7 @@ def predict(
     from audiolora.data.audio import AudioError
     from audiolora.data.manifest import BadInputError
     from audiolora.inference import predict_files, predict_sessions
+    from audiolora.models.loading import ModelLoadError
 
     if captions or clip is not None:
         from audiolora.inference import rank_captions
@@ -634,7 +651,7 @@ def predict(
             return
         try:
             ranked = rank_captions(run_dir, clip, texts, use_adapter=not base)
-        except (ConfigError, AudioError, ValueError) as e:
+        except (ConfigError, AudioError, ValueError, ModelLoadError) as e:
             fail(str(e))
             return
         table = Table(title=f"captions for {clip}")
@@ -647,7 +664,7 @@ def predict(
     if sessions is not None:
         try:
             shown = predict_sessions(run_dir, sessions, hop_s=hop_s, min_phase_s=min_phase_s)
-        except (ConfigError, BadInputError, ValueError) as e:
+        except (ConfigError, BadInputError, ValueError, ModelLoadError) as e:
             fail(str(e))
             return
         table = Table(title=shown.title)
@@ -665,7 +682,7 @@ def predict(
         return
     try:
         texts = predict_files(run_dir, audio, use_adapter=not base)
-    except (ConfigError, AudioError, ValueError) as e:
+    except (ConfigError, AudioError, ValueError, ModelLoadError) as e:
         fail(str(e))
         return
     for path, text in zip(audio, texts, strict=True):
@@ -917,6 +934,8 @@ def data_check(
     from audiolora.data.sessions import BOUNDARIES, read_sessions
     from audiolora.data.slu import read_slu_manifest
 
+    if window_s <= 0:
+        fail(f"--window-s {window_s}: a window must be longer than 0 seconds")
     bad = 0
     for path in manifests:
         if slu:
@@ -945,7 +964,11 @@ def import_ct2(
     """Convert a CTranslate2 Whisper model into a transformers Whisper folder."""
     from audiolora.builtin.ct2_import import import_ct2_whisper
 
-    out = import_ct2_whisper(src, dst, overwrite=overwrite)
+    try:
+        out = import_ct2_whisper(src, dst, overwrite=overwrite)
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError) as e:
+        fail(str(e))
+        return
     console.print(f"imported: {out}")
 
 
@@ -1008,9 +1031,14 @@ def align(
         from audiolora.builtin.aligned import ship_alignment
 
         command = "audiolora models align " + " ".join(sys.argv[sys.argv.index("align") + 1 :])
-        folder = ship_alignment(
-            output, "qwen2-audio-smollm2-aligned", {"command": command, **summary}
-        )
+        try:
+            folder = ship_alignment(
+                output, "qwen2-audio-smollm2-aligned", {"command": command, **summary}
+            )
+        except OSError as e:  # a read-only site-packages, a full disk
+            fail(f"could not ship the alignment into the package: {e}; the run is in {output}",
+                 EXIT_FAILED)  # fmt: skip
+            return
         console.print(f"shipped: {folder}")
 
 
@@ -1049,11 +1077,15 @@ def analyze_layers(
     and for the content, cross-voice similarity and attribute separability; suggests the
     paralinguistic layers, the semantic layers and the transition layer."""
     from audiolora.analysis.layers import analyze, layer_states, write_analysis
+    from audiolora.config import ConfigError
     from audiolora.data.manifest import BadInputError
+    from audiolora.models.loading import ModelLoadError
 
+    if pool not in ("audio", "last"):
+        fail(f"--pool {pool!r}: choose audio or last")
     try:
         stack = layer_states(model_or_run, data, output, batch_size=batch_size, max_rows=max_rows)
-    except BadInputError as e:
+    except (BadInputError, ConfigError, ModelLoadError) as e:
         fail(str(e))
         return
     try:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError, create_model, field_validator, model_validator
 
+from audiolora.atomic import atomic_write_text
 from audiolora.settings import (  # noqa: F401  (re-exported: the sections of a recipe)
     STAGE_FIXED_KEYS,
     AdaLoraConfig,
@@ -121,7 +122,14 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override '{assignment}': '{part}' is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        problem = str(e).splitlines()[0]
+        raise ConfigError(
+            f"override '{assignment}': the value is not valid YAML ({problem}); quote a string, "
+            "write a list as [a, b]"
+        ) from e
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -134,6 +142,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as e:
             raise ConfigError(f"{path}: recipe file not found") from e
+        except IsADirectoryError as e:
+            raise ConfigError(f"{path}: is a folder; give a recipe YAML file") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a text file (byte {e.start + 1} is not UTF-8)") from e
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
         if loaded is not None and not isinstance(loaded, dict):
@@ -186,6 +198,6 @@ def stage_configs(config: RunConfig) -> list[tuple[str, RunConfig]]:
 
 
 def save_config(config: RunConfig, path: Path) -> None:
-    path.write_text(
-        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
-    )
+    """Atomic: eval, predict, export and resume trust this file, and a truncated YAML often
+    still parses (the missing sections would silently take their defaults)."""
+    atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -24,7 +24,6 @@ import hashlib
 import itertools
 import json
 import math
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from audiolora.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from audiolora.atomic import atomic_copy, atomic_write_json, atomic_write_text  # noqa: E402
 from audiolora.config import ConfigError, load_config  # noqa: E402
 from audiolora.evaluation.metrics import summarize_over_seeds  # noqa: E402
 from audiolora.evaluation.retention import retention_figures  # noqa: E402
@@ -170,7 +169,7 @@ def run_sweep(
                 run_dir.mkdir(parents=True, exist_ok=True)
                 for name in BASE_FILES:
                     if (source / name).exists() and not (run_dir / name).exists():
-                        shutil.copy2(source / name, run_dir / name)
+                        atomic_copy(source / name, run_dir / name)  # the run trusts it
             # A run folder that exists holds a base measurement or checkpoints to continue.
             metrics = train(config, resume=True) if run_dir.exists() else train(config)
             gc.collect()

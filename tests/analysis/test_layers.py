@@ -55,6 +55,17 @@ def test_without_content_the_split_falls_where_voices_stop_mattering() -> None:
     assert suggest_split([0.5] * 6, flat, [0.5] * 6)["transition"] is None
 
 
+def test_the_states_cache_is_reused_and_a_cut_short_one_is_a_miss(tmp_path: Path) -> None:
+    stack, path, source = planted_stack(), tmp_path / "states.npz", {"model": "m", "rows": 48}
+    stack.save(path, source)
+    assert [p.name for p in tmp_path.iterdir()] == ["states.npz"]
+    cached = LayerStack.load(path, source)
+    assert cached is not None and np.allclose(cached.states, stack.states)
+    assert LayerStack.load(path, {**source, "model": "other"}) is None
+    path.write_bytes(path.read_bytes()[:200])  # a writer killed half-way
+    assert LayerStack.load(path, source) is None
+
+
 def test_noise_gives_chance() -> None:
     rng = np.random.default_rng(1)
     labels = ["a", "b"] * 40

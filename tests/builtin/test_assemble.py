@@ -26,6 +26,7 @@ from audiolora.builtin.assemble import (
     assembled_model_path,
     find_smollm2_gguf,
 )
+from tests.conftest import missing_setup
 
 SAMPLE_RATE = 16000
 SPOKEN = "Please call me back after the meeting."
@@ -37,7 +38,7 @@ def assembled_dir(cache_root: Path) -> Path:
     try:
         find_smollm2_gguf()
     except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+        missing_setup(str(exc))
     return assembled_model_path(cache_dir=cache_root)
 
 

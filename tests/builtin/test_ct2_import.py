@@ -28,6 +28,7 @@ from audiolora.builtin.ct2_import import (
     import_ct2_whisper,
     read_ct2_model_bin,
 )
+from tests.conftest import missing_setup
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -40,7 +41,7 @@ def _packaged_or_skip() -> Path:
     try:
         return find_packaged_model("whisper-tiny.en")
     except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+        missing_setup(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from audiolora.data.manifest import (
+    TOO_DEEP,
     BadInputError,
     ManifestReport,
     Problem,
@@ -173,6 +174,11 @@ def test_bad_json(corpus: Path) -> None:
     assert problem.reason.startswith("bad JSON: ")
 
 
+def test_json_nested_deeper_than_the_reader_goes(corpus: Path) -> None:
+    problem = check_one_row(corpus, "[" * 100_000 + "]" * 100_000)
+    assert (problem.field, problem.reason) == ("<line>", TOO_DEEP)
+
+
 def test_json_that_is_not_an_object(corpus: Path) -> None:
     problem = check_one_row(corpus, '["audio/ok.wav", "hi"]')
     assert (problem.field, problem.reason) == ("<line>", "expected a JSON object, got list")
@@ -196,6 +202,11 @@ def test_negative_offset(corpus: Path) -> None:
 
 def test_offset_that_is_not_a_number(corpus: Path) -> None:
     problem = check_one_row(corpus, {"audio": "audio/ok.wav", "text": "hi", "offset": "1.0"})
+    assert problem.field == "offset"
+
+
+def test_offset_beyond_any_float(corpus: Path) -> None:
+    problem = check_one_row(corpus, {"audio": "audio/ok.wav", "text": "hi", "offset": 10**400})
     assert problem.field == "offset"
 
 

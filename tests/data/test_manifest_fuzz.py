@@ -58,6 +58,7 @@ PATHS = st.sampled_from(
 )
 NUMBERS = st.one_of(
     st.integers(min_value=-(10**30), max_value=10**30),
+    st.just(10**400),  # valid JSON, beyond any float
     st.floats(allow_nan=True, allow_infinity=True),
 )
 ANY_JSON = st.recursive(
@@ -75,6 +76,7 @@ LINES = st.one_of(
     ROWS.map(lambda row: json.dumps(row, ensure_ascii=False).encode("utf-8", "surrogatepass")),
     st.binary(max_size=40),
     st.just(json.dumps(GOOD_ROW).encode()),
+    st.just(b"[" * 100_000 + b"]" * 100_000),  # deeper than the JSON reader can go
 )
 
 

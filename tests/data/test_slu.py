@@ -281,6 +281,27 @@ def test_slurp_row_with_a_span_past_its_tokens_is_named(tmp_path: Path) -> None:
         read_slurp(source)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("recordings", None),
+        ("recordings", [{"wer": 0.0}]),
+        ("recordings", ["a.flac"]),
+        ("tokens", ["wake"]),
+    ],  # fmt: skip
+)
+def test_slurp_rows_of_the_wrong_shape_are_named_not_a_crash(
+    tmp_path: Path, field: str, value: object
+) -> None:
+    bad = dict(SLURP_ROWS[0], **{field: value})
+    source = write_lines(tmp_path / "train.jsonl", [bad])
+    if field == "recordings" and value is None:  # no recordings: a text-only sentence
+        assert read_slurp(source, audio_dir="audio") == []
+        return
+    with pytest.raises(ValueError, match="slurp_id 4318: "):
+        read_slurp(source, audio_dir="audio")
+
+
 def test_slurp_entities_are_read_as_the_reference_scorer_reads_them(tmp_path: Path) -> None:
     """The reference joins the span's token surfaces with spaces and lower-cases them: the
     bracketed annotation's "Jessica's" is gold "jessica 's", and the row still passes the
@@ -391,6 +412,11 @@ def test_massive_intent_that_does_not_extend_the_scenario_is_an_error() -> None:
     bad = dict(MASSIVE_TEXT_ROW, intent="alarm_set")
     with pytest.raises(ValueError, match="id 1.*'alarm_set' does not start with scenario 'iot'"):
         read_speech_massive([bad])
+
+
+def test_massive_annotation_that_is_not_text_is_an_error() -> None:
+    with pytest.raises(ValueError, match="id 1"):
+        read_speech_massive([dict(MASSIVE_TEXT_ROW, annot_utt=42)])
 
 
 def test_converted_speech_massive_round_trips_through_the_manifest(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ telling voices apart (`suggest_split`). The seed reports layers 0-6 / 7-14 on a 
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from audiolora.atomic import atomic_target
 from audiolora.data.paralinguistic import ParaExample
 
 
@@ -52,20 +54,24 @@ class LayerStack:
         """Cache the pooled states so the analysis reruns without the model."""
         labels = {k: getattr(self, k) for k in ("categories", "values", "intents", "groups",
                                                 "texts")}  # fmt: skip
-        np.savez_compressed(path, states=self.states.astype(np.float32),
-                            last=self.last.astype(np.float32),
-                            meta=json.dumps({"source": source, **labels}))  # fmt: skip
+        with atomic_target(path) as tmp:  # a killed first run leaves no half cache
+            np.savez_compressed(tmp, states=self.states.astype(np.float32),
+                                last=self.last.astype(np.float32),
+                                meta=json.dumps({"source": source, **labels}))  # fmt: skip
 
     @classmethod
     def load(cls, path: Path, source: dict[str, Any]) -> LayerStack | None:
         """The cached stack, or None when it was made from another model or data."""
         if not path.is_file():
             return None
-        with np.load(path) as cached:
-            meta = json.loads(str(cached["meta"]))
-            if meta.pop("source") != source or "last" not in cached:
-                return None
-            return cls(states=cached["states"], last=cached["last"], **meta)
+        try:
+            with np.load(path) as cached:
+                meta = json.loads(str(cached["meta"]))
+                if meta.pop("source") != source or "last" not in cached:
+                    return None
+                return cls(states=cached["states"], last=cached["last"], **meta)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None  # unreadable (an older writer cut short): computed again
 
 
 def probe_accuracy(features: np.ndarray, labels: Sequence[str], groups: Sequence[str] | None,

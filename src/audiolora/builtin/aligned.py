@@ -16,7 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
-from audiolora.atomic import fresh_work_dir
+from audiolora.atomic import atomic_copy, atomic_write_json, fresh_work_dir
 from audiolora.builtin.assemble import ASSEMBLY_FILE, assembled_model_path
 from audiolora.builtin.ct2_import import move_into_place
 from audiolora.cache import cache_dir as default_cache_dir
@@ -64,9 +64,9 @@ def ship_alignment(
     folder = weights_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     for file in ("adapter_config.json", ADAPTER_FILE):
-        shutil.copyfile(source / file, folder / file)
+        atomic_copy(source / file, folder / file)
     record = {**provenance, "sha256": sha256(folder / ADAPTER_FILE)}
-    (folder / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_json(folder / PROVENANCE_FILE, record)
     return folder
 
 

@@ -59,7 +59,12 @@ def _seconds(value: float) -> str:
 
 def is_number(value: object) -> bool:
     """A finite int or float (not a bool): what offsets, durations and timestamps must be."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a JSON integer beyond any float (10**400)
+        return False
 
 
 def slice_frames(

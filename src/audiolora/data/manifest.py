@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import numpy as np
 from tqdm.auto import tqdm
 
+from audiolora.atomic import atomic_target
 from audiolora.data.audio import (
     AudioError,
     audio_duration,
@@ -40,6 +41,7 @@ FILE_FIELD = "<file>"
 """`Problem.field` for problems of the manifest as a whole (missing, no rows); line is 0."""
 LINE_FIELD = "<line>"
 """`Problem.field` for a line that is not a JSON object at all (bad bytes, bad JSON)."""
+TOO_DEEP = "bad JSON: nested too deeply to read (thousands of brackets)"
 
 SKIP_HINT = "fix these rows or rerun with --on-bad-input skip"
 
@@ -132,7 +134,7 @@ class BadInputError(Exception):
 
 def _write_jsonl(out: Path, records: Iterator[dict[str, Any]]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as f:
+    with atomic_target(out) as tmp, tmp.open("w", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
@@ -279,6 +281,9 @@ def json_objects(data: bytes, name: str) -> Iterator[tuple[int, dict[str, Any] |
                 Problem(name, lineno, LINE_FIELD, f"bad JSON: {e.msg} at column {e.colno}"),
             )
             continue
+        except RecursionError:
+            yield lineno, Problem(name, lineno, LINE_FIELD, TOO_DEEP)
+            continue
         if not isinstance(obj, dict):
             reason = f"expected a JSON object, got {type_name(obj)}"
             yield lineno, Problem(name, lineno, LINE_FIELD, reason)
@@ -358,6 +363,9 @@ def read_manifest(
             obj = json.loads(text_line)
         except json.JSONDecodeError as e:
             reject(LINE_FIELD, f"bad JSON: {e.msg} at column {e.colno}", text_line)
+            continue
+        except RecursionError:
+            reject(LINE_FIELD, TOO_DEEP, text_line)
             continue
         if not isinstance(obj, dict):
             reject(LINE_FIELD, f"expected a JSON object, got {type_name(obj)}", text_line)

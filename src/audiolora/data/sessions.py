@@ -396,6 +396,8 @@ def _read_transcript(obj: dict[str, Any], root: Path) -> tuple[tuple[Word, ...],
         return (), f"file not found ({rel})"
     except json.JSONDecodeError as e:
         return (), f"bad JSON: {e.msg} at line {e.lineno} column {e.colno} ({rel})"
+    except RecursionError:
+        return (), f"bad JSON: nested too deeply ({rel})"
     except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL in the path
         return (), f"unreadable: {e} ({shown_path(rel)})"
     if not isinstance(entries, list):

@@ -337,7 +337,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             obj = json.loads(raw_line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise ValueError(f"{path}:{lineno}: not a JSON line ({e})") from None
         if not isinstance(obj, dict):
             raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type_name(obj)}")
@@ -384,13 +384,16 @@ def read_slurp(jsonl_path: Path, audio_dir: str | Path | None = None) -> list[di
                 entities=entities,
                 speaker=None,
             )
-        except (KeyError, AttributeError, ValueError) as e:
+            files = [] if audio_dir is None else [r["file"] for r in obj.get("recordings") or []]
+            if not all(isinstance(f, str) and f for f in files):
+                raise ValueError(f"recordings must name their files, got {files}")
+        # TypeError: a field of the wrong JSON type (tokens that are not objects, ...)
+        except (KeyError, AttributeError, TypeError, ValueError) as e:
             raise ValueError(f"{jsonl_path}: slurp_id {sid}: {type(e).__name__}: {e}") from None
         if audio_dir is None:
             out.append(_manifest_row(f"slurp-{sid}", audio=None, **base))
             continue
-        for recording in obj.get("recordings", []):
-            file = recording["file"]
+        for file in files:
             stem = file.rsplit(".", 1)[0]
             row_id = f"slurp-{sid}-{stem}"
             out.append(_manifest_row(row_id, audio=_join_audio(audio_dir, file), **base))
@@ -446,7 +449,7 @@ def read_speech_massive(
             annotated_text, entities = parse_bracket_annotation(row["annot_utt"])
             locale = row["locale"]
             language = locale.split("-")[0].split("_")[0].lower()
-        except (KeyError, AttributeError, ValueError) as e:
+        except (KeyError, AttributeError, TypeError, ValueError) as e:
             raise ValueError(f"MASSIVE row {k} (id {rid}): {type(e).__name__}: {e}") from None
         utt = row.get("utt")
         text = " ".join(utt.split()) if isinstance(utt, str) and utt.strip() else annotated_text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from audiolora.atomic import atomic_target
 from audiolora.cache import cache_dir
 
 BUILTIN_SPEECH = "builtin:speech"
@@ -156,6 +157,10 @@ def resolve_session_manifests(train: str | None, eval_: str | None) -> dict[str,
     return out
 
 
+SPLIT_NAMES = {"train": ("train",), "eval": ("eval", "validation", "test")}
+"""The names a saved dataset may give each split of a recipe."""
+
+
 def export_hf_dataset(folder: Path, split: str | None = None) -> Path:
     """Write a saved HF dataset (audio + text columns) as a JSONL manifest beside it."""
     from datasets import Audio, DatasetDict, load_from_disk
@@ -163,14 +168,21 @@ def export_hf_dataset(folder: Path, split: str | None = None) -> Path:
     ds = load_from_disk(str(folder))
     if isinstance(ds, DatasetDict):
         names = list(ds)
-        name = split if split in ds else names[0]
-        ds = ds[name]
+        wanted = SPLIT_NAMES.get(split or "", (split,))
+        found = [n for n in wanted if n in ds]
+        if not found and len(names) > 1:  # never score held-out figures on the training split
+            raise ValueError(
+                f"{folder}: a saved dataset with splits {names} has none named "
+                f"{' / '.join(str(n) for n in wanted)}; save the split you mean on its own, or "
+                "rename it"
+            )
+        ds = ds[found[0] if found else names[0]]
     if "audio" in ds.column_names and isinstance(ds.features["audio"], Audio):
         ds = ds.cast_column("audio", Audio(decode=False))
     manifest = folder / f"audiolora-{split or 'data'}.jsonl"
     audio_dir = folder / "audiolora-audio"
     audio_dir.mkdir(exist_ok=True)
-    with open(manifest, "w", encoding="utf-8") as f:
+    with atomic_target(manifest) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for i, row in enumerate(ds):
             audio = row.get("audio")
             if isinstance(audio, dict):

@@ -232,7 +232,8 @@ def align_assembled(
         "torch_threads": torch.get_num_threads(),
     }
     atomic_write_json(output / "align.json", summary)
-    plot_curve({f"{recipe.loop.steps} steps": state.log}, output / "align.png")
+    label = f"{recipe.loop.steps} steps, {summary['torch_threads']} CPU threads"
+    plot_curve({label: state.log}, output / "align.png")
     return summary
 
 
@@ -249,7 +250,7 @@ def plot_curve(logs: dict[str, list[dict[str, Any]]], out: Path) -> None:
         minutes = [e["wall_s"] / 60 for e in points]
         ax.plot(minutes, [100 * e["wer"] for e in points], "o-", label=label)
     ax.axhline(10, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("training wall time (min, 2 CPU cores)")
+    ax.set_xlabel("training wall time (min)")
     ax.set_ylabel("held-out WER (%)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)

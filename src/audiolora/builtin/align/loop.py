@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from audiolora.atomic import atomic_save_torch
+from audiolora.atomic import atomic_save_torch, atomic_write_text
 from audiolora.builtin.align.features import AlignExample
 from audiolora.evaluation.metrics import transcription_metrics
 from audiolora.models.families.base import AudioLanguageFamily
@@ -275,4 +275,4 @@ def train_alignment(
 
 
 def write_log(run_dir: Path, state: LoopState) -> None:
-    (run_dir / "align-log.json").write_text(json.dumps(state.log, indent=1) + "\n")
+    atomic_write_text(run_dir / "align-log.json", json.dumps(state.log, indent=1) + "\n")
