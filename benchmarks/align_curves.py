@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+import yaml
+
 from audiolora.builtin.align import plot_curve
 
 
@@ -26,7 +28,8 @@ def trainer_log(run: Path) -> tuple[str, list[dict]]:
         if "eval_wer" in h and "train_s" in h
     ]
     steps = max(e["step"] for e in log)
-    return f"{run.name}: stock Trainer recipe, {steps} steps, batch 8", log
+    batch = yaml.safe_load((run / "config.yaml").read_text())["training"]["batch_size"]
+    return f"{run.name}: stock Trainer recipe, {steps} steps, batch {batch}", log
 
 
 def main() -> None:
@@ -38,9 +41,9 @@ def main() -> None:
     for run in args.runs:
         if (run / "align.json").exists():
             summary = json.loads((run / "align.json").read_text())
-            steps = summary["recipe"]["loop"]["steps"]
+            loop = summary["recipe"]["loop"]
             log = json.loads((run / "align-log.json").read_text())
-            logs[f"{run.name}: {steps} steps, batch 8"] = log
+            logs[f"{run.name}: {loop['steps']} steps, batch {loop['batch_size']}"] = log
         else:
             label, log = trainer_log(run)
             logs[label] = log

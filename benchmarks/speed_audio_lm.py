@@ -92,7 +92,9 @@ def train_steps(
     return {
         "losses": losses,
         "step_s": latency,
-        "frames": tower_width(batches[0]) if side != "30 s" else 3000,
+        "frames": tower_width(batches[0])
+        if side != "30 s"
+        else int(batches[0]["input_features"].shape[-1]),
         "model_gflop_per_step": flops / 1e9,
         "model_gflops_per_s": flops / latency / 1e9,
         "mfu": flops / latency / peak,
