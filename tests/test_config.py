@@ -108,3 +108,11 @@ def test_slu_schemes_expand_to_the_seeds_schedules() -> None:
         plan("curriculum", "training.epochs=1")
     custom, spec = plan("custom")
     assert [n for n, *_ in custom] == ["main"] and spec == []
+
+
+def test_the_readme_sample_recipe_is_the_shipped_default(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```yaml\ntask: stt\n", 1)[1].split("```", 1)[0]
+    sample = tmp_path / "sample.yaml"
+    sample.write_text("task: stt\n" + block, encoding="utf-8")
+    assert load_config(sample) == load_config(builtin_recipes()["whisper-tiny-en-lora"])
