@@ -112,7 +112,7 @@ def test_slu_schemes_expand_to_the_seeds_schedules() -> None:
 
 def test_the_readme_sample_recipe_is_the_shipped_default(tmp_path: Path) -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    block = readme.split("```yaml\ntask: stt\n", 1)[1].split("```", 1)[0]
+    block = readme.split("```yaml\ntask: stt", 1)[1].split("```", 1)[0]
     sample = tmp_path / "sample.yaml"
-    sample.write_text("task: stt\n" + block, encoding="utf-8")
+    sample.write_text("task: stt" + block, encoding="utf-8")
     assert load_config(sample) == load_config(builtin_recipes()["whisper-tiny-en-lora"])
