@@ -173,8 +173,7 @@ def train(
     from audiolora.training.run import RunError, RunStopped, run_training
     from audiolora.training.trainer import NonFiniteLossError
 
-    check_bad_input_mode(on_bad_input)
-    overrides = list(set_ or [])
+    overrides = list(set_ or [])  # data.on_bad_input is validated with the recipe
     if on_bad_input:
         overrides.append(f"data.on_bad_input={on_bad_input}")
     if output_dir:

@@ -49,7 +49,7 @@ def speech_2s(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
     import soxr
 
     if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+        missing_setup("espeak-ng is not installed (apt-get install espeak-ng)")
     wav = tmp_path_factory.mktemp("speech") / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(wav), SPOKEN], check=True, timeout=30)
     audio, rate = sf.read(wav, dtype="float32")

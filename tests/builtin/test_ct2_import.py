@@ -255,7 +255,7 @@ def test_greedy_tokens_equal_ctranslate2(imported: Path, ct2_dir: Path, tmp_path
     import ctranslate2
 
     if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed")
+        missing_setup("espeak-ng is not installed")
     import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 

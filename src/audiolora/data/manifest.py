@@ -255,6 +255,22 @@ def _check_audio(
     return count / rate
 
 
+def line_object(raw_line: bytes) -> tuple[dict[str, Any] | None, str]:
+    """A manifest line's JSON object, or None and why the line is not one (bad bytes, bad or
+    too deeply nested JSON, another JSON value): one reading for every manifest reader."""
+    try:
+        obj = json.loads(raw_line.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        return None, f"not valid UTF-8 (byte 0x{raw_line[e.start]:02x} at byte {e.start + 1})"
+    except json.JSONDecodeError as e:
+        return None, f"bad JSON: {e.msg} at column {e.colno}"
+    except RecursionError:
+        return None, TOO_DEEP
+    if not isinstance(obj, dict):
+        return None, f"expected a JSON object, got {type_name(obj)}"
+    return obj, ""
+
+
 def json_objects(data: bytes, name: str) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
     """(line number, object) for each non-blank JSONL line, or (line number, Problem) for a
     line that is not UTF-8, not JSON or not an object; a leading byte-order mark is dropped.
@@ -269,26 +285,8 @@ def json_objects(data: bytes, name: str) -> Iterator[tuple[int, dict[str, Any] |
         if not raw_line.strip():
             continue
         seen_rows += 1
-        try:
-            obj = json.loads(raw_line.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            reason = f"not valid UTF-8 (byte 0x{raw_line[e.start]:02x} at byte {e.start + 1})"
-            yield lineno, Problem(name, lineno, LINE_FIELD, reason)
-            continue
-        except json.JSONDecodeError as e:
-            yield (
-                lineno,
-                Problem(name, lineno, LINE_FIELD, f"bad JSON: {e.msg} at column {e.colno}"),
-            )
-            continue
-        except RecursionError:
-            yield lineno, Problem(name, lineno, LINE_FIELD, TOO_DEEP)
-            continue
-        if not isinstance(obj, dict):
-            reason = f"expected a JSON object, got {type_name(obj)}"
-            yield lineno, Problem(name, lineno, LINE_FIELD, reason)
-            continue
-        yield lineno, obj
+        obj, reason = line_object(raw_line)
+        yield lineno, obj if obj is not None else Problem(name, lineno, LINE_FIELD, reason)
     if seen_rows == 0:
         yield 0, Problem(name, 0, FILE_FIELD, "no rows (empty manifest)")
 
@@ -349,26 +347,9 @@ def read_manifest(
             report.problems.append(Problem(name, lineno, field_name, reason))
             report.rejected_rows[lineno] = raw
 
-        try:
-            text_line = raw_line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            bad = raw_line[e.start]
-            reject(
-                LINE_FIELD,
-                f"not valid UTF-8 (byte 0x{bad:02x} at byte {e.start + 1})",
-                raw_line.decode("utf-8", errors="backslashreplace"),
-            )
-            continue
-        try:
-            obj = json.loads(text_line)
-        except json.JSONDecodeError as e:
-            reject(LINE_FIELD, f"bad JSON: {e.msg} at column {e.colno}", text_line)
-            continue
-        except RecursionError:
-            reject(LINE_FIELD, TOO_DEEP, text_line)
-            continue
-        if not isinstance(obj, dict):
-            reject(LINE_FIELD, f"expected a JSON object, got {type_name(obj)}", text_line)
+        obj, reason = line_object(raw_line)
+        if obj is None:  # the rejected file keeps the line's text, bad bytes escaped
+            reject(LINE_FIELD, reason, raw_line.decode("utf-8", errors="backslashreplace"))
             continue
 
         row, problems = _check_row(
