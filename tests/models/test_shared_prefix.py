@@ -14,7 +14,12 @@ from audiolora.models.adapters import attach_adapters
 from audiolora.models.families import QWEN2_5_OMNI, QWEN2_AUDIO
 from audiolora.models.heads.regression import last_token_states
 from audiolora.models.lalm import encode_example
-from audiolora.models.shared_prefix import common_prefix_length, shared_prefix_last_states
+from audiolora.models.shared_prefix import (
+    attention_kind,
+    common_prefix_length,
+    packed_mask,
+    shared_prefix_last_states,
+)
 
 
 def test_common_prefix_length_stops_at_the_first_difference() -> None:
@@ -22,6 +27,20 @@ def test_common_prefix_length_stops_at_the_first_difference() -> None:
     assert common_prefix_length(rows) == 2
     assert common_prefix_length([torch.tensor([5, 6]), torch.tensor([5, 6, 7])]) == 2
     assert common_prefix_length([torch.tensor([5]), torch.tensor([6])]) == 0
+
+
+def test_packed_mask_lets_each_remainder_see_the_prefix_and_itself() -> None:
+    seen = packed_mask([2, 1], shared=3, kind="sdpa")[0, 0].int()
+    assert seen.tolist() == [
+        [1, 1, 1, 1, 0, 0],  # first remainder, first token: the prefix and itself
+        [1, 1, 1, 1, 1, 0],  # ... second token: also the first, not the other remainder
+        [1, 1, 1, 0, 0, 1],  # second remainder: the prefix and itself only
+    ]
+    additive = packed_mask([2, 1], shared=3, kind="eager")[0, 0]
+    assert torch.equal(additive == 0, seen.bool())
+    assert (additive[~seen.bool()] < -1e30).all()
+    with pytest.raises(ValueError, match="flash_attention_2"):
+        packed_mask([1], shared=1, kind="flash_attention_2")
 
 
 def one_window_questions(processor: object, audio: bool = True) -> list[dict]:
@@ -45,12 +64,18 @@ def separately(model: torch.nn.Module, examples: list[dict]) -> torch.Tensor:
     return torch.stack(states)
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize("audio", [True, False], ids=["audio", "text-only"])
 def test_shared_prefix_states_equal_separate_forwards_under_lora(
-    tiny_qwen2_audio_dir: Path, audio: bool
+    tiny_qwen2_audio_dir: Path, audio: bool, attention: str
 ) -> None:
+    """Both attentions that take the packed remainders' mask (SDPA a boolean one, eager an
+    additive one) give each prompt's own last state."""
     torch.manual_seed(0)
-    model = Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio_dir)
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(
+        tiny_qwen2_audio_dir, attn_implementation=attention
+    )
+    assert attention_kind(model) == attention
     QWEN2_AUDIO.configure(model, None)
     model = attach_adapters(model, AdapterConfig(r=4, dropout=0.0), QWEN2_AUDIO, 10)
     for name, p in model.named_parameters():  # a trained adapter, not the zero-init one

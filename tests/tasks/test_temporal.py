@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+from transformers import AutoProcessor, PretrainedConfig, Qwen2AudioForConditionalGeneration
 
 from audiolora.config import AdapterConfig
 from audiolora.data.sessions import BOUNDARIES, SessionRecord, Word, read_sessions
@@ -28,8 +28,13 @@ from audiolora.tasks.temporal.windows import (
     window_instruction,
 )
 
-ANY_HEAD = SimpleNamespace(boundaries=list(BOUNDARIES), family=QWEN2_AUDIO)
-"""Stands for the model where `predict_offsets` is replaced: only its output names are read."""
+ANY_HEAD = SimpleNamespace(
+    boundaries=list(BOUNDARIES),
+    family=QWEN2_AUDIO,
+    backbone=SimpleNamespace(config=PretrainedConfig()),
+)
+"""Stands for the model where `predict_offsets` is replaced: only its output names and its
+attention (whether prompts can share a prefix) are read."""
 
 
 def sessions(tiny_sessions: Path, split: str = "train", window_s: float = 20) -> list:
@@ -181,22 +186,51 @@ def test_session_search_refines_a_coarse_estimate(monkeypatch: pytest.MonkeyPatc
 def test_refined_boundaries_stay_in_phase_order(monkeypatch: pytest.MonkeyPatch) -> None:
     """A head that answers the same offset for every window and boundary: the refining pass
     alone would put P1_end after P2_start's estimate; the result keeps the phases in order."""
-    truth = {"P1_end": 60.0, "P2_start": 62.0}
+    truth = {"P1_end": 61.0, "P2_start": 63.0}  # refining windows at 46 and 48 s: not coarse
     calls: list[int] = []
 
     def skewed(model: object, dataset: WindowDataset, **_: object) -> list[float]:
         calls.append(len(dataset))
         if len(calls) == 1:  # the coarse pass: exact
             return oracle_offsets(model, dataset)
-        return [0.9, 0.1]  # the refining pass: P1_end late, P2_start early
+        late = {"P1_end": 0.9, "P2_start": 0.1}  # the refining pass: P1_end late, P2_start early
+        return [late[w.boundary] for w in dataset.windows]
 
     use_head(monkeypatch, skewed)
     session = SessionRecord(1, Path("x.wav"), 200.0, truth)
     names = ["P2_start", "P1_end"]  # any order: the search sorts them by phase
     found = locate_boundaries(ANY_HEAD, None, session, names, window_s=30, hop_s=15)  # type: ignore[arg-type]
-    assert found["P1_end"]["time_s"] == pytest.approx(72.0)  # 45 + 0.9 * 30
-    assert found["P2_start"]["time_s"] == pytest.approx(72.0)  # 47 + 0.1 * 30 = 50, raised
+    assert found["P1_end"]["time_s"] == pytest.approx(73.0)  # 46 + 0.9 * 30
+    assert found["P2_start"]["time_s"] == pytest.approx(73.0)  # 48 + 0.1 * 30 = 51, raised
     assert found["P1_end"]["time_s"] <= found["P2_start"]["time_s"]
+
+
+@pytest.mark.parametrize("share_prefix", [True, False], ids=["shared", "one-by-one"])
+def test_refining_asks_only_windows_the_coarse_pass_did_not(
+    monkeypatch: pytest.MonkeyPatch, share_prefix: bool
+) -> None:
+    """P1_start near the recording's start is re-centred on the coarse window at 0 s (asked
+    already: reused); P1_end and P2_start meet at 100 s, so their re-centred windows coincide
+    and share one pass; only P3_end's window is new besides. The answers are the same as a
+    fresh question of each window would get (a perfect head)."""
+    truth = {"P1_start": 3.0, "P1_end": 100.0, "P2_start": 100.0, "P3_end": 250.0}
+    asked: list[list[tuple[str, float]]] = []
+
+    def recording(model: object, dataset: WindowDataset, **_: object) -> list[float]:
+        asked.append([(w.boundary, w.start) for w in dataset.windows])
+        return oracle_offsets(model, dataset)
+
+    use_head(monkeypatch, recording)
+    session = SessionRecord(1, Path("x.wav"), 283.0, truth)
+    found = locate_boundaries(
+        ANY_HEAD, None, session, list(truth), window_s=30, hop_s=15, share_prefix=share_prefix
+    )  # type: ignore[arg-type]
+    refined = sorted(pair for call in asked[1:] for pair in call)
+    assert refined == [("P1_end", 85.0), ("P2_start", 85.0), ("P3_end", 235.0)]
+    if share_prefix:  # one pass per new window: [P1_end, P2_start] at 85 s, then P3_end
+        assert sorted(len(call) for call in asked[1:]) == [1, 2]
+    for name, t in truth.items():
+        assert found[name]["time_s"] == pytest.approx(t, abs=1e-6)
 
 
 def test_session_metrics_are_seconds_per_boundary_type() -> None:

@@ -1,15 +1,19 @@
-"""Prompts that begin alike: the common beginning through the model once, the rest as a batch.
+"""Prompts that begin alike: the common beginning through the model once, the rest packed.
 
 Why: the whole-recording search asks every window one question per boundary type, and those
 prompts differ only after the audio and the first words of the instruction. Run one by one,
 the audio tower and ~85 % of the language model's tokens repeat for every question. Here the
-shared beginning (with its audio) runs once with a key/value cache, and the remainders run as
-one batch over copies of that cache.
+shared beginning (with its audio) runs once with a key/value cache, and the remainders run
+together as one packed row over that single cache: each remainder token sees the beginning and
+its own remainder's earlier tokens (a 4-D mask), its positions continuing from the cache. A
+batch of remainders over copies of the cache would spend a quarter of the window's time copying
+and masking keys (measured on the embedded model: 1.9 s against 1.6 s a window).
 
 Exact, not approximate: under causal attention a prefix's keys and values do not depend on what
-follows, LoRA adapts every position alike, and the remainders continue the rotary positions
-from the cache's length. Only families whose positions simply continue from a cache qualify
-(`AudioLanguageFamily.continues_from_cache`; Qwen2.5-Omni's 3-D positions do not).
+follows, LoRA adapts every position alike, and every remainder sees exactly the keys and
+positions its own full prompt would. Only families whose positions simply continue from a cache
+qualify (`AudioLanguageFamily.continues_from_cache`; Qwen2.5-Omni's 3-D positions do not), with
+an attention that takes a custom mask (`PACKED_MASKS`).
 """
 
 from __future__ import annotations
@@ -19,8 +23,6 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-
-from audiolora.models.heads.regression import last_token_states
 
 if TYPE_CHECKING:
     from audiolora.models.families.base import AudioLanguageFamily
@@ -74,20 +76,49 @@ def shared_prefix_last_states(
         prefix["input_features"] = features.to(device)
         prefix["feature_attention_mask"] = mask.to(device)
     cache = family.hidden_states(backbone, prefix).cache
-    cache.batch_repeat_interleave(len(ids))
-    width = max(len(row) for row in ids) - shared
-    pad = torch.zeros(len(ids), width, dtype=ids[0].dtype)
-    rest_mask = torch.zeros(len(ids), width, dtype=torch.long)
-    for i, row in enumerate(ids):  # right padding: the remainders' positions start together
-        pad[i, : len(row) - shared] = row[shared:]
-        rest_mask[i, : len(row) - shared] = 1
+    rests = [row[shared:] for row in ids]
+    lengths = [len(row) for row in rests]
+    positions = torch.cat([torch.arange(n) for n in lengths])
     rest = {
-        "input_ids": pad.to(device),
-        "attention_mask": torch.cat(
-            [torch.ones(len(ids), shared, dtype=torch.long), rest_mask], dim=1
-        ).to(device),
+        "input_ids": torch.cat(rests)[None].to(device),
+        "attention_mask": packed_mask(lengths, shared, attention_kind(backbone)).to(device),
+        "position_ids": (positions + shared)[None].to(device),
         "cache": cache,
         "use_cache": True,
     }
     hidden = family.hidden_states(backbone, rest).last_hidden_state
-    return last_token_states(hidden, rest_mask.to(hidden.device))
+    ends = torch.tensor(lengths).cumsum(0) - 1
+    return hidden[0, ends.to(hidden.device)]
+
+
+PACKED_MASKS = ("sdpa", "eager")
+"""Attention implementations that take `packed_mask`'s 4-D mask (flash attention does not)."""
+
+
+def attention_kind(model: nn.Module) -> str:
+    """The language model's attention implementation (transformers' `_attn_implementation`)."""
+    from peft import PeftModel
+
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    return str(getattr(base.config.get_text_config(), "_attn_implementation", None) or "eager")
+
+
+def can_share_prefix(family: AudioLanguageFamily, model: nn.Module) -> bool:
+    """Whether `shared_prefix_last_states` can run for this family and loaded model."""
+    return family.continues_from_cache and attention_kind(model) in PACKED_MASKS
+
+
+def packed_mask(lengths: Sequence[int], shared: int, kind: str) -> torch.Tensor:
+    """(1, 1, sum(lengths), shared + sum(lengths)): remainders packed in one row, each token
+    seeing the shared beginning and its own remainder up to itself. Boolean for SDPA, additive
+    for the eager attention (which adds the mask to the scores)."""
+    if kind not in PACKED_MASKS:
+        raise ValueError(f"attention {kind!r} takes no custom mask; share prefixes with sdpa")
+    which = torch.cat([torch.full((n,), i) for i, n in enumerate(lengths)])
+    position = torch.cat([torch.arange(n) for n in lengths])
+    own = (which[:, None] == which[None, :]) & (position[None, :] <= position[:, None])
+    seen = torch.cat([torch.ones(len(which), shared, dtype=torch.bool), own], dim=1)[None, None]
+    if kind == "sdpa":
+        return seen
+    blocked = torch.full(seen.shape, torch.finfo(torch.float32).min)
+    return blocked.masked_fill(seen, 0.0)

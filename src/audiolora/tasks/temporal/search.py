@@ -6,7 +6,9 @@ every window votes: a boundary at time t implies offset clip((t - start) / W, 0,
 window, and the coarse estimate is the t whose implied offsets disagree least (L1) with what the
 head said, the boundaries kept in their phase order. One confused window cannot move the
 estimate; windows far before or after the boundary, which the head should call 1 or 0, vote too.
-A second pass re-centres a window on the estimate and asks again.
+A second pass re-centres a window on the estimate and asks again; a re-centred window that is
+one of the coarse pass's was asked already, and boundaries whose windows coincide (phases that
+meet, or estimates at a recording's edge) share one pass.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from audiolora.data.sessions import BOUNDARIES, PHASE_ORDER, SessionRecord, boun
 from audiolora.data.windows import Window, coarse_windows, window_words
 from audiolora.evaluation.temporal_metrics import boundary_error, localization_metrics
 from audiolora.models.heads.regression import OffsetRegressor
+from audiolora.models.shared_prefix import can_share_prefix
 from audiolora.tasks.temporal.windows import (
     WindowDataset,
     predict_offsets,
@@ -81,7 +84,8 @@ def locate_boundaries(
             question_last,
         )
 
-    if share_prefix and model.family.continues_from_cache:
+    shared = share_prefix and can_share_prefix(model.family, model.backbone)
+    if shared:
         # Window by window, all boundary questions over one pass of the window's audio.
         pairs = [(name, start) for start in starts for name in boundaries]
         coarse = predict_offsets_shared(
@@ -103,9 +107,28 @@ def locate_boundaries(
         (name, min(max(t - length / 2, 0.0), session.duration - length))
         for name, t in estimates.items()
     ]
-    refined = predict_offsets(
-        model, windows_at(refine_pairs), batch_size=batch_size, desc="refine", progress=progress
-    )
+    # A refining window that is a coarse window was already asked every question; refining
+    # windows that start together share one pass (the same window, the same answers).
+    column = {start: i for i, start in enumerate(starts)}
+    answers = {
+        name: float(said[boundaries.index(name), column[start]])
+        for name, start in refine_pairs
+        if start in column
+    }
+    fresh = [(name, start) for name, start in refine_pairs if name not in answers]
+    if shared:
+        for start in sorted({start for _, start in fresh}):
+            group = [pair for pair in fresh if pair[1] == start]
+            said_here = predict_offsets_shared(
+                model, windows_at(group), group=len(group), desc="refine", progress=False
+            )
+            answers.update(zip([name for name, _ in group], said_here, strict=True))
+    elif fresh:
+        said_fresh = predict_offsets(
+            model, windows_at(fresh), batch_size=batch_size, desc="refine", progress=progress
+        )
+        answers.update(zip([name for name, _ in fresh], said_fresh, strict=True))
+    refined = [answers[name] for name, _ in refine_pairs]
     # Each boundary is refined in its own window, so a weak head can undo the coarse pass's
     # phase order (P2_end before P2_start); a running maximum (in the order found) restores it.
     raw = np.array(
