@@ -53,8 +53,12 @@ def test_instruction_names_the_boundary_and_lists_the_window_words() -> None:
     assert "Transcript" not in window_instruction(window, transcript=False)
     empty = Window(0, "P2_start", 10.0, 30.0, 0.5, ())
     assert window_instruction(empty, transcript=True).endswith("(no speech)")
-    last = window_instruction(window, transcript=True, question_last=True)
-    assert last.startswith("Transcript: i walk\n") and last.endswith(text.split("\n")[0])
+    last = window_instruction(window, transcript=True, question_last=True).split("\n")
+    assert last[0].startswith("Answer with a position in this 30-second window")
+    assert last[1:] == [
+        "Transcript: i walk",
+        "Where does the imaginal exposure narrative (P2) begin?",
+    ]
 
 
 def test_window_items_carry_the_exact_target_and_split_long_windows(

@@ -146,10 +146,30 @@ def window_prompt(boundary: str, *, window_s: float | None = None) -> str:
 
     One plain sentence per boundary, so the model is told which of the six it is looking for.
     """
-    check_boundary_names((boundary,))
-    phase, _, edge = boundary.partition("_")
-    span = "this window" if window_s is None else f"this {window_s:g}-second window"
     return (
-        f"Where in {span} does {_PHASE_WORDS[phase]} {_EDGE_WORDS[edge]}? "
+        f"Where in {_span(window_s)} does {boundary_words(boundary)}? "
         "Answer with the position, from 0 (start of the window) to 1 (end)."
     )
+
+
+def answer_format(window_s: float | None = None) -> str:
+    """What `window_prompt` says of every boundary, said first: for prompts that ask
+    `short_question` last (`temporal.question_last`)."""
+    return f"Answer with a position in {_span(window_s)}, from 0 (start) to 1 (end)."
+
+
+def short_question(boundary: str) -> str:
+    """The boundary question alone, e.g. "Where does the orientation (P1) end?": prompts
+    that ask it last differ in their last dozen tokens only."""
+    return f"Where does {boundary_words(boundary)}?"
+
+
+def boundary_words(boundary: str) -> str:
+    """ "the orientation (P1) end" for "P1_end"."""
+    check_boundary_names((boundary,))
+    phase, _, edge = boundary.partition("_")
+    return f"{_PHASE_WORDS[phase]} {_EDGE_WORDS[edge]}"
+
+
+def _span(window_s: float | None) -> str:
+    return "this window" if window_s is None else f"this {window_s:g}-second window"

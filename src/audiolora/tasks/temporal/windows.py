@@ -22,7 +22,14 @@ from transformers import ProcessorMixin
 
 from audiolora.data.audio import load_audio
 from audiolora.data.sessions import BOUNDARIES, SessionRecord
-from audiolora.data.windows import Window, sample_windows, window_prompt, window_words
+from audiolora.data.windows import (
+    Window,
+    answer_format,
+    sample_windows,
+    short_question,
+    window_prompt,
+    window_words,
+)
 from audiolora.evaluation.temporal_metrics import localization_metrics
 from audiolora.models.families import AudioLanguageFamily
 from audiolora.models.heads.regression import OffsetRegressor
@@ -32,13 +39,16 @@ from audiolora.tasks.temporal.config import TemporalConfig
 
 
 def window_instruction(window: Window, transcript: bool, question_last: bool = False) -> str:
-    """The task sentence and the words heard in the window (when the recipe wants them), the
-    sentence first or, with `question_last`, after the words."""
+    """The task sentence and the words heard in the window (when the recipe wants them): the
+    sentence first, or with `question_last` the answer format, the words, then the boundary
+    question, so the six questions of a window differ only in their last dozen tokens."""
     question = window_prompt(window.boundary, window_s=window.length)
     if not transcript:
         return question
     words = "Transcript: " + (" ".join(window.words) if window.words else "(no speech)")
-    return f"{words}\n{question}" if question_last else f"{question}\n{words}"
+    if question_last:
+        return f"{answer_format(window.length)}\n{words}\n{short_question(window.boundary)}"
+    return f"{question}\n{words}"
 
 
 class WindowDataset(Dataset):
