@@ -11,8 +11,9 @@ projector and lm_head stay in full precision as the family says). A sampler thre
 process's resident memory every 5 ms, so the table separates the process baseline (torch and the
 libraries), what loading leaves resident and the training peak. Per side: the base's weight
 bytes and bits per parameter (all of it, and the quantized linear layers alone: packed weights
-plus their quantization constants), optimizer state, and what training adds over the loaded
-model (activations, gradients, dequantized copies).
+plus their quantization constants), optimizer state, what training adds over the loaded model
+(activations, gradients, dequantized copies) and the mean step time. `--checkpointing` trains
+with the activations recomputed in the backward (`training.gradient_checkpointing`).
 Results: `benchmarks/results/memory_4bit.json`.
 """
 
@@ -100,7 +101,9 @@ def weight_figures(model: Any) -> dict[str, float]:
     }
 
 
-def run_side(side: str, recipe: str, steps: int, batch_size: int) -> dict[str, Any]:
+def run_side(
+    side: str, recipe: str, steps: int, batch_size: int, checkpointing: bool = False
+) -> dict[str, Any]:
     sampler = RssSampler()
     import torch
 
@@ -114,6 +117,7 @@ def run_side(side: str, recipe: str, steps: int, batch_size: int) -> dict[str, A
     from audiolora.models.lalm import STT_INSTRUCTION, LalmCollator, encode_example
     from audiolora.models.loading import load_model
     from audiolora.precision import compute_precision
+    from audiolora.training.run import recompute_activations
 
     torch.set_num_threads(os.cpu_count() or 1)
     overrides = ["model.dtype=bfloat16", "training.precision=bf16"]
@@ -138,7 +142,10 @@ def run_side(side: str, recipe: str, steps: int, batch_size: int) -> dict[str, A
     model, processor, family, _ = load_model(config.model)
     load_peak = sampler.peak
     weights = weight_figures(model)
+    base = model
     model = attach_adapters(model, config.adapter, family, steps)
+    if checkpointing:  # what `training.gradient_checkpointing: true` does
+        recompute_activations(base)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.training.learning_rate)
@@ -162,6 +169,7 @@ def run_side(side: str, recipe: str, steps: int, batch_size: int) -> dict[str, A
     rss_loaded = sampler.now()
     sampler.reset()
     losses = []
+    began = time.perf_counter()
     for batch in batches:
         with compute_precision("bf16"):  # the loss audiolora's training steps compute
             loss = labelled_positions_loss(model, batch)
@@ -169,6 +177,7 @@ def run_side(side: str, recipe: str, steps: int, batch_size: int) -> dict[str, A
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+    step_s = (time.perf_counter() - began) / len(batches)
     time.sleep(0.05)
     train_peak = sampler.peak
     state_bytes = sum(
@@ -181,6 +190,7 @@ def run_side(side: str, recipe: str, steps: int, batch_size: int) -> dict[str, A
     return {
         "side": side,
         "overrides": overrides,
+        "gradient_checkpointing": checkpointing,
         **weights,
         "rss_before_load_mb": rss_start * mb,
         "load_peak_mb": load_peak * mb,
@@ -190,6 +200,7 @@ def run_side(side: str, recipe: str, steps: int, batch_size: int) -> dict[str, A
         "optimizer_state_mb": state_bytes * mb,
         "trainable_params": sum(p.numel() for p in params),
         "losses": losses,
+        "step_s": step_s,
     }
 
 
@@ -199,16 +210,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--checkpointing",
+        action="store_true",
+        help="every side with training.gradient_checkpointing (activations recomputed)",
+    )
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.side:
-        result = run_side(args.side, args.recipe, args.steps, args.batch_size)
+        result = run_side(args.side, args.recipe, args.steps, args.batch_size, args.checkpointing)
         print("RESULT " + json.dumps(result))
         return 0
     results = {}
     for side in SIDES:
         cmd = [sys.executable, __file__, "--side", side, "--recipe", args.recipe]
         cmd += ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
+        cmd += ["--checkpointing"] if args.checkpointing else []
         print(f"[memory] {side} in its own process", flush=True)
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
@@ -217,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
             return out.returncode or 1
         results[side] = json.loads(line[len("RESULT ") :])
     bf16 = results["bf16"]
-    print(f"\n{args.recipe}: {args.steps} LoRA steps of {args.batch_size} clips, bf16 autocast")
+    how = ", activations recomputed" if args.checkpointing else ""
+    print(
+        f"\n{args.recipe}: {args.steps} LoRA steps of {args.batch_size} clips, bf16 autocast{how}"
+    )
     header = "".join(f"{h:>12}" for h in ("bf16 LoRA", "int8 LoRA", "NF4 QLoRA", "int8/bf16"))
     print(f"{'':44}{header}{'NF4/bf16':>10}")
     for label, key, fmt in (
@@ -230,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         ("optimizer state (MB)", "optimizer_state_mb", "{:.1f}"),
         ("training peak (MB)", "train_peak_mb", "{:.0f}"),
         ("  added by training over loaded (MB)", "train_added_mb", "{:.0f}"),
+        ("training step (s; the first one included)", "step_s", "{:.2f}"),
     ):
         values = [results[side].get(key) for side in SIDES]
         cells = [fmt.format(v) if v is not None else "n/a" for v in values]

@@ -258,6 +258,10 @@ class TrainingConfig(Section):
     audio_tower_cache_mb: float = Field(1024, ge=0)
     """Audio LMs: keep the frozen audio tower's outputs for up to this many MB and reuse them in
     later epochs instead of recomputing them (0: off). Exact; skipped when the tower trains."""
+    gradient_checkpointing: bool = False
+    """Keep only each layer's input during the forward and recompute the rest in the backward:
+    activation memory drops to about one layer's worth, for about a third more compute. The
+    memory lever for long audio and large batches (QLoRA trains 7B models on one GPU with it)."""
     report_to: Literal["none", "tensorboard"] = "none"
     """Also log to TensorBoard (event files under RUN/checkpoints; `pip install tensorboard`)."""
     strategy: Literal["ddp", "zero2", "zero3", "fsdp"] = "ddp"

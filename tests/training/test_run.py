@@ -18,14 +18,28 @@ import pytest
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file
-from transformers import WhisperForConditionalGeneration
+from transformers import (
+    AutoProcessor,
+    Qwen2AudioForConditionalGeneration,
+    WhisperForConditionalGeneration,
+)
 from typer.testing import CliRunner
 
 from audiolora.cli import EXIT_INTERRUPTED, app
-from audiolora.config import load_config
+from audiolora.config import AdapterConfig, load_config
 from audiolora.data.manifest import BadInputError, read_manifest
+from audiolora.models.adapters import attach_adapters
+from audiolora.models.families import QWEN2_AUDIO
+from audiolora.models.lalm import LalmCollator, encode_example
+from audiolora.training import run as run_module
 from audiolora.training.checkpoints import MARKER, latest_complete_checkpoint
-from audiolora.training.run import RunError, RunStopped, pick_optimizer, run_training
+from audiolora.training.run import (
+    RunError,
+    RunStopped,
+    pick_optimizer,
+    recompute_activations,
+    run_training,
+)
 from audiolora.training.trainer import AudioTrainer, NonFiniteLossError
 
 
@@ -500,6 +514,110 @@ def test_gradient_accumulation_trains_what_the_whole_batch_trains(
     a, b = adapter_tensors(tmp_path / "whole"), adapter_tensors(tmp_path / "accumulated")
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=2e-5, msg=key)  # sum order
+
+
+def test_recomputed_activations_give_the_same_gradients(tiny_random_whisper_dir: Path) -> None:
+    """With activation checkpointing a decoder layer's attention runs twice (forward, then again
+    in the backward), and the gradients are those of the plain forward."""
+    grads, calls = {}, {}
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = WhisperForConditionalGeneration.from_pretrained(tiny_random_whisper_dir).train()
+        if checkpointing:
+            recompute_activations(model)
+        runs: list[int] = []
+        attention = model.model.decoder.layers[0].self_attn
+        attention.register_forward_hook(lambda *_, seen=runs: seen.append(1))
+        features = torch.randn(
+            2, model.config.num_mel_bins, 3000, generator=torch.Generator().manual_seed(1)
+        )
+        labels = torch.tensor([[1, 2, 3, 4], [4, 3, 2, 1]])
+        model(input_features=features, labels=labels).loss.backward()
+        grads[checkpointing] = {
+            n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+        }
+        calls[checkpointing] = len(runs)
+    assert calls == {False: 1, True: 2}
+    for name, grad in grads[False].items():
+        torch.testing.assert_close(grads[True][name], grad, msg=name)
+
+
+def test_recomputing_leaves_the_frozen_layers_below_the_adapters_out_of_the_backward(
+    tiny_qwen2_audio_dir: Path,
+) -> None:
+    """LoRA on the top layer of an audio LM: with checkpointing, only that layer runs again in
+    the backward; the frozen layer below it (and the audio tower) run once, as without."""
+    processor = AutoProcessor.from_pretrained(tiny_qwen2_audio_dir)
+    sound = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    example = encode_example(QWEN2_AUDIO, processor, [sound], "say it", "a b c")
+    batch = LalmCollator(QWEN2_AUDIO, processor)([example, example])
+    grads, calls = {}, {}
+    for checkpointing in (False, True):
+        model = Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio_dir)
+        QWEN2_AUDIO.configure(model, None)
+        torch.manual_seed(0)  # the same adapter on both sides
+        peft_model = attach_adapters(
+            model, AdapterConfig(r=4, dropout=0.0, layers=[-1]), QWEN2_AUDIO, 4
+        )
+        if checkpointing:
+            recompute_activations(model)
+        peft_model.train()
+        runs: dict[str, int] = {}
+        for name, module in peft_model.named_modules():
+            if name.endswith(
+                (
+                    "language_model.layers.0.self_attn",
+                    "language_model.layers.1.self_attn",
+                    "audio_tower.layers.0.self_attn",
+                )
+            ):
+                key = name.split("model.model.")[-1].removeprefix("model.")
+                module.register_forward_hook(
+                    lambda *_, k=key, seen=runs: seen.__setitem__(k, seen.get(k, 0) + 1)
+                )
+        peft_model(**batch).loss.backward()
+        calls[checkpointing] = runs
+        grads[checkpointing] = {
+            n: p.grad for n, p in peft_model.named_parameters() if p.grad is not None
+        }
+    assert calls[False] == {
+        "audio_tower.layers.0.self_attn": 1,
+        "language_model.layers.0.self_attn": 1,
+        "language_model.layers.1.self_attn": 1,
+    }
+    assert calls[True] == {**calls[False], "language_model.layers.1.self_attn": 2}
+    assert grads[True].keys() == grads[False].keys() and grads[False]
+    for name, grad in grads[False].items():
+        torch.testing.assert_close(grads[True][name], grad, msg=name)
+
+
+def test_a_run_with_gradient_checkpointing_trains_what_a_plain_run_trains(
+    tiny_random_whisper_dir: Path,
+    speech_dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    same = {"adapter.dropout": 0.0, "data.spec_augment.enabled": False, "training.eval_steps": 100}
+    enabled: list[str] = []
+
+    def spy(model: torch.nn.Module) -> None:
+        enabled.append(type(model).__name__)
+        recompute_activations(model)
+
+    monkeypatch.setattr(run_module, "recompute_activations", spy)
+    runs = {}
+    for checkpointing in (False, True):
+        out = tmp_path / str(checkpointing)
+        extra = {**same, "training.gradient_checkpointing": checkpointing}
+        runs[checkpointing] = run_training(
+            load_config(None, tiny_overrides(tiny_random_whisper_dir, speech_dataset, out, **extra))
+        )
+    assert enabled == ["WhisperForConditionalGeneration"]
+    losses = {c: [h["loss"] for h in m["history"] if "loss" in h] for c, m in runs.items()}
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+    a, b = adapter_tensors(tmp_path / "False"), adapter_tensors(tmp_path / "True")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6, msg=key)
 
 
 def newest_complete_is_loadable(checkpoints: Path) -> Path | None:
