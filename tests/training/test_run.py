@@ -56,6 +56,9 @@ def tiny_overrides(model_dir: Path, data_dir: Path, out: Path, **extra: object) 
         "training.logging_steps": 1,
         "training.max_new_tokens": 8,
         "training.learning_rate": 0.01,
+        # fp32, not the default's `auto` (bf16 on bf16 hardware): these tests compare runs
+        # (one process against two, resumed against uninterrupted) to float tolerance.
+        "training.precision": "fp32",
         "data.retention": [],
     }
     settings.update(extra)
