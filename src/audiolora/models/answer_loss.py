@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from peft import PeftModel
 from torch import nn
+
+from audiolora.models.families.base import unwrapped
 
 IGNORE_INDEX = -100
 
@@ -24,7 +25,7 @@ IGNORE_INDEX = -100
 def labelled_positions_loss(model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor | None:
     """Mean next-token cross-entropy over labelled positions, or None when `model` is not an
     audio LM of the `model` (inner) + `lm_head` shape this applies to (heads, Whisper)."""
-    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    base = unwrapped(model)
     inner = getattr(base, "model", None)
     head = getattr(base, "lm_head", None)
     labels = inputs.get("labels")

@@ -97,10 +97,10 @@ PACKED_MASKS = ("sdpa", "eager")
 
 def attention_kind(model: nn.Module) -> str:
     """The language model's attention implementation (transformers' `_attn_implementation`)."""
-    from peft import PeftModel
+    from audiolora.models.families.base import unwrapped
 
-    base = model.get_base_model() if isinstance(model, PeftModel) else model
-    return str(getattr(base.config.get_text_config(), "_attn_implementation", None) or "eager")
+    config = unwrapped(model).config.get_text_config()
+    return str(getattr(config, "_attn_implementation", None) or "eager")
 
 
 def can_share_prefix(family: AudioLanguageFamily, model: nn.Module) -> bool:

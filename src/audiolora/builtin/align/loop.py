@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import PeftModel
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
@@ -25,7 +24,7 @@ from transformers import get_cosine_schedule_with_warmup
 from audiolora.atomic import atomic_save_torch, atomic_write_text
 from audiolora.builtin.align.features import AlignExample
 from audiolora.evaluation.metrics import transcription_metrics
-from audiolora.models.families.base import AudioLanguageFamily
+from audiolora.models.families.base import AudioLanguageFamily, unwrapped
 from audiolora.models.lalm import IGNORE_INDEX
 from audiolora.precision import compute_precision
 
@@ -60,7 +59,7 @@ class CachedAudioLM:
 
     def __init__(self, model: nn.Module, family: AudioLanguageFamily, audio_id: int, pad_id: int):
         self.model = model
-        base = model.get_base_model() if isinstance(model, PeftModel) else model
+        base = unwrapped(model)
         self.base = base
         self.projector = base.get_submodule(family.projector_prefix)
         self.language_model = base.get_submodule(family.text_prefix)

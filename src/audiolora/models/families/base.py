@@ -257,11 +257,11 @@ class AudioLanguageFamily(Family):
     def multimodal_model(self, model: nn.Module) -> nn.Module:
         """The module that merges audio into the LM and returns hidden states without the
         vocabulary projection (PEFT's LoRA layers live inside it, in place)."""
-        return _unwrapped(model).model
+        return unwrapped(model).model
 
     def audio_dtype(self, model: nn.Module) -> torch.dtype:
         """The dtype audio features must have to enter the audio tower."""
-        tower = _unwrapped(model).get_submodule(self.audio_encoder_prefix)
+        tower = unwrapped(model).get_submodule(self.audio_encoder_prefix)
         return next(tower.parameters()).dtype
 
     def hidden_states(
@@ -342,7 +342,7 @@ class AudioLanguageFamily(Family):
         return texts
 
 
-def _unwrapped(model: nn.Module) -> nn.Module:
+def unwrapped(model: nn.Module) -> nn.Module:
     """The transformers model under a PEFT wrapper (the model itself when unwrapped)."""
     from peft import PeftModel
 

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from audiolora.models.dual_encoder import MODEL_TYPE, DualEncoderModel, DualEncoderProcessor
-from audiolora.models.families.base import Family, _unwrapped
+from audiolora.models.families.base import Family, unwrapped
 
 
 class ContrastiveFamily(Family):
@@ -48,13 +48,13 @@ class ContrastiveFamily(Family):
 
     def embed_audio(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Unit-length audio embeddings (batch, dim)."""
-        core = _unwrapped(model)
+        core = unwrapped(model)
         device = next(core.parameters()).device
         out = core.get_audio_features(**{k: v.to(device) for k, v in inputs.items()})
         return F.normalize(_tensor(out), dim=-1)
 
     def embed_text(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        core = _unwrapped(model)
+        core = unwrapped(model)
         device = next(core.parameters()).device
         out = core.get_text_features(**{k: v.to(device) for k, v in inputs.items()})
         return F.normalize(_tensor(out), dim=-1)
@@ -105,11 +105,11 @@ class DualEncoder(ContrastiveFamily):
         return processor.text(texts)
 
     def logit_scale(self, model: nn.Module) -> torch.Tensor:
-        return _unwrapped(model).logit_scale.exp()
+        return unwrapped(model).logit_scale.exp()
 
     def last_layer_names(self, model: nn.Module) -> tuple[str, ...]:
         """The last text layer is the deepest the config has (tiny test towers have fewer)."""
-        depth = _unwrapped(model).text_model.config.num_hidden_layers
+        depth = unwrapped(model).text_model.config.num_hidden_layers
         return tuple(
             f"text_model.encoder.layer.{depth - 1}" if n.startswith("text_model") else n
             for n in self.last_layers
@@ -145,10 +145,10 @@ class Clap(ContrastiveFamily):
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def logit_scale(self, model: nn.Module) -> torch.Tensor:
-        return _unwrapped(model).logit_scale_a.exp()
+        return unwrapped(model).logit_scale_a.exp()
 
     def last_layer_names(self, model: nn.Module) -> tuple[str, ...]:
-        core = _unwrapped(model)
+        core = unwrapped(model)
         audio_layers = core.config.audio_config.depths
         text_depth = core.config.text_config.num_hidden_layers
         return (
