@@ -7,19 +7,26 @@ Each side runs in its own process (peak memory is per process) and trains the re
 a few steps on batches of `builtin:speech` clips in bf16 autocast, loaded by audiolora's own
 `load_model` (which hands memory freed while loading back to the OS): the base in bf16, or
 quantized to NF4 with double quantization, or to int8 (LLM.int8) (bitsandbytes; the tower,
-projector and lm_head stay in full precision as the family says). A sampler thread reads the
-process's resident memory every 5 ms, so the table separates the process baseline (torch and the
-libraries), what loading leaves resident and the training peak. Per side: the base's weight
-bytes and bits per parameter (all of it, and the quantized linear layers alone: packed weights
-plus their quantization constants), optimizer state, what training adds over the loaded model
-(activations, gradients, dequantized copies) and the mean step time. `--checkpointing` trains
-with the activations recomputed in the backward (`training.gradient_checkpointing`).
-Results: `benchmarks/results/memory_4bit.json`.
+projector and lm_head stay in full precision as the family says), or NF4 with the lm_head
+quantized too (`model.quantize_lm_head`). Every side runs twice: as is, and with its
+activations recomputed in the backward (`training.gradient_checkpointing`, which QLoRA
+recipes use).
+
+A sampler thread reads two figures every 5 ms. Resident memory is what the OS sees: library
+code and memory glibc keeps after a free count too. Live heap is what malloc has handed out and
+not had back (glibc's `mallinfo2`): tensors and objects, the CPU counterpart of
+`torch.cuda.max_memory_allocated`; it is counted from a baseline taken with every library
+imported. Per side: the base's weight bytes and bits per parameter (all of it, and the
+quantized linear layers alone: packed weights plus their quantization constants), optimizer
+state, what loading leaves and what training adds (activations, gradients, dequantized copies),
+the mean step time, and the base's loss on the 48 held-out clips with the adapters off (what
+quantization costs the model itself). Results: `benchmarks/results/memory_4bit.json`.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import subprocess
@@ -32,29 +39,73 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory_4bit.json"
-SIDES = ("bf16", "int8", "nf4")
+SIDES = ("bf16", "int8", "nf4", "nf4-head")
+LABELS = ("bf16 LoRA", "int8 LoRA", "NF4 QLoRA", "+lm_head")
 
 
-class RssSampler:
-    """Highest resident set size since the last `reset()`, sampled every few ms."""
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in [
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        ]
+    ]
+
+
+def _heap_reader() -> Any:
+    """glibc's `mallinfo2` as a function returning the bytes malloc has handed out and not had
+    back (heap chunks in use + mmapped chunks), or None off glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        return None
+
+    def in_use() -> int:
+        info = libc.mallinfo2()
+        return info.uordblks + info.hblkhd
+
+    return in_use
+
+
+class MemorySampler:
+    """Highest resident set size and highest malloc'd-and-live bytes since the last `reset()`,
+    sampled every few ms. Resident memory is what the OS sees (library code and memory glibc
+    keeps after a free included); live heap bytes are what tensors and objects hold, the CPU
+    counterpart of `torch.cuda.max_memory_allocated`."""
 
     def __init__(self, every_s: float = 0.005) -> None:
         self.every_s = every_s
-        self.peak = 0
         self._page = os.sysconf("SC_PAGE_SIZE")
+        self._heap = _heap_reader()
+        self.peak = self.heap_peak = 0
+        self.reset()
         threading.Thread(target=self._run, daemon=True).start()
 
     def now(self) -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * self._page
 
+    def heap(self) -> int:
+        return self._heap() if self._heap else 0
+
     def _run(self) -> None:
         while True:
             self.peak = max(self.peak, self.now())
+            self.heap_peak = max(self.heap_peak, self.heap())
             time.sleep(self.every_s)
 
     def reset(self) -> None:
-        self.peak = self.now()
+        self.peak, self.heap_peak = self.now(), self.heap()
 
 
 def weight_figures(model: Any) -> dict[str, float]:
@@ -104,8 +155,11 @@ def weight_figures(model: Any) -> dict[str, float]:
 def run_side(
     side: str, recipe: str, steps: int, batch_size: int, checkpointing: bool = False
 ) -> dict[str, Any]:
-    sampler = RssSampler()
+    sampler = MemorySampler()
+    import bitsandbytes  # noqa: F401  (imported before the baseline: library code, not model)
+    import peft  # noqa: F401
     import torch
+    from transformers import Qwen2AudioForConditionalGeneration  # noqa: F401
 
     from audiolora.cli import resolve_recipe
     from audiolora.config import load_config
@@ -127,7 +181,7 @@ def run_side(
             "model.quantization=int8",
             "training.precision=bf16",
         ]
-    if side == "nf4":
+    if side.startswith("nf4"):
         overrides = [
             "model.dtype=bfloat16",
             "model.quantization=nf4",
@@ -135,9 +189,13 @@ def run_side(
             "model.compute_dtype=bfloat16",
             "training.precision=bf16",
         ]
+    if side == "nf4-head":
+        overrides.append("model.quantize_lm_head=true")
     config = load_config(resolve_recipe(recipe), overrides)
-    rows = read_manifest(resolve_manifests("builtin:speech", None)["train"]).rows
-    rss_start = sampler.now()
+    manifests = resolve_manifests("builtin:speech", None)
+    rows = read_manifest(manifests["train"]).rows
+    held_out = read_manifest(manifests["eval"]).rows
+    rss_start, heap_start = sampler.now(), sampler.heap()
     sampler.reset()
     model, processor, family, _ = load_model(config.model)
     load_peak = sampler.peak
@@ -150,23 +208,22 @@ def run_side(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.training.learning_rate)
     collate = LalmCollator(family, processor)
-    batches = []
-    for i in range(steps):
-        chunk = rows[i * batch_size : (i + 1) * batch_size]
-        batches.append(
-            collate(
-                [
-                    encode_example(
-                        family, processor, [load_audio(r.audio, 16000)], STT_INSTRUCTION, r.text
-                    )
-                    for r in chunk
-                ]
-            )
+
+    def batch_of(chunk: list[Any]) -> dict[str, Any]:
+        return collate(
+            [
+                encode_example(
+                    family, processor, [load_audio(r.audio, 16000)], STT_INSTRUCTION, r.text
+                )
+                for r in chunk
+            ]
         )
+
+    batches = [batch_of(rows[i * batch_size : (i + 1) * batch_size]) for i in range(steps)]
     import gc
 
     gc.collect()
-    rss_loaded = sampler.now()
+    rss_loaded, heap_loaded = sampler.now(), sampler.heap()
     sampler.reset()
     losses = []
     began = time.perf_counter()
@@ -179,7 +236,14 @@ def run_side(
         losses.append(loss.item())
     step_s = (time.perf_counter() - began) / len(batches)
     time.sleep(0.05)
-    train_peak = sampler.peak
+    train_peak, heap_peak = sampler.peak, sampler.heap_peak
+    # What quantization costs the base itself: its loss on held-out clips, adapters off.
+    model.eval()
+    held_out_losses = []
+    with torch.no_grad(), model.disable_adapter(), compute_precision("bf16"):
+        for i in range(0, len(held_out), batch_size):
+            batch = batch_of(held_out[i : i + batch_size])
+            held_out_losses.append(float(labelled_positions_loss(model, batch)))
     state_bytes = sum(
         t.numel() * t.element_size()
         for s in optimizer.state.values()
@@ -197,11 +261,48 @@ def run_side(
         "rss_loaded_mb": rss_loaded * mb,
         "train_peak_mb": train_peak * mb,
         "train_added_mb": (train_peak - rss_loaded) * mb,
+        "heap_loaded_mb": (heap_loaded - heap_start) * mb,
+        "heap_peak_mb": (heap_peak - heap_start) * mb,
+        "heap_train_added_mb": (heap_peak - heap_loaded) * mb,
         "optimizer_state_mb": state_bytes * mb,
         "trainable_params": sum(p.numel() for p in params),
         "losses": losses,
+        "base_held_out_loss": sum(held_out_losses) / len(held_out_losses),
         "step_s": step_s,
     }
+
+
+ROWS = (
+    ("base weights (MB)", "weight_mb", "{:.0f}"),
+    ("bits per base parameter (all)", "bits_per_param", "{:.2f}"),
+    ("bits per parameter, quantized linears only", "quantized_bits_per_param", "{:.3f}"),
+    ("resident before loading: torch, libraries (MB)", "rss_before_load_mb", "{:.0f}"),
+    ("resident after loading (MB)", "rss_loaded_mb", "{:.0f}"),
+    ("peak while loading (MB)", "load_peak_mb", "{:.0f}"),
+    ("optimizer state (MB)", "optimizer_state_mb", "{:.1f}"),
+    ("resident training peak (MB)", "train_peak_mb", "{:.0f}"),
+    ("  added by training over loaded (MB)", "train_added_mb", "{:.0f}"),
+    ("live heap after loading, over baseline (MB)", "heap_loaded_mb", "{:.0f}"),
+    ("live heap training peak, over baseline (MB)", "heap_peak_mb", "{:.0f}"),
+    ("  added by training over loaded (MB)", "heap_train_added_mb", "{:.0f}"),
+    ("training step (s; the first one included)", "step_s", "{:.2f}"),
+    ("base's loss on 48 held-out clips, adapters off", "base_held_out_loss", "{:.4f}"),
+)
+
+
+def print_table(results: dict[str, dict[str, Any]], checkpointing: bool) -> None:
+    suffix = "+rc" if checkpointing else ""
+    keys = [f"{side}{suffix}" for side in SIDES]
+    print(f"\nactivations recomputed: {'yes' if checkpointing else 'no'}")
+    ratio_heads = [f"{side}/bf16" for side in SIDES[1:]]
+    print(f"{'':48}{''.join(f'{h:>11}' for h in (*LABELS, *ratio_heads))}")
+    bf16 = results[keys[0]]
+    for label, key, fmt in ROWS:
+        values = [results[k].get(key) for k in keys]
+        cells = [fmt.format(v) if v is not None else "n/a" for v in values]
+        a = bf16.get(key)
+        ratios = [f"{v / a:.2f}" if a and v else "" for v in values[1:]]
+        print(f"{label:48}{''.join(f'{c:>11}' for c in (*cells, *ratios))}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,54 +311,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument(
-        "--checkpointing",
-        action="store_true",
-        help="every side with training.gradient_checkpointing (activations recomputed)",
-    )
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.side:
         result = run_side(args.side, args.recipe, args.steps, args.batch_size, args.checkpointing)
         print("RESULT " + json.dumps(result))
         return 0
     results = {}
-    for side in SIDES:
-        cmd = [sys.executable, __file__, "--side", side, "--recipe", args.recipe]
-        cmd += ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
-        cmd += ["--checkpointing"] if args.checkpointing else []
-        print(f"[memory] {side} in its own process", flush=True)
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if out.returncode or line is None:
-            print(out.stdout[-2000:], out.stderr[-4000:], file=sys.stderr)
-            return out.returncode or 1
-        results[side] = json.loads(line[len("RESULT ") :])
+    for checkpointing in (False, True):
+        for side in SIDES:
+            key = f"{side}+rc" if checkpointing else side
+            cmd = [sys.executable, __file__, "--side", side, "--recipe", args.recipe]
+            cmd += ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
+            cmd += ["--checkpointing"] if checkpointing else []
+            print(f"[memory] {key} in its own process", flush=True)
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if out.returncode or line is None:
+                print(out.stdout[-2000:], out.stderr[-4000:], file=sys.stderr)
+                return out.returncode or 1
+            results[key] = json.loads(line[len("RESULT ") :])
+    print(f"\n{args.recipe}: {args.steps} LoRA steps of {args.batch_size} clips, bf16 autocast")
+    print_table(results, checkpointing=False)
+    print_table(results, checkpointing=True)
     bf16 = results["bf16"]
-    how = ", activations recomputed" if args.checkpointing else ""
-    print(
-        f"\n{args.recipe}: {args.steps} LoRA steps of {args.batch_size} clips, bf16 autocast{how}"
-    )
-    header = "".join(f"{h:>12}" for h in ("bf16 LoRA", "int8 LoRA", "NF4 QLoRA", "int8/bf16"))
-    print(f"{'':44}{header}{'NF4/bf16':>10}")
-    for label, key, fmt in (
-        ("base weights (MB)", "weight_mb", "{:.0f}"),
-        ("bits per base parameter (all)", "bits_per_param", "{:.2f}"),
-        ("bits per parameter, quantized linears only", "quantized_bits_per_param", "{:.3f}"),
-        ("resident before loading: torch, libraries (MB)", "rss_before_load_mb", "{:.0f}"),
-        ("resident after loading (MB)", "rss_loaded_mb", "{:.0f}"),
-        ("peak while loading (MB)", "load_peak_mb", "{:.0f}"),
-        ("optimizer state (MB)", "optimizer_state_mb", "{:.1f}"),
-        ("training peak (MB)", "train_peak_mb", "{:.0f}"),
-        ("  added by training over loaded (MB)", "train_added_mb", "{:.0f}"),
-        ("training step (s; the first one included)", "step_s", "{:.2f}"),
-    ):
-        values = [results[side].get(key) for side in SIDES]
-        cells = [fmt.format(v) if v is not None else "n/a" for v in values]
-        a = bf16.get(key)
-        ratios = [f"{v / a:.2f}" if a and v else "" for v in values[1:]]
-        row = "".join(f"{c:>12}" for c in cells)
-        print(f"{label:44}{row}{ratios[0]:>12}{ratios[1]:>10}")
+    print("\nNF4 QLoRA with recomputed activations (the QLoRA recipe) / plain bf16 LoRA:")
+    for side in ("nf4+rc", "nf4-head+rc"):
+        for label, key in (("resident peak", "train_peak_mb"), ("live heap peak", "heap_peak_mb")):
+            ours = results[side][key]
+            print(f"  {side:12} {label}: {ours:.0f} / {bf16[key]:.0f} MB = {ours / bf16[key]:.2f}")
     payload = {"command": ["python", "benchmarks/memory_4bit.py", *(argv or sys.argv[1:])]}
     payload.update(results=results)
     args.out.parent.mkdir(parents=True, exist_ok=True)

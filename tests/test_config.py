@@ -116,3 +116,9 @@ def test_the_readme_sample_recipe_is_the_shipped_default(tmp_path: Path) -> None
     sample = tmp_path / "sample.yaml"
     sample.write_text("task: stt" + block, encoding="utf-8")
     assert load_config(sample) == load_config(builtin_recipes()["whisper-tiny-en-lora"])
+
+
+def test_quantize_lm_head_needs_a_quantized_model() -> None:
+    with pytest.raises(ConfigError, match="quantize_lm_head"):
+        load_config(None, ["model.quantize_lm_head=true"])
+    assert load_config(None, ["model.quantization=nf4", "model.quantize_lm_head=true"]).model

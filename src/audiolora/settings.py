@@ -32,6 +32,11 @@ class ModelConfig(Section):
     """Quantize the NF4 scaling constants too (about 0.4 bit per parameter saved)."""
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Dtype the 4-bit weights are dequantized to for each matmul."""
+    quantize_lm_head: bool = False
+    """Audio LMs under `nf4`/`int8`: quantize the output projection (`lm_head`) too. Off, as in
+    QLoRA: it keeps the logits exact. On saves most of its memory where the vocabulary is a
+    large share of the model (the embedded model's lm_head is 17 % of its parameters; see
+    `benchmarks/memory_4bit.py` for the memory and the base's loss either way)."""
     trust_remote_code: bool = False
     """Run code shipped with a hub model. Off unless you trust the source."""
     language: str | None = None
@@ -49,6 +54,15 @@ class ModelConfig(Section):
         if value != "auto" and value not in FAMILIES:
             raise ValueError(f"unknown family {value!r}; choose from auto, {', '.join(FAMILIES)}")
         return value
+
+    @model_validator(mode="after")
+    def _lm_head_needs_quantization(self) -> ModelConfig:
+        if self.quantize_lm_head and self.quantization == "none":
+            raise ValueError(
+                "model.quantize_lm_head quantizes the output layer along with the rest: it needs "
+                "model.quantization=nf4 or int8"
+            )
+        return self
 
     @model_validator(mode="after")
     def _merge_needs_full_precision(self) -> ModelConfig:

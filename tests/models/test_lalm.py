@@ -373,6 +373,43 @@ def test_nf4_keeps_audio_side_full_precision_and_trains_on_cpu(tiny_qwen2_audio_
     assert all(not torch.equal(b, p) for b, p in zip(before, params, strict=True))
 
 
+def test_quantize_lm_head_puts_the_output_layer_in_nf4_and_still_trains(
+    tiny_qwen2_audio_dir: Path,
+) -> None:
+    from bitsandbytes.nn import Linear4bit
+
+    from audiolora.models.answer_loss import labelled_positions_loss
+
+    model, processor, family, _ = load_model(
+        ModelConfig(name=str(tiny_qwen2_audio_dir), quantization="nf4", quantize_lm_head=True)
+    )
+    assert isinstance(model.lm_head, Linear4bit)
+    assert type(model.model.multi_modal_projector.linear) is torch.nn.Linear  # the rest as before
+    peft_model = attach_adapters(
+        model, AdapterConfig(r=4, target_modules=["q_proj", "v_proj"]), family, 1
+    )
+    batch = LalmCollator(QWEN2_AUDIO, processor, processor.tokenizer.pad_token_id)(
+        [encode_example(QWEN2_AUDIO, processor, [tone(2.0)], INSTRUCTION, ANSWER)]
+    )
+    loss = labelled_positions_loss(peft_model, batch)  # training's loss: lm_head on the answer
+    assert loss is not None and torch.isfinite(loss)
+    loss.backward()
+    # lora_B starts at zero, so the gradient reaches lora_B (lora_A's is zero on the first step)
+    grads = [p.grad for n, p in peft_model.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None and bool(g.abs().sum() > 0) for g in grads)
+
+
+def test_quantize_lm_head_is_refused_where_there_is_no_separate_lm_head(
+    tiny_random_whisper_dir: Path,
+) -> None:
+    with pytest.raises(ModelLoadError, match="quantize_lm_head applies to audio LMs"):
+        load_model(
+            ModelConfig(
+                name=str(tiny_random_whisper_dir), quantization="nf4", quantize_lm_head=True
+            )
+        )
+
+
 def test_every_collated_batch_passes_the_placeholder_guard(loaded) -> None:
     """The collator checks each batch itself (no encoder to hand it): a prompt that lost one
     placeholder is refused before the model would silently misplace audio."""

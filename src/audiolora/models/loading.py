@@ -61,19 +61,40 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def _bnb_config(cfg: ModelConfig, family: Family) -> Any:
+def kept_in_full_precision(cfg: ModelConfig, family: Family, hf_config: Any) -> list[str]:
+    """The module-name prefixes bitsandbytes must leave alone: the family's, less `lm_head`
+    where `model.quantize_lm_head` asks for it."""
+    skip = list(family.quant_skip_modules)
+    if not cfg.quantize_lm_head:
+        return skip
+    if "lm_head" not in skip:
+        raise ModelLoadError(
+            f"{cfg.name}: model.quantize_lm_head applies to audio LMs with an `lm_head`; the "
+            f"{family.name} family has none. Remove the setting."
+        )
+    text = hf_config.get_text_config()
+    if getattr(text, "tie_word_embeddings", False) or getattr(
+        hf_config, "tie_word_embeddings", False
+    ):
+        raise ModelLoadError(
+            f"{cfg.name}: its lm_head shares its weights with the input embeddings, which stay in "
+            "full precision; model.quantize_lm_head cannot quantize one without the other. "
+            "Remove the setting."
+        )
+    return [m for m in skip if m != "lm_head"]
+
+
+def _bnb_config(cfg: ModelConfig, skip: list[str]) -> Any:
     from transformers import BitsAndBytesConfig
 
     if cfg.quantization == "int8":
-        return BitsAndBytesConfig(
-            load_in_8bit=True, llm_int8_skip_modules=list(family.quant_skip_modules)
-        )
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=cfg.double_quant,
         bnb_4bit_compute_dtype=DTYPES[cfg.compute_dtype],
-        llm_int8_skip_modules=list(family.quant_skip_modules),
+        llm_int8_skip_modules=skip,
     )
 
 
@@ -111,7 +132,8 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, ProcessorMixin, Famil
         "trust_remote_code": cfg.trust_remote_code,
     }
     if cfg.quantization in ("nf4", "int8"):
-        kwargs["quantization_config"] = _bnb_config(cfg, family)
+        skip = kept_in_full_precision(cfg, family, hf_config)
+        kwargs["quantization_config"] = _bnb_config(cfg, skip)
         # Each process of a multi-GPU run puts its copy on its own GPU.
         gpu = int(os.environ.get("LOCAL_RANK", "0"))
         kwargs["device_map"] = {"": gpu} if torch.cuda.is_available() else "cpu"
