@@ -68,3 +68,48 @@ def test_eval_of_a_bf16_run_reproduces_its_metrics(
     assert again["wer"] == pytest.approx(saved["final"]["wer"])
     base = evaluate_run(out, speech_dataset / "eval.jsonl", use_adapter=False)
     assert base["perplexity"] == pytest.approx(saved["base"]["perplexity"], rel=1e-6)
+
+
+def test_weights_stored_in_the_compute_dtype_give_the_same_numbers(
+    tiny_qwen2_audio_dir: Path,
+) -> None:
+    """Casting a frozen fp32 base (and its adapter) to bf16 once gives exactly what autocast
+    computes when it casts them on every call, tower, language model and LoRA alike."""
+    from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+
+    from audiolora.config import AdapterConfig
+    from audiolora.models.adapters import attach_adapters
+    from audiolora.models.families import QWEN2_AUDIO
+    from audiolora.models.lalm import LalmCollator, encode_example
+    from tests.models.test_lalm import INSTRUCTION, tone
+
+    torch.manual_seed(0)
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio_dir)
+    QWEN2_AUDIO.configure(model, None)
+    model = attach_adapters(model, AdapterConfig(r=4, dropout=0.0), QWEN2_AUDIO, 10)
+    for name, p in model.named_parameters():  # a trained adapter, not the zero-init one
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.2)
+    head = nn.Linear(model.config.text_config.hidden_size, 1)  # trainable: left as it is
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    processor = AutoProcessor.from_pretrained(tiny_qwen2_audio_dir)
+    batch = LalmCollator(QWEN2_AUDIO, processor, processor.tokenizer.pad_token_id)(
+        [encode_example(QWEN2_AUDIO, processor, [tone(3.0)], INSTRUCTION, None)]
+    )
+
+    def states() -> torch.Tensor:
+        with torch.no_grad(), compute_precision("bf16"):
+            return QWEN2_AUDIO.hidden_states(model, batch).last_hidden_state
+
+    before = states()
+    assert precision.store_in_compute_dtype(model, "fp32") == 0
+    changed = precision.store_in_compute_dtype(model, "bf16")
+    assert precision.store_in_compute_dtype(head, "bf16") == 0
+    assert head.weight.dtype == torch.float32
+    lm_layer = model.base_model.model.model.language_model.layers[0]
+    assert lm_layer.self_attn.q_proj.base_layer.weight.dtype == torch.bfloat16
+    assert model.base_model.model.model.audio_tower.conv1.weight.dtype == torch.bfloat16
+    assert changed > 10
+    assert torch.equal(states(), before)

@@ -11,7 +11,7 @@ from typing import Any
 from audiolora.atomic import atomic_write_json
 from audiolora.data.sessions import check_sessions
 from audiolora.data.sources import resolve_session_manifests
-from audiolora.precision import compute_precision
+from audiolora.precision import compute_precision, store_in_compute_dtype
 from audiolora.tasks.temporal.search import (
     locate_boundaries,
     phase_prior,
@@ -62,6 +62,8 @@ def locate_in_sessions(
     )
     prior = training_prior(config)
     model, processor, _ = load_run(run_dir, True)
+    # Every forward below runs inside compute_precision: weights kept in its dtype, cast once.
+    store_in_compute_dtype(model, config.training.precision)
     sessions = reports["sessions"].rows
     results, errors, coarse_errors, reference_errors = [], [], [], []
     for session in sessions:
