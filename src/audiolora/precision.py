@@ -75,18 +75,27 @@ def store_in_compute_dtype(model: torch.nn.Module, precision: str) -> int:
     the time, most of a remainder pass. Exact inside `compute_precision(precision)`: autocast
     rounds each weight to the same value as this cast, and a weight already in its dtype is
     used as is. Only for a model that serves inference and makes every forward inside that
-    region (a forward outside it would mix dtypes); 4- and 8-bit weights are left alone.
+    region (a forward outside it would mix dtypes); 4- and 8-bit weights and weights shared
+    with other modules are left alone.
     """
     resolved = resolve_precision(precision)
     if resolved == "fp32":
         return 0
     dtype = AUTOCAST_DTYPES[resolved]
+    # A weight tied to another kind of module (Whisper's proj_out to its token embeddings) is
+    # read there at full precision: it stays as it is.
+    elsewhere = {
+        id(p)
+        for module in model.modules()
+        if not isinstance(module, LOW_PRECISION_LAYERS)
+        for p in module.parameters(recurse=False)
+    }
     changed = 0
     for module in model.modules():
         if not isinstance(module, LOW_PRECISION_LAYERS):
             continue
         tensors = [t for t in (module.weight, module.bias) if t is not None]
-        if any(t.requires_grad or t.dtype != torch.float32 for t in tensors):
+        if any(t.requires_grad or t.dtype != torch.float32 or id(t) in elsewhere for t in tensors):
             continue
         for tensor in tensors:
             tensor.data = tensor.data.to(dtype)
