@@ -70,6 +70,31 @@ def test_eval_of_a_bf16_run_reproduces_its_metrics(
     assert base["perplexity"] == pytest.approx(saved["base"]["perplexity"], rel=1e-6)
 
 
+def test_every_evaluation_of_a_bf16_run_computes_in_bf16(
+    tiny_random_whisper_dir: Path,
+    speech_dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The evaluations during training (step 2 of 4 here) run in the same autocast as the
+    final one, so the history and the final score measure one model the same way."""
+    from audiolora.tasks.stt import SpeechToText
+
+    in_autocast: list[bool] = []
+    evaluate = SpeechToText.evaluate
+
+    def recording(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        in_autocast.append(torch.is_autocast_enabled("cpu"))
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(SpeechToText, "evaluate", recording)
+    overrides = tiny_overrides(
+        tiny_random_whisper_dir, speech_dataset, tmp_path / "run", **{"training.precision": "bf16"}
+    )
+    run_training(load_config(None, overrides))
+    assert len(in_autocast) >= 2 and all(in_autocast)  # mid-training and final
+
+
 def test_weights_stored_in_the_compute_dtype_give_the_same_numbers(
     tiny_qwen2_audio_dir: Path,
 ) -> None:
@@ -113,3 +138,19 @@ def test_weights_stored_in_the_compute_dtype_give_the_same_numbers(
     assert model.base_model.model.model.audio_tower.conv1.weight.dtype == torch.bfloat16
     assert changed > 10
     assert torch.equal(states(), before)
+
+
+def test_a_weight_tied_to_the_token_embeddings_keeps_its_precision(
+    tiny_random_whisper_dir: Path,
+) -> None:
+    """Whisper's proj_out shares its weight with the decoder's token embeddings, which are read
+    outside autocast's matmuls: casting it would change the embeddings."""
+    from transformers import WhisperForConditionalGeneration
+
+    model = WhisperForConditionalGeneration.from_pretrained(tiny_random_whisper_dir)
+    model.requires_grad_(False)
+    assert model.proj_out.weight is model.model.decoder.embed_tokens.weight
+    assert precision.store_in_compute_dtype(model, "bf16") > 0
+    assert model.proj_out.weight.dtype == torch.float32
+    assert model.model.encoder.conv1.weight.dtype == torch.bfloat16
+    assert model.model.decoder.layers[0].fc1.weight.dtype == torch.bfloat16

@@ -187,16 +187,21 @@ class AudioTrainer(Trainer):
     ) -> dict[str, float]:
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         trained_s, eval_began = self.training_seconds(), time.perf_counter()
+
+        def evaluate_here() -> dict[str, Any]:
+            # In the training steps' autocast, as the base and final evaluations run in theirs:
+            # one adapter, one number at every point of the history.
+            with self.accelerator.autocast():
+                return self.task.evaluate(
+                    self.model,
+                    self.processor,
+                    dataset,
+                    desc=f"eval @ step {self.state.global_step}",
+                    **self.eval_options,
+                )
+
         # Several processes: rank 0 evaluates the unwrapped model once, every rank logs it.
-        result = once(
-            lambda: self.task.evaluate(
-                self.model,
-                self.processor,
-                dataset,
-                desc=f"eval @ step {self.state.global_step}",
-                **self.eval_options,
-            )
-        )
+        result = once(evaluate_here)
         metrics = {
             f"{metric_key_prefix}_{k}": float(v)
             for k, v in result.items()
