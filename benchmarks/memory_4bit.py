@@ -19,8 +19,9 @@ not had back (glibc's `mallinfo2`): tensors and objects, the CPU counterpart of
 imported. Per side: the base's weight bytes and bits per parameter (all of it, and the
 quantized linear layers alone: packed weights plus their quantization constants), optimizer
 state, what loading leaves and what training adds (activations, gradients, dequantized copies),
-the mean step time, and the base's loss on the 48 held-out clips with the adapters off (what
-quantization costs the model itself). Results: `benchmarks/results/memory_4bit.json`.
+the mean step time (with the sampler thread running, so slower than a plain run), and the
+base's loss on the 48 held-out clips with the adapters off (what quantization costs the model
+itself). Results: `benchmarks/results/memory_4bit.json`.
 """
 
 from __future__ import annotations
@@ -95,17 +96,18 @@ class MemorySampler:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * self._page
 
-    def heap(self) -> int:
-        return self._heap() if self._heap else 0
+    def heap(self) -> int | None:
+        """Live heap bytes now; None where glibc's mallinfo2 is missing (musl, glibc < 2.33)."""
+        return self._heap() if self._heap else None
 
     def _run(self) -> None:
         while True:
             self.peak = max(self.peak, self.now())
-            self.heap_peak = max(self.heap_peak, self.heap())
+            self.heap_peak = max(self.heap_peak, self.heap() or 0)
             time.sleep(self.every_s)
 
     def reset(self) -> None:
-        self.peak, self.heap_peak = self.now(), self.heap()
+        self.peak, self.heap_peak = self.now(), self.heap() or 0
 
 
 def weight_figures(model: Any) -> dict[str, float]:
@@ -261,9 +263,15 @@ def run_side(
         "rss_loaded_mb": rss_loaded * mb,
         "train_peak_mb": train_peak * mb,
         "train_added_mb": (train_peak - rss_loaded) * mb,
-        "heap_loaded_mb": (heap_loaded - heap_start) * mb,
-        "heap_peak_mb": (heap_peak - heap_start) * mb,
-        "heap_train_added_mb": (heap_peak - heap_loaded) * mb,
+        **(
+            {
+                "heap_loaded_mb": (heap_loaded - heap_start) * mb,
+                "heap_peak_mb": (heap_peak - heap_start) * mb,
+                "heap_train_added_mb": (heap_peak - heap_loaded) * mb,
+            }
+            if heap_start is not None and heap_loaded is not None
+            else {"heap_loaded_mb": None, "heap_peak_mb": None, "heap_train_added_mb": None}
+        ),
         "optimizer_state_mb": state_bytes * mb,
         "trainable_params": sum(p.numel() for p in params),
         "losses": losses,
@@ -339,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nNF4 QLoRA with recomputed activations (the QLoRA recipe) / plain bf16 LoRA:")
     for side in ("nf4+rc", "nf4-head+rc"):
         for label, key in (("resident peak", "train_peak_mb"), ("live heap peak", "heap_peak_mb")):
-            ours = results[side][key]
-            print(f"  {side:12} {label}: {ours:.0f} / {bf16[key]:.0f} MB = {ours / bf16[key]:.2f}")
+            ours, theirs = results[side][key], bf16[key]
+            if ours is not None and theirs:
+                print(f"  {side:12} {label}: {ours:.0f} / {theirs:.0f} MB = {ours / theirs:.2f}")
     payload = {"command": ["python", "benchmarks/memory_4bit.py", *(argv or sys.argv[1:])]}
     payload.update(results=results)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -121,4 +121,5 @@ def test_the_readme_sample_recipe_is_the_shipped_default(tmp_path: Path) -> None
 def test_quantize_lm_head_needs_a_quantized_model() -> None:
     with pytest.raises(ConfigError, match="quantize_lm_head"):
         load_config(None, ["model.quantize_lm_head=true"])
-    assert load_config(None, ["model.quantization=nf4", "model.quantize_lm_head=true"]).model
+    config = load_config(None, ["model.quantization=nf4", "model.quantize_lm_head=true"])
+    assert config.model.quantize_lm_head is True

@@ -92,14 +92,17 @@ def test_every_evaluation_of_a_bf16_run_computes_in_bf16(
         tiny_random_whisper_dir, speech_dataset, tmp_path / "run", **{"training.precision": "bf16"}
     )
     run_training(load_config(None, overrides))
-    assert len(in_autocast) >= 2 and all(in_autocast)  # mid-training and final
+    # steps 2 and 4 during training, then the final one (the base takes its own path)
+    assert len(in_autocast) == 3 and all(in_autocast)
 
 
+@pytest.mark.parametrize("dora", [False, True], ids=["lora", "dora"])
 def test_weights_stored_in_the_compute_dtype_give_the_same_numbers(
-    tiny_qwen2_audio_dir: Path,
+    tiny_qwen2_audio_dir: Path, dora: bool
 ) -> None:
     """Casting a frozen fp32 base (and its adapter) to bf16 once gives exactly what autocast
-    computes when it casts them on every call, tower, language model and LoRA alike."""
+    computes when it casts them on every call, tower, language model and LoRA alike. DoRA
+    reads its base weights outside autocast (their norm): those stay as they are."""
     from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
     from audiolora.config import AdapterConfig
@@ -111,7 +114,8 @@ def test_weights_stored_in_the_compute_dtype_give_the_same_numbers(
     torch.manual_seed(0)
     model = Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio_dir)
     QWEN2_AUDIO.configure(model, None)
-    model = attach_adapters(model, AdapterConfig(r=4, dropout=0.0), QWEN2_AUDIO, 10)
+    adapter = AdapterConfig(r=4, dropout=0.0, use_dora=dora)
+    model = attach_adapters(model, adapter, QWEN2_AUDIO, 10)
     for name, p in model.named_parameters():  # a trained adapter, not the zero-init one
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.2)
@@ -134,7 +138,8 @@ def test_weights_stored_in_the_compute_dtype_give_the_same_numbers(
     assert precision.store_in_compute_dtype(head, "bf16") == 0
     assert head.weight.dtype == torch.float32
     lm_layer = model.base_model.model.model.language_model.layers[0]
-    assert lm_layer.self_attn.q_proj.base_layer.weight.dtype == torch.bfloat16
+    adapted = lm_layer.self_attn.q_proj.base_layer.weight.dtype
+    assert adapted == (torch.float32 if dora else torch.bfloat16)
     assert model.base_model.model.model.audio_tower.conv1.weight.dtype == torch.bfloat16
     assert changed > 10
     assert torch.equal(states(), before)

@@ -71,14 +71,16 @@ def store_in_compute_dtype(model: torch.nn.Module, precision: str) -> int:
     computes them in; returns how many layers changed (0 for fp32).
 
     Why: autocast caches its casts of trainable weights only, so a frozen fp32 base is cast
-    again on every call: 8-17 % of a whole-recording search (`predict --sessions`). Exact
-    inside `compute_precision(precision)`: autocast rounds each weight to the same value as this
-    cast, and a weight already in its dtype is used as is. Only for a loaded run that evaluates
-    or predicts, every forward inside that region (a forward outside it would mix dtypes). Not
-    in training: there it gained nothing on the audio LM and raised the resident peak, since
-    the fp32 weights stay mapped from their safetensors file beside the copies (temporal
-    recipe: 6.2 against 6.0 s a step, 3722 against 3296 MB). 4- and 8-bit weights, trainable
-    ones and weights shared with other modules are left alone.
+    again on every call: 7-8 % of a whole-recording search's wall time (`predict --sessions`;
+    8-17 % of a window in profiles). Exact inside `compute_precision(precision)`: autocast
+    rounds each weight to the same value as this cast, and a weight already in its dtype is
+    used as is. Only for a loaded run that evaluates or predicts, every forward inside that
+    region (a forward outside it would mix dtypes). Not in training: there it gained nothing on
+    the audio LM and raised the resident peak, since the fp32 weights stay mapped from their
+    safetensors file beside the copies (temporal recipe: 6.2 s a step cast once against 6.0 s
+    cast every call, 3722 against 3296 MB). 4- and 8-bit weights, trainable ones, weights
+    shared with other modules and DoRA layers (DoRA reads their weights outside autocast's
+    matmuls, for its norm) are left alone.
     """
     resolved = resolve_precision(precision)
     if resolved == "fp32":
@@ -91,6 +93,12 @@ def store_in_compute_dtype(model: torch.nn.Module, precision: str) -> int:
         for module in model.modules()
         if not isinstance(module, LOW_PRECISION_LAYERS)
         for p in module.parameters(recurse=False)
+    }
+    elsewhere |= {
+        id(p)
+        for module in model.modules()
+        if len(getattr(module, "lora_magnitude_vector", None) or ())  # a DoRA layer
+        for p in module.parameters()
     }
     changed = 0
     for module in model.modules():

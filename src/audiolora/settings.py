@@ -34,9 +34,10 @@ class ModelConfig(Section):
     """Dtype the 4-bit weights are dequantized to for each matmul."""
     quantize_lm_head: bool = False
     """Audio LMs under `nf4`/`int8`: quantize the output projection (`lm_head`) too. Off, as in
-    QLoRA: it keeps the logits exact. On saves most of its memory where the vocabulary is a
-    large share of the model (the embedded model's lm_head is 17 % of its parameters; see
-    `benchmarks/memory_4bit.py` for the memory and the base's loss either way)."""
+    QLoRA: the output layer stays in full precision. On, it saves most of the lm_head's memory,
+    which counts where the vocabulary is a large share of the model (the embedded model's
+    lm_head is 17 % of its parameters; see `benchmarks/memory_4bit.py` for the memory and the
+    base's loss either way)."""
     trust_remote_code: bool = False
     """Run code shipped with a hub model. Off unless you trust the source."""
     language: str | None = None

@@ -410,6 +410,21 @@ def test_quantize_lm_head_is_refused_where_there_is_no_separate_lm_head(
         )
 
 
+def test_quantize_lm_head_is_refused_where_the_lm_head_is_tied_to_the_embeddings(
+    tiny_qwen2_audio_dir: Path,
+) -> None:
+    from transformers import AutoConfig
+
+    from audiolora.models.loading import kept_in_full_precision
+
+    cfg = ModelConfig(name=str(tiny_qwen2_audio_dir), quantization="nf4", quantize_lm_head=True)
+    hf_config = AutoConfig.from_pretrained(tiny_qwen2_audio_dir)
+    assert "lm_head" not in kept_in_full_precision(cfg, QWEN2_AUDIO, hf_config)
+    hf_config.get_text_config().tie_word_embeddings = True
+    with pytest.raises(ModelLoadError, match="shares its weights with the input embeddings"):
+        kept_in_full_precision(cfg, QWEN2_AUDIO, hf_config)
+
+
 def test_every_collated_batch_passes_the_placeholder_guard(loaded) -> None:
     """The collator checks each batch itself (no encoder to hand it): a prompt that lost one
     placeholder is refused before the model would silently misplace audio."""

@@ -62,7 +62,9 @@ def locate_in_sessions(
     )
     prior = training_prior(config)
     model, processor, _ = load_run(run_dir, True)
-    # Every forward below runs inside compute_precision: weights kept in its dtype, cast once.
+    # Every forward below runs inside compute_precision: weights kept in its dtype, cast once
+    # (all of them: a search trains nothing, whatever the run trained).
+    model.requires_grad_(False)
     store_in_compute_dtype(model, config.training.precision)
     sessions = reports["sessions"].rows
     results, errors, coarse_errors, reference_errors = [], [], [], []
