@@ -88,7 +88,6 @@ class MemorySampler:
         self.every_s = every_s
         self._page = os.sysconf("SC_PAGE_SIZE")
         self._heap = _heap_reader()
-        self.peak = self.heap_peak = 0
         self.reset()
         threading.Thread(target=self._run, daemon=True).start()
 
@@ -253,6 +252,11 @@ def run_side(
         if torch.is_tensor(t)
     )
     mb = 2**-20
+
+    def heap_mb(now: int, then: int | None) -> float | None:
+        """MB of live heap between two readings; None where the heap cannot be read."""
+        return None if then is None else (now - then) * mb
+
     return {
         "side": side,
         "overrides": overrides,
@@ -263,15 +267,9 @@ def run_side(
         "rss_loaded_mb": rss_loaded * mb,
         "train_peak_mb": train_peak * mb,
         "train_added_mb": (train_peak - rss_loaded) * mb,
-        **(
-            {
-                "heap_loaded_mb": (heap_loaded - heap_start) * mb,
-                "heap_peak_mb": (heap_peak - heap_start) * mb,
-                "heap_train_added_mb": (heap_peak - heap_loaded) * mb,
-            }
-            if heap_start is not None and heap_loaded is not None
-            else {"heap_loaded_mb": None, "heap_peak_mb": None, "heap_train_added_mb": None}
-        ),
+        "heap_loaded_mb": heap_mb(heap_loaded, heap_start),
+        "heap_peak_mb": heap_mb(heap_peak, heap_start),
+        "heap_train_added_mb": heap_mb(heap_peak, heap_loaded),
         "optimizer_state_mb": state_bytes * mb,
         "trainable_params": sum(p.numel() for p in params),
         "losses": losses,

@@ -86,26 +86,21 @@ def store_in_compute_dtype(model: torch.nn.Module, precision: str) -> int:
     if resolved == "fp32":
         return 0
     dtype = AUTOCAST_DTYPES[resolved]
-    # A weight tied to another kind of module (Whisper's proj_out to its token embeddings) is
-    # read there at full precision: it stays as it is.
-    elsewhere = {
-        id(p)
-        for module in model.modules()
-        if not isinstance(module, LOW_PRECISION_LAYERS)
-        for p in module.parameters(recurse=False)
-    }
-    elsewhere |= {
-        id(p)
-        for module in model.modules()
-        if len(getattr(module, "lora_magnitude_vector", None) or ())  # a DoRA layer
-        for p in module.parameters()
-    }
-    changed = 0
+    # Weights read outside autocast's matmuls stay as they are: one tied to another kind of
+    # module (Whisper's proj_out to its token embeddings), and a DoRA layer's (for its norm).
+    kept: set[int] = set()
+    layers = []
     for module in model.modules():
-        if not isinstance(module, LOW_PRECISION_LAYERS):
-            continue
-        tensors = [t for t in (module.weight, module.bias) if t is not None]
-        if any(t.requires_grad or t.dtype != torch.float32 or id(t) in elsewhere for t in tensors):
+        if len(getattr(module, "lora_magnitude_vector", None) or ()):  # a DoRA layer
+            kept.update(id(p) for p in module.parameters())
+        if isinstance(module, LOW_PRECISION_LAYERS):
+            layers.append(module)
+        else:
+            kept.update(id(p) for p in module.parameters(recurse=False))
+    changed = 0
+    for layer in layers:
+        tensors = [t for t in (layer.weight, layer.bias) if t is not None]
+        if any(t.requires_grad or t.dtype != torch.float32 or id(t) in kept for t in tensors):
             continue
         for tensor in tensors:
             tensor.data = tensor.data.to(dtype)
