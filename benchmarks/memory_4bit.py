@@ -7,9 +7,10 @@ Each side runs in its own process (peak memory is per process) and trains the re
 a few steps on batches of `builtin:speech` clips in bf16 autocast, loaded by audiolora's own
 `load_model` (which hands memory freed while loading back to the OS): the base in bf16, or
 quantized to NF4 with double quantization, or to int8 (LLM.int8) (bitsandbytes; the tower,
-projector and lm_head stay in full precision as the family says), or NF4 with the lm_head
-quantized too (`model.quantize_lm_head`). Every side runs twice: as is, and with its
-activations recomputed in the backward (`training.gradient_checkpointing`, which QLoRA
+projector, lm_head and input embeddings stay in full precision as the family says), or NF4 with
+the lm_head quantized too (`model.quantize_lm_head`), or NF4 with the lm_head and the input
+embeddings (`model.quantize_embeddings`) quantized too. Every side runs twice: as is, and with
+its activations recomputed in the backward (`training.gradient_checkpointing`, which QLoRA
 recipes use).
 
 A sampler thread reads two figures every 5 ms. Resident memory is what the OS sees: library
@@ -17,11 +18,13 @@ code and memory glibc keeps after a free count too. Live heap is what malloc has
 not had back (glibc's `mallinfo2`): tensors and objects, the CPU counterpart of
 `torch.cuda.max_memory_allocated`; it is counted from a baseline taken with every library
 imported. Per side: the base's weight bytes and bits per parameter (all of it, and the
-quantized linear layers alone: packed weights plus their quantization constants), optimizer
-state, what loading leaves and what training adds (activations, gradients, dequantized copies),
-the mean step time (with the sampler thread running, so slower than a plain run), and the
-base's loss on the 48 held-out clips with the adapters off (what quantization costs the model
-itself). Results: `benchmarks/results/memory_4bit.json`.
+quantized layers alone: packed weights plus their quantization constants), optimizer state,
+what loading leaves and what training adds, the tensors alive at the highest point of one
+profiled step of the longest batch by what they are for (weights and batch, saved for the
+backward, temporaries such as dequantized weights, gradients and optimizer state), the mean
+step time (with the sampler thread running, so slower than a plain run), and the base's loss
+on the 48 held-out clips with the adapters off (what quantization costs the model itself).
+Results: `benchmarks/results/memory_4bit.json`.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory_4bit.json"
-SIDES = ("bf16", "int8", "nf4", "nf4-head")
-LABELS = ("bf16 LoRA", "int8 LoRA", "NF4 QLoRA", "+lm_head")
+SIDES = ("bf16", "int8", "nf4", "nf4-head", "nf4-all")
+LABELS = ("bf16 LoRA", "int8 LoRA", "NF4 QLoRA", "+lm_head", "+embeds")
 
 
 class _MallInfo2(ctypes.Structure):
@@ -123,8 +126,8 @@ def weight_figures(model: Any) -> dict[str, float]:
             seen.add(id(tensor))
             size = tensor.numel() * tensor.element_size()
             state = getattr(tensor, "quant_state", None)
-            if isinstance(module, bnb.nn.Linear4bit) and state is not None:
-                params = module.in_features * module.out_features
+            if isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Embedding4bit)) and state:
+                params = state.shape.numel()
                 extra = state.absmax.numel() * state.absmax.element_size()
                 if state.nested:
                     nested = state.state2
@@ -134,7 +137,10 @@ def weight_figures(model: Any) -> dict[str, float]:
                 q_params += params
                 total_bytes += size + extra
                 total_params += params
-            elif isinstance(module, bnb.nn.Linear8bitLt) and tensor is module.weight:
+            elif (
+                isinstance(module, (bnb.nn.Linear8bitLt, bnb.nn.Embedding8bit))
+                and tensor is module.weight
+            ):
                 scales = getattr(tensor, "SCB", None)  # one fp32 scale per output row
                 extra = scales.numel() * scales.element_size() if scales is not None else 0
                 q_bytes += size + extra
@@ -190,8 +196,10 @@ def run_side(
             "model.compute_dtype=bfloat16",
             "training.precision=bf16",
         ]
-    if side == "nf4-head":
+    if side in ("nf4-head", "nf4-all"):
         overrides.append("model.quantize_lm_head=true")
+    if side == "nf4-all":
+        overrides.append("model.quantize_embeddings=true")
     config = load_config(resolve_recipe(recipe), overrides)
     manifests = resolve_manifests("builtin:speech", None)
     rows = read_manifest(manifests["train"]).rows
@@ -229,15 +237,12 @@ def run_side(
     losses = []
     began = time.perf_counter()
     for batch in batches:
-        with compute_precision("bf16"):  # the loss audiolora's training steps compute
-            loss = labelled_positions_loss(model, batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        losses.append(train_step(model, optimizer, batch))
     step_s = (time.perf_counter() - began) / len(batches)
     time.sleep(0.05)
     train_peak, heap_peak = sampler.peak, sampler.heap_peak
+    longest = max(batches, key=lambda b: b["input_ids"].numel())
+    tensors = tensor_peak_by_kind(lambda: train_step(model, optimizer, longest))
     # What quantization costs the base itself: its loss on held-out clips, adapters off.
     model.eval()
     held_out_losses = []
@@ -275,13 +280,68 @@ def run_side(
         "losses": losses,
         "base_held_out_loss": sum(held_out_losses) / len(held_out_losses),
         "step_s": step_s,
+        "tensor_peak_mb": tensors,
     }
+
+
+def train_step(model: Any, optimizer: Any, batch: dict[str, Any]) -> float:
+    """One LoRA step with the loss audiolora's training steps compute, in bf16 autocast."""
+    from audiolora.models.answer_loss import labelled_positions_loss
+    from audiolora.precision import compute_precision
+
+    with compute_precision("bf16"):
+        loss = labelled_positions_loss(model, batch)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.item())
+
+
+TENSOR_KINDS = {
+    "PARAMETER": "weights",  # bitsandbytes' packed 4/8-bit data is counted as an input
+    "INPUT": "weights",
+    "OPTIMIZER_STATE": "optimizer state",
+    "GRADIENT": "gradients",
+    "ACTIVATION": "saved for backward",
+    "AUTOGRAD_DETAIL": "saved for backward",
+    "TEMPORARY": "temporaries",
+    None: "temporaries",
+}
+
+
+def tensor_peak_by_kind(step: Any) -> dict[str, float]:
+    """MB of live CPU tensors at the step's highest point, by what they are for: weights (and
+    the batch), optimizer state, gradients, tensors saved for the backward, temporaries
+    (dequantized weights, attention scores, recomputed layers). From one profiled step (the
+    profiler's memory timeline; the profiler's own records are not tensors)."""
+    import tempfile
+
+    import torch
+    from torch.profiler._memory_profiler import _CATEGORY_TO_INDEX  # the timeline's columns
+
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU],
+        profile_memory=True,
+        record_shapes=True,
+        with_stack=True,
+    ) as profiler:
+        step()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "timeline.json"
+        profiler.export_memory_timeline(str(path), device="cpu")
+        _, sizes = json.loads(path.read_text())
+    peak = max(sizes, key=sum)
+    kinds: dict[str, float] = {}
+    for category, index in _CATEGORY_TO_INDEX.items():
+        kind = TENSOR_KINDS[category.name if category else None]
+        kinds[kind] = kinds.get(kind, 0.0) + peak[index + 1] / 2**20
+    return {"total": sum(peak) / 2**20, **kinds}
 
 
 ROWS = (
     ("base weights (MB)", "weight_mb", "{:.0f}"),
     ("bits per base parameter (all)", "bits_per_param", "{:.2f}"),
-    ("bits per parameter, quantized linears only", "quantized_bits_per_param", "{:.3f}"),
+    ("bits per parameter, quantized layers only", "quantized_bits_per_param", "{:.3f}"),
     ("resident before loading: torch, libraries (MB)", "rss_before_load_mb", "{:.0f}"),
     ("resident after loading (MB)", "rss_loaded_mb", "{:.0f}"),
     ("peak while loading (MB)", "load_peak_mb", "{:.0f}"),
@@ -291,9 +351,25 @@ ROWS = (
     ("live heap after loading, over baseline (MB)", "heap_loaded_mb", "{:.0f}"),
     ("live heap training peak, over baseline (MB)", "heap_peak_mb", "{:.0f}"),
     ("  added by training over loaded (MB)", "heap_train_added_mb", "{:.0f}"),
+    ("tensors at the peak of one step (MB)", "tensor_peak_mb.total", "{:.0f}"),
+    ("  weights and batch", "tensor_peak_mb.weights", "{:.0f}"),
+    ("  saved for backward", "tensor_peak_mb.saved for backward", "{:.1f}"),
+    ("  temporaries", "tensor_peak_mb.temporaries", "{:.1f}"),
+    ("  gradients + optimizer state", "tensor_peak_mb.trainable", "{:.1f}"),
     ("training step (s; the first one included)", "step_s", "{:.2f}"),
     ("base's loss on 48 held-out clips, adapters off", "base_held_out_loss", "{:.4f}"),
 )
+
+
+def figure(result: dict[str, Any], key: str) -> float | None:
+    """A row's value: a field, or `tensor_peak_mb.KIND` from the peak's breakdown."""
+    if not key.startswith("tensor_peak_mb."):
+        return result.get(key)
+    kinds = result.get("tensor_peak_mb") or {}
+    kind = key.split(".", 1)[1]
+    if kind == "trainable":
+        return kinds.get("gradients", 0.0) + kinds.get("optimizer state", 0.0)
+    return kinds.get(kind)
 
 
 def print_table(results: dict[str, dict[str, Any]], checkpointing: bool) -> None:
@@ -304,9 +380,9 @@ def print_table(results: dict[str, dict[str, Any]], checkpointing: bool) -> None
     print(f"{'':48}{''.join(f'{h:>11}' for h in (*LABELS, *ratio_heads))}")
     bf16 = results[keys[0]]
     for label, key, fmt in ROWS:
-        values = [results[k].get(key) for k in keys]
+        values = [figure(results[k], key) for k in keys]
         cells = [fmt.format(v) if v is not None else "n/a" for v in values]
-        a = bf16.get(key)
+        a = figure(bf16, key)
         ratios = [f"{v / a:.2f}" if a and v else "" for v in values[1:]]
         print(f"{label:48}{''.join(f'{c:>11}' for c in (*cells, *ratios))}")
 
@@ -343,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results, checkpointing=True)
     bf16 = results["bf16"]
     print("\nNF4 QLoRA with recomputed activations (the QLoRA recipe) / plain bf16 LoRA:")
-    for side in ("nf4+rc", "nf4-head+rc"):
+    for side in ("nf4+rc", "nf4-head+rc", "nf4-all+rc"):
         for label, key in (("resident peak", "train_peak_mb"), ("live heap peak", "heap_peak_mb")):
             ours, theirs = results[side][key], bf16[key]
             if ours is not None and theirs:

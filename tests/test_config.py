@@ -123,3 +123,10 @@ def test_quantize_lm_head_needs_a_quantized_model() -> None:
         load_config(None, ["model.quantize_lm_head=true"])
     config = load_config(None, ["model.quantization=nf4", "model.quantize_lm_head=true"])
     assert config.model.quantize_lm_head is True
+
+
+def test_quantize_embeddings_needs_a_quantized_model() -> None:
+    with pytest.raises(ConfigError, match="quantize_embeddings"):
+        load_config(None, ["model.quantize_embeddings=true"])
+    config = load_config(None, ["model.quantization=int8", "model.quantize_embeddings=true"])
+    assert config.model.quantize_embeddings is True

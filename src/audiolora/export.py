@@ -47,7 +47,14 @@ def export_run(run_dir: Path, out: Path) -> dict[str, Any]:
     model_cfg = config.model.model_copy()
     quantized = model_cfg.quantization != "none"
     if quantized:  # merge into full-precision weights, never into 4/8-bit ones
-        model_cfg = model_cfg.model_copy(update={"quantization": "none", "dtype": "float32"})
+        model_cfg = model_cfg.model_copy(
+            update={
+                "quantization": "none",
+                "dtype": "float32",
+                "quantize_lm_head": False,
+                "quantize_embeddings": False,
+            }
+        )
     if out.exists():
         raise ExportError(f"{out} exists; give a new folder")
     base, processor, family, base_path = load_model(model_cfg)

@@ -38,6 +38,12 @@ class ModelConfig(Section):
     which counts where the vocabulary is a large share of the model (the embedded model's
     lm_head is 17 % of its parameters; see `benchmarks/memory_4bit.py` for the memory and the
     base's loss either way)."""
+    quantize_embeddings: bool = False
+    """Under `nf4`/`int8`: hold the language model's input embedding table in 4 bits (NF4, single
+    quantization) or 8 bits too, through bitsandbytes' embedding modules. Off, as in QLoRA. The
+    table is frozen, so training loses nothing but its precision; it is the largest piece left in
+    full precision where the vocabulary is large (Qwen2-Audio-7B: 0.6 B parameters). Refused where
+    the table is tied to the output layer."""
     trust_remote_code: bool = False
     """Run code shipped with a hub model. Off unless you trust the source."""
     language: str | None = None
@@ -57,12 +63,16 @@ class ModelConfig(Section):
         return value
 
     @model_validator(mode="after")
-    def _lm_head_needs_quantization(self) -> ModelConfig:
-        if self.quantize_lm_head and self.quantization == "none":
-            raise ValueError(
-                "model.quantize_lm_head quantizes the output layer along with the rest: it needs "
-                "model.quantization=nf4 or int8"
-            )
+    def _extra_quantization_needs_quantization(self) -> ModelConfig:
+        for name, part in (
+            ("quantize_lm_head", "output layer"),
+            ("quantize_embeddings", "input embeddings"),
+        ):
+            if getattr(self, name) and self.quantization == "none":
+                raise ValueError(
+                    f"model.{name} quantizes the {part} along with the rest: it needs "
+                    "model.quantization=nf4 or int8"
+                )
         return self
 
     @model_validator(mode="after")

@@ -75,6 +75,26 @@ def test_window_items_carry_the_exact_target_and_split_long_windows(
     assert batch["input_features"].shape[0] == 4
 
 
+@pytest.mark.parametrize("question_last", [False, True])
+def test_a_window_read_once_for_all_its_questions_gives_the_items_read_one_by_one(
+    tiny_sessions: Path, tiny_qwen2_audio_dir: Path, question_last: bool
+) -> None:
+    processor = AutoProcessor.from_pretrained(tiny_qwen2_audio_dir)
+    found = sessions(tiny_sessions, window_s=45)
+    windows = [Window(0, name, 2.0, 45.0, 0.5, ("hello",)) for name in BOUNDARIES]
+    dataset = WindowDataset(QWEN2_AUDIO, found, windows, processor, question_last=question_last)
+    once = dataset.same_window_items(range(len(windows)))
+    for index, item in enumerate(once):
+        alone = dataset[index]
+        assert item.keys() == alone.keys()
+        assert all(torch.equal(item[key], alone[key]) for key in alone)
+    elsewhere = WindowDataset(
+        QWEN2_AUDIO, found, [windows[0], Window(0, "P1_end", 3.0, 45.0, 0.5, ())], processor
+    )
+    with pytest.raises(ValueError, match="covers other audio"):
+        elsewhere.same_window_items([0, 1])
+
+
 def test_text_only_windows_hold_the_transcript_and_no_audio(
     tiny_sessions: Path, tiny_qwen2_audio_dir: Path
 ) -> None:

@@ -143,11 +143,7 @@ def encode_example(
         if a.size <= 2 * fe.hop_length:  # fewer than 3 mel frames give 0 encoder outputs
             raise ValueError(f"audio segment {i} has {a.size} samples, too short to encode")
 
-    prompt = processor.apply_chat_template(
-        build_conversation(len(audios), instruction, None),
-        tokenize=False,
-        add_generation_prompt=True,
-    )
+    prompt = rendered_prompt(processor, len(audios), instruction)
     if audios:
         input_ids, features, feature_mask = family.encode_audio_prompt(
             processor, prompt, audios, sr
@@ -155,7 +151,47 @@ def encode_example(
     else:
         input_ids = processor.tokenizer([prompt], return_tensors="pt").input_ids
         features, feature_mask = family.empty_features(processor)
-    input_ids = input_ids[0]
+    return _example(processor, input_ids[0], features, feature_mask, answer)
+
+
+def encode_example_over(
+    family: AudioLanguageFamily,
+    processor: ProcessorMixin,
+    example: Batch,
+    instruction: str,
+    answer: str | None,
+) -> Batch:
+    """`encode_example` for another instruction over the audio of `example` (an
+    `encode_example` output): its features and mask taken as they are, so the audio is neither
+    read nor featurized again. Why: the session search asks six questions of every window's
+    audio. The same tensors as encoding the audio anew (tested)."""
+    features, feature_mask = example["input_features"], example["feature_attention_mask"]
+    prompt = rendered_prompt(processor, len(features), instruction)
+    if len(features):
+        input_ids = family.expand_audio_placeholders(processor, prompt, feature_mask)
+    else:
+        input_ids = processor.tokenizer([prompt], return_tensors="pt").input_ids
+    return _example(processor, input_ids[0], features, feature_mask, answer)
+
+
+def rendered_prompt(processor: ProcessorMixin, segments: int, instruction: str) -> str:
+    """The chat template's text of a user turn with `segments` audio placeholders, then the
+    instruction, ready for the assistant's answer."""
+    return processor.apply_chat_template(
+        build_conversation(segments, instruction, None),
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+
+
+def _example(
+    processor: ProcessorMixin,
+    input_ids: torch.Tensor,
+    features: torch.Tensor,
+    feature_mask: torch.Tensor,
+    answer: str | None,
+) -> Batch:
+    """An example's tensors from its prompt ids and features, the answer (if any) appended."""
     example: Batch = {"input_features": features, "feature_attention_mask": feature_mask}
     if answer is not None:
         answer_ids = processor.tokenizer(answer, add_special_tokens=False).input_ids

@@ -232,6 +232,25 @@ class AudioLanguageFamily(Family):
         is expanded to the encoder's output count for its segment."""
         raise NotImplementedError
 
+    def expand_audio_placeholders(
+        self, processor: ProcessorMixin, prompt: str, feature_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """input_ids (1, L) of a rendered prompt, each audio placeholder repeated to the
+        encoder's output count for its segment's real frames (`feature_mask`, segments x
+        frames): how a prompt over audio featurized already is encoded."""
+        counts = self.audio_token_counts(feature_mask.sum(-1)).tolist()
+        pieces = prompt.split(processor.audio_token)
+        if len(pieces) != len(counts) + 1:
+            raise ValueError(
+                f"the prompt holds {len(pieces) - 1} {processor.audio_token} placeholders for "
+                f"{len(counts)} audio segments"
+            )
+        text = pieces[0] + "".join(
+            processor.audio_token * int(n) + piece
+            for n, piece in zip(counts, pieces[1:], strict=True)
+        )
+        return processor.tokenizer([text], return_tensors="pt", add_special_tokens=False).input_ids
+
     def empty_features(self, processor: ProcessorMixin) -> tuple[torch.Tensor, torch.Tensor]:
         """Features and mask of a text-only example (no segments)."""
         fe = processor.feature_extractor

@@ -101,19 +101,7 @@ class Qwen2_5Omni(AudioLanguageFamily):  # noqa: N801 (the model's own name)
                 return_tensors="pt",
             )
         features, mask = extracted["input_features"], extracted["attention_mask"].long()
-        counts = self.audio_token_counts(mask.sum(-1)).tolist()
-        pieces = prompt.split(processor.audio_token)
-        if len(pieces) != len(audios) + 1:
-            raise ValueError(
-                f"the prompt holds {len(pieces) - 1} {processor.audio_token} placeholders for "
-                f"{len(audios)} audio segments"
-            )
-        text = pieces[0] + "".join(
-            processor.audio_token * int(n) + piece
-            for n, piece in zip(counts, pieces[1:], strict=True)
-        )
-        ids = processor.tokenizer([text], return_tensors="pt", add_special_tokens=False)
-        return ids["input_ids"], features, mask
+        return self.expand_audio_placeholders(processor, prompt, mask), features, mask
 
 
 class Qwen3Omni(Qwen2_5Omni):

@@ -33,7 +33,7 @@ from audiolora.data.windows import (
 from audiolora.evaluation.temporal_metrics import localization_metrics
 from audiolora.models.families import AudioLanguageFamily
 from audiolora.models.heads.regression import OffsetRegressor
-from audiolora.models.lalm import LalmCollator, encode_example
+from audiolora.models.lalm import LalmCollator, encode_example, encode_example_over
 from audiolora.models.shared_prefix import shared_prefix_last_states
 from audiolora.tasks.temporal.config import TemporalConfig
 
@@ -100,6 +100,32 @@ class WindowDataset(Dataset):
             None,
             self.sampling_rate,
         )
+        return self._with_target(example, window)
+
+    def same_window_items(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """`[self[i] for i in indices]` for windows over the same stretch of the same session
+        (one question per boundary): the audio read and featurized once for all of them."""
+        first = self.windows[indices[0]]
+        items = [self[indices[0]]]
+        for index in indices[1:]:
+            window = self.windows[index]
+            if (window.session, window.start, window.length) != (
+                first.session,
+                first.start,
+                first.length,
+            ):
+                raise ValueError(f"window {index} covers other audio than window {indices[0]}")
+            example = encode_example_over(
+                self.family,
+                self.processor,
+                items[0],
+                window_instruction(window, self.transcript, self.question_last),
+                None,
+            )
+            items.append(self._with_target(example, window))
+        return items
+
+    def _with_target(self, example: dict[str, Any], window: Window) -> dict[str, Any]:
         example["targets"] = torch.tensor(window.offset, dtype=torch.float32)
         example["boundary_index"] = torch.tensor(self.boundaries.index(window.boundary))
         return example
@@ -225,7 +251,7 @@ def predict_offsets_shared(
     audio_token_id = dataset.family.audio_token_id(dataset.processor)
     offsets: list[float] = []
     for first in tqdm(range(0, len(dataset), group), desc=desc, leave=False, disable=not progress):
-        items = [dataset[i] for i in range(first, first + group)]
+        items = dataset.same_window_items(range(first, first + group))
         states = shared_prefix_last_states(dataset.family, model.backbone, items, audio_token_id)
         which = torch.stack([it["boundary_index"] for it in items])
         offsets += [float(x) for x in model.offsets_from_states(states, which).float().cpu()]
