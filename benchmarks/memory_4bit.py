@@ -1,7 +1,7 @@
 """Peak training memory of NF4 (double-quant) QLoRA and int8 LoRA against bf16 LoRA on the
 embedded audio LM.
 
-    python benchmarks/memory_4bit.py [--recipe slu-qwen2-audio-smollm2] [--steps 4]
+    python benchmarks/memory_4bit.py [--recipe slu-qwen2-audio-smollm2] [--steps 4] [--scaled]
 
 Each side runs in its own process (peak memory is per process) and trains the recipe's LoRA for
 a few steps on batches of `builtin:speech` clips in bf16 autocast, loaded by audiolora's own
@@ -24,6 +24,12 @@ profiled step of the longest batch by what they are for (weights and batch, save
 backward, temporaries such as dequantized weights, gradients and optimizer state), the mean
 step time (with the sampler thread running, so slower than a plain run), and the base's loss
 on the 48 held-out clips with the adapters off (what quantization costs the model itself).
+
+`--scaled` measures the same on a larger model of the same layout instead: the embedded
+model's tower, projector and tokenizer with a TinyLlama-1.1B-shaped language model (2048 wide,
+22 layers), random weights (built once into the model cache; no such checkpoint can be
+downloaded here). It shows how the ratios move once the weights outweigh the rest; its
+held-out loss is not measured (random weights).
 Results: `benchmarks/results/memory_4bit.json`.
 """
 
@@ -37,12 +43,22 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory_4bit.json"
+SCALED_RESULTS = RESULTS.with_name("memory_4bit_scaled.json")
+SCALED_LM = {  # TinyLlama-1.1B's language-model shape
+    "hidden_size": 2048,
+    "intermediate_size": 5632,
+    "num_hidden_layers": 22,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 4,
+    "head_dim": 64,
+}
 SIDES = ("bf16", "int8", "nf4", "nf4-head", "nf4-all")
 LABELS = ("bf16 LoRA", "int8 LoRA", "NF4 QLoRA", "+lm_head", "+embeds")
 
@@ -126,7 +142,7 @@ def weight_figures(model: Any) -> dict[str, float]:
             seen.add(id(tensor))
             size = tensor.numel() * tensor.element_size()
             state = getattr(tensor, "quant_state", None)
-            if isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Embedding4bit)) and state:
+            if isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Embedding4bit)) and state is not None:
                 params = state.shape.numel()
                 extra = state.absmax.numel() * state.absmax.element_size()
                 if state.nested:
@@ -159,8 +175,37 @@ def weight_figures(model: Any) -> dict[str, float]:
     }
 
 
+def scaled_model() -> Path:
+    """A random-weight audio LM: the embedded model's tower, projector and processor with a
+    `SCALED_LM`-shaped language model, saved in bf16 once (the seed fixed)."""
+    import torch
+    from transformers import AutoConfig, AutoProcessor, Qwen2AudioForConditionalGeneration
+
+    from audiolora.models.loading import resolve_model_path
+
+    embedded = resolve_model_path("builtin:qwen2-audio-smollm2-aligned")
+    folder = Path(embedded).parent / "random-audio-lm-1b"
+    if (folder / "config.json").exists():
+        return folder
+    config = AutoConfig.from_pretrained(embedded)
+    for key, value in SCALED_LM.items():
+        setattr(config.text_config, key, value)
+    torch.manual_seed(0)
+    model = Qwen2AudioForConditionalGeneration(config).to(torch.bfloat16)
+    partial = folder.with_name(folder.name + ".partial")
+    model.save_pretrained(partial)
+    AutoProcessor.from_pretrained(embedded).save_pretrained(partial)
+    partial.rename(folder)
+    return folder
+
+
 def run_side(
-    side: str, recipe: str, steps: int, batch_size: int, checkpointing: bool = False
+    side: str,
+    recipe: str,
+    steps: int,
+    batch_size: int,
+    checkpointing: bool = False,
+    model_path: Path | None = None,
 ) -> dict[str, Any]:
     sampler = MemorySampler()
     import bitsandbytes  # noqa: F401  (imported before the baseline: library code, not model)
@@ -200,6 +245,8 @@ def run_side(
         overrides.append("model.quantize_lm_head=true")
     if side == "nf4-all":
         overrides.append("model.quantize_embeddings=true")
+    if model_path is not None:
+        overrides.append(f"model.name={model_path}")
     config = load_config(resolve_recipe(recipe), overrides)
     manifests = resolve_manifests("builtin:speech", None)
     rows = read_manifest(manifests["train"]).rows
@@ -243,13 +290,15 @@ def run_side(
     train_peak, heap_peak = sampler.peak, sampler.heap_peak
     longest = max(batches, key=lambda b: b["input_ids"].numel())
     tensors = tensor_peak_by_kind(lambda: train_step(model, optimizer, longest))
-    # What quantization costs the base itself: its loss on held-out clips, adapters off.
+    # What quantization costs the base itself: its loss on held-out clips, adapters off
+    # (not for random weights, whose loss says nothing).
     model.eval()
     held_out_losses = []
-    with torch.no_grad(), model.disable_adapter(), compute_precision("bf16"):
-        for i in range(0, len(held_out), batch_size):
-            batch = batch_of(held_out[i : i + batch_size])
-            held_out_losses.append(float(labelled_positions_loss(model, batch)))
+    if model_path is None:
+        with torch.no_grad(), model.disable_adapter(), compute_precision("bf16"):
+            for i in range(0, len(held_out), batch_size):
+                batch = batch_of(held_out[i : i + batch_size])
+                held_out_losses.append(float(labelled_positions_loss(model, batch)))
     state_bytes = sum(
         t.numel() * t.element_size()
         for s in optimizer.state.values()
@@ -278,7 +327,9 @@ def run_side(
         "optimizer_state_mb": state_bytes * mb,
         "trainable_params": sum(p.numel() for p in params),
         "losses": losses,
-        "base_held_out_loss": sum(held_out_losses) / len(held_out_losses),
+        "base_held_out_loss": (
+            sum(held_out_losses) / len(held_out_losses) if held_out_losses else None
+        ),
         "step_s": step_s,
         "tensor_peak_mb": tensors,
     }
@@ -309,7 +360,7 @@ TENSOR_KINDS = {
 }
 
 
-def tensor_peak_by_kind(step: Any) -> dict[str, float]:
+def tensor_peak_by_kind(step: Callable[[], float]) -> dict[str, float]:
     """MB of live CPU tensors at the step's highest point, by what they are for: weights (and
     the batch), optimizer state, gradients, tensors saved for the backward, temporaries
     (dequantized weights, attention scores, recomputed layers). From one profiled step (the
@@ -392,14 +443,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", default="slu-qwen2-audio-smollm2")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--scaled",
+        action="store_true",
+        help="a random-weight model with a 1.1 B language model instead of the embedded one",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="default: results/memory_4bit*.json")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model-path", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    out = args.out or (SCALED_RESULTS if args.scaled else RESULTS)
     if args.side:
-        result = run_side(args.side, args.recipe, args.steps, args.batch_size, args.checkpointing)
+        result = run_side(
+            args.side, args.recipe, args.steps, args.batch_size, args.checkpointing, args.model_path
+        )
         print("RESULT " + json.dumps(result))
         return 0
+    model_path = scaled_model() if args.scaled else None
     results = {}
     for checkpointing in (False, True):
         for side in SIDES:
@@ -407,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [sys.executable, __file__, "--side", side, "--recipe", args.recipe]
             cmd += ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
             cmd += ["--checkpointing"] if checkpointing else []
+            cmd += ["--model-path", str(model_path)] if model_path else []
             print(f"[memory] {key} in its own process", flush=True)
             out = subprocess.run(cmd, capture_output=True, text=True)
             line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
@@ -414,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(out.stdout[-2000:], out.stderr[-4000:], file=sys.stderr)
                 return out.returncode or 1
             results[key] = json.loads(line[len("RESULT ") :])
-    print(f"\n{args.recipe}: {args.steps} LoRA steps of {args.batch_size} clips, bf16 autocast")
+    model = f"random-weight {model_path.name}" if model_path else "the embedded model"
+    print(f"\n{args.recipe} on {model}: {args.steps} LoRA steps of {args.batch_size} clips")
     print_table(results, checkpointing=False)
     print_table(results, checkpointing=True)
     bf16 = results["bf16"]
@@ -426,9 +489,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {side:12} {label}: {ours:.0f} / {theirs:.0f} MB = {ours / theirs:.2f}")
     payload = {"command": ["python", "benchmarks/memory_4bit.py", *(argv or sys.argv[1:])]}
     payload.update(results=results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

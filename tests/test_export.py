@@ -134,6 +134,26 @@ def test_a_temporal_run_exports_the_merged_model_and_its_head_beside_it(
         )
 
 
+def test_a_run_on_a_quantized_embedding_table_saves_reloads_and_exports(
+    tiny_qwen2_audio_dir: Path, tiny_sessions: Path, tmp_path: Path
+) -> None:
+    """The 4-bit table is the base's: checkpoints and adapters leave it out, a reload rebuilds
+    it, and an export merges into the full-precision table."""
+    from bitsandbytes.nn import Embedding4bit
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    from tests.training.test_temporal_run import overrides
+
+    run = tmp_path / "run"
+    quantized = ["model.quantization=nf4", "model.quantize_embeddings=true"]
+    run_training(load_config(None, overrides(tiny_qwen2_audio_dir, tiny_sessions, run, *quantized)))
+    adapted, _, _ = load_run(run)
+    assert isinstance(adapted.backbone.get_input_embeddings(), Embedding4bit)
+    export_run(run, tmp_path / "exported")
+    plain = Qwen2AudioForConditionalGeneration.from_pretrained(tmp_path / "exported")
+    assert type(plain.get_input_embeddings()) is torch.nn.Embedding
+
+
 def test_an_export_reloads_in_the_dtype_it_was_trained_in(
     tiny_qwen2_audio_dir: Path, tiny_sessions: Path, tmp_path: Path
 ) -> None:

@@ -456,18 +456,23 @@ def test_quantize_embeddings_holds_the_table_in_low_bits_and_still_trains(
         )
     )
     table = model.get_input_embeddings()
-    ids = torch.tensor([[0, 5, 7, 5, len(processor.tokenizer) - 1]])
+    full, *_ = load_model(ModelConfig(name=str(tiny_qwen2_audio_dir)))
+    ids = torch.arange(len(processor.tokenizer))[None]
+    rows, original = table(ids)[0], full.get_input_embeddings()(ids)[0]
     if quantization == "nf4":
         assert isinstance(table, bnb.nn.Embedding4bit)
         assert table.weight.quant_state.nested is False  # see quantize_input_embeddings
         # Looking rows up gives exactly the rows of the whole dequantized table (with double
         # quantization bitsandbytes 0.50 gets them wrong, and this fails).
         whole = bnb.functional.dequantize_4bit(table.weight.data, table.weight.quant_state)
-        assert torch.equal(table(ids), torch.nn.functional.embedding(ids, whole))
+        assert torch.equal(rows, whole)
     else:
         assert isinstance(table, bnb.nn.Embedding8bit)
         assert table.weight.dtype == torch.int8
-    assert table(ids).dtype == model.lm_head.weight.dtype  # what the full table gave
+    # The loaded table, rounded: NF4 is off by ~10 % of a value on average, int8 by < 1 %.
+    error = (rows - original).abs().mean() / original.abs().mean()
+    assert error < {"nf4": 0.15, "int8": 0.02}[quantization]
+    assert rows.dtype == original.dtype
     peft_model = attach_adapters(
         model, AdapterConfig(r=4, target_modules=["q_proj", "v_proj"]), family, 1
     )
@@ -479,15 +484,6 @@ def test_quantize_embeddings_holds_the_table_in_low_bits_and_still_trains(
     loss.backward()
     grads = [p.grad for n, p in peft_model.named_parameters() if "lora_B" in n]
     assert grads and all(g is not None and bool(g.abs().sum() > 0) for g in grads)
-
-
-def test_an_unquantized_copy_of_the_config_loads_full_precision_embeddings(
-    tiny_qwen2_audio_dir: Path,
-) -> None:
-    """What `audiolora export` does to merge a QLoRA run into the full-precision base."""
-    cfg = ModelConfig(name=str(tiny_qwen2_audio_dir), quantization="nf4", quantize_embeddings=True)
-    model, *_ = load_model(cfg.model_copy(update={"quantization": "none"}))
-    assert type(model.get_input_embeddings()) is torch.nn.Embedding
 
 
 def test_quantize_embeddings_is_refused_where_the_table_is_tied_to_the_output_layer(

@@ -95,6 +95,24 @@ def test_a_window_read_once_for_all_its_questions_gives_the_items_read_one_by_on
         elsewhere.same_window_items([0, 1])
 
 
+def test_a_window_whose_prompts_reencode_otherwise_is_read_item_by_item(
+    tiny_sessions: Path, tiny_qwen2_audio_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where expanding the placeholders would not give the processor's tokens (a tokenizer
+    adding tokens of its own), every item is encoded anew rather than wrongly reused."""
+    processor = AutoProcessor.from_pretrained(tiny_qwen2_audio_dir)
+    found = sessions(tiny_sessions, window_s=45)
+    windows = [Window(0, name, 2.0, 45.0, 0.5, ("hello",)) for name in BOUNDARIES[:2]]
+    dataset = WindowDataset(QWEN2_AUDIO, found, windows, processor)
+    monkeypatch.setattr(
+        type(QWEN2_AUDIO), "expand_audio_placeholders", lambda *_: torch.tensor([[1, 2, 3]])
+    )
+    once = dataset.same_window_items([0, 1])
+    assert all(
+        torch.equal(item["input_ids"], dataset[i]["input_ids"]) for i, item in enumerate(once)
+    )
+
+
 def test_text_only_windows_hold_the_transcript_and_no_audio(
     tiny_sessions: Path, tiny_qwen2_audio_dir: Path
 ) -> None:

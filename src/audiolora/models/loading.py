@@ -98,55 +98,6 @@ def _bnb_config(cfg: ModelConfig, skip: list[str]) -> Any:
     )
 
 
-def quantize_input_embeddings(model: PreTrainedModel, cfg: ModelConfig) -> None:
-    """Replace the language model's input embedding table with bitsandbytes' 4-bit (NF4) or
-    8-bit table (`model.quantize_embeddings`); transformers' quantizer leaves embeddings alone.
-
-    Why: with a large vocabulary the table is the biggest piece a QLoRA model keeps in full
-    precision, and it is frozen. NF4 tables use single quantization: bitsandbytes (0.50) looks
-    rows up by gathering their blocks' constants, which is wrong for double-quantized constants
-    (rows came out off by up to 21 on a table whose rows differ in scale) and exact for plain
-    ones (equal to dequantizing the whole table; `tests/models/test_lalm.py` checks it).
-    """
-    import bitsandbytes as bnb
-
-    table = model.get_input_embeddings()
-    output = model.get_output_embeddings()
-    if output is not None and getattr(output, "weight", None) is table.weight:
-        raise ModelLoadError(
-            f"{cfg.name}: its input embeddings share their weights with the output layer; "
-            "model.quantize_embeddings would leave a full-precision copy behind. Remove the "
-            "setting."
-        )
-    if not isinstance(table, nn.Embedding):
-        raise ModelLoadError(
-            f"{cfg.name}: model.quantize_embeddings needs a plain embedding table, not "
-            f"{type(table).__name__}. Remove the setting."
-        )
-    weight = table.weight.data
-    rows, width = weight.shape
-    if cfg.quantization == "nf4":
-        blocksize = 64
-        if width % blocksize:  # bitsandbytes would dequantize the whole table on every lookup
-            raise ModelLoadError(
-                f"{cfg.name}: embedding width {width} is not a multiple of {blocksize}, so "
-                "bitsandbytes would dequantize the whole 4-bit table for every lookup. Remove "
-                "model.quantize_embeddings or use model.quantization=int8."
-            )
-        quantized: nn.Module = bnb.nn.EmbeddingNF4(rows, width, dtype=weight.dtype)
-        quantized.weight = bnb.nn.Params4bit(
-            weight,
-            requires_grad=False,
-            quant_type="nf4",
-            blocksize=blocksize,
-            compress_statistics=False,
-        )
-    else:
-        quantized = bnb.nn.Embedding8bit(rows, width, dtype=weight.dtype)
-        quantized.weight = bnb.nn.Int8Params(weight, requires_grad=False, has_fp16_weights=False)
-    model.set_input_embeddings(quantized.to(weight.device))  # moving quantizes
-
-
 def disable_cpu_repacking(model: torch.nn.Module) -> int:
     """Stop bitsandbytes from repacking 4-bit weights for AVX512-BF16 inference on CPU.
 
@@ -187,8 +138,13 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, ProcessorMixin, Famil
         gpu = int(os.environ.get("LOCAL_RANK", "0"))
         kwargs["device_map"] = {"": gpu} if torch.cuda.is_available() else "cpu"
     model = model_cls.from_pretrained(path, **kwargs)
-    if cfg.quantize_embeddings and cfg.quantization in ("nf4", "int8"):  # export unquantizes
-        quantize_input_embeddings(model, cfg)
+    if cfg.quantize_embeddings:
+        from audiolora.models.quantized_embeddings import quantize_input_embeddings
+
+        try:
+            quantize_input_embeddings(model, cfg.quantization)
+        except ValueError as e:
+            raise ModelLoadError(f"{cfg.name}: {e}") from e
     if cfg.quantization == "nf4" and not torch.cuda.is_available():
         n = disable_cpu_repacking(model)
         log.info("4-bit on CPU: disabled AVX512-BF16 repacking on %d layers", n)

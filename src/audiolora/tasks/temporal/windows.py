@@ -106,7 +106,6 @@ class WindowDataset(Dataset):
         """`[self[i] for i in indices]` for windows over the same stretch of the same session
         (one question per boundary): the audio read and featurized once for all of them."""
         first = self.windows[indices[0]]
-        items = [self[indices[0]]]
         for index in indices[1:]:
             window = self.windows[index]
             if (window.session, window.start, window.length) != (
@@ -115,15 +114,17 @@ class WindowDataset(Dataset):
                 first.length,
             ):
                 raise ValueError(f"window {index} covers other audio than window {indices[0]}")
-            example = encode_example_over(
-                self.family,
-                self.processor,
-                items[0],
-                window_instruction(window, self.transcript, self.question_last),
-                None,
-            )
-            items.append(self._with_target(example, window))
-        return items
+        items = [self[indices[0]]]
+
+        def over_first(window: Window) -> dict[str, Any]:
+            instruction = window_instruction(window, self.transcript, self.question_last)
+            example = encode_example_over(self.family, self.processor, items[0], instruction, None)
+            return self._with_target(example, window)
+
+        # A tokenizer that adds tokens of its own around the prompt would differ: read anew.
+        if not torch.equal(over_first(first)["input_ids"], items[0]["input_ids"]):
+            return items + [self[index] for index in indices[1:]]
+        return items + [over_first(self.windows[index]) for index in indices[1:]]
 
     def _with_target(self, example: dict[str, Any], window: Window) -> dict[str, Any]:
         example["targets"] = torch.tensor(window.offset, dtype=torch.float32)
