@@ -30,7 +30,8 @@ model's tower, projector and tokenizer with a TinyLlama-1.1B-shaped language mod
 22 layers), random weights (built once into the model cache; no such checkpoint can be
 downloaded here). It shows how the ratios move once the weights outweigh the rest; its
 held-out loss is not measured (random weights).
-Results: `benchmarks/results/memory_4bit.json`.
+Results: `benchmarks/results/memory_4bit.json` (`--scaled`: `memory_4bit_scaled.json`); an
+interrupted run, rerun alike, keeps the sides it finished.
 """
 
 from __future__ import annotations
@@ -461,21 +462,30 @@ def main(argv: list[str] | None = None) -> int:
         print("RESULT " + json.dumps(result))
         return 0
     model_path = scaled_model() if args.scaled else None
-    results = {}
+    # Sides finished by an earlier, interrupted run of the same command are not run again.
+    partial = out.with_name(out.stem + ".partial.json")
+    sides_of = [args.recipe, args.steps, args.batch_size, str(model_path)]
+    done = json.loads(partial.read_text()) if partial.exists() else {}
+    results = done.get("results", {}) if done.get("sides_of") == sides_of else {}
     for checkpointing in (False, True):
         for side in SIDES:
             key = f"{side}+rc" if checkpointing else side
+            if key in results:
+                print(f"[memory] {key}: measured by an earlier run ({partial.name})", flush=True)
+                continue
             cmd = [sys.executable, __file__, "--side", side, "--recipe", args.recipe]
             cmd += ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
             cmd += ["--checkpointing"] if checkpointing else []
             cmd += ["--model-path", str(model_path)] if model_path else []
             print(f"[memory] {key} in its own process", flush=True)
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if out.returncode or line is None:
-                print(out.stdout[-2000:], out.stderr[-4000:], file=sys.stderr)
-                return out.returncode or 1
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if proc.returncode or line is None:
+                print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
+                return proc.returncode or 1
             results[key] = json.loads(line[len("RESULT ") :])
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps({"sides_of": sides_of, "results": results}))
     model = f"random-weight {model_path.name}" if model_path else "the embedded model"
     print(f"\n{args.recipe} on {model}: {args.steps} LoRA steps of {args.batch_size} clips")
     print_table(results, checkpointing=False)
@@ -492,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {out}")
+    partial.unlink(missing_ok=True)
     return 0
 
 

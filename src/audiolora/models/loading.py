@@ -138,6 +138,8 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, ProcessorMixin, Famil
         gpu = int(os.environ.get("LOCAL_RANK", "0"))
         kwargs["device_map"] = {"": gpu} if torch.cuda.is_available() else "cpu"
     model = model_cls.from_pretrained(path, **kwargs)
+    if cfg.quantization in ("nf4", "int8"):
+        own_unquantized_tensors(model)
     if cfg.quantize_embeddings:
         from audiolora.models.quantized_embeddings import quantize_input_embeddings
 
@@ -164,6 +166,29 @@ def load_full_finetune(base: nn.Module, folder: Path, family: Family) -> PreTrai
     model = type(base).from_pretrained(str(folder), dtype=base.dtype).to(device)
     family.configure(model, None)  # the saved generation config keeps the language
     return model
+
+
+@torch.no_grad()
+def own_unquantized_tensors(model: nn.Module) -> int:
+    """Give every floating-point CPU tensor of a quantized model memory of its own; returns how
+    many were copied.
+
+    Why: a checkpoint is read through one memory map of its file, and a tensor loaded in the
+    file's dtype stays a view of it. After a 4- or 8-bit load only the few unquantized tensors
+    (tower, norms, embeddings) are such views, yet they keep the whole mapping alive, and every
+    page the quantizer read stays resident: a random 1.1 B audio LM stored in bf16 measured
+    2889 MB resident after loading in NF4, 1440 MB once these were copied (most real audio LMs,
+    Qwen2-Audio-7B among them, ship in bf16). On CUDA the weights live on the GPU: nothing to do.
+    """
+    copied: set[int] = set()
+    for module in model.modules():
+        tensors = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+        for tensor in tensors:
+            cpu_float = tensor.device.type == "cpu" and tensor.is_floating_point()
+            if cpu_float and id(tensor) not in copied:  # a tied weight is copied once
+                copied.add(id(tensor))
+                tensor.data = tensor.data.clone()
+    return len(copied)
 
 
 def release_freed_memory() -> None:
