@@ -2,6 +2,7 @@
 embedded audio LM.
 
     python benchmarks/memory_4bit.py [--recipe slu-qwen2-audio-smollm2] [--steps 4] [--scaled]
+        [--malloc-mmap-threshold BYTES]
 
 Each side runs in its own process (peak memory is per process) and trains the recipe's LoRA for
 a few steps on batches of `builtin:speech` clips in bf16 autocast, loaded by audiolora's own
@@ -449,6 +450,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a random-weight model with a 1.1 B language model instead of the embedded one",
     )
+    parser.add_argument(
+        "--malloc-mmap-threshold",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="run each side with glibc's MALLOC_MMAP_THRESHOLD_ set: allocations this large are "
+        "mapped and unmapped on their own instead of coming from (and staying in) the heap",
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: results/memory_4bit*.json")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
@@ -465,6 +474,10 @@ def main(argv: list[str] | None = None) -> int:
     # Sides finished by an earlier, interrupted run of the same command are not run again.
     partial = out.with_name(out.stem + ".partial.json")
     sides_of = [args.recipe, args.steps, args.batch_size, str(model_path)]
+    sides_of.append(args.malloc_mmap_threshold)
+    env = dict(os.environ)
+    if args.malloc_mmap_threshold is not None:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.malloc_mmap_threshold)
     done = json.loads(partial.read_text()) if partial.exists() else {}
     results = done.get("results", {}) if done.get("sides_of") == sides_of else {}
     for checkpointing in (False, True):
@@ -478,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--checkpointing"] if checkpointing else []
             cmd += ["--model-path", str(model_path)] if model_path else []
             print(f"[memory] {key} in its own process", flush=True)
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if proc.returncode or line is None:
                 print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
