@@ -20,13 +20,16 @@ def checkpoint_mappings(folder: Path) -> list[str]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
-@pytest.mark.parametrize("quantization", ["nf4", "int8"])
+@pytest.mark.parametrize(
+    ("quantization", "embeddings"), [("nf4", False), ("int8", False), ("nf4", True)]
+)
 def test_a_quantized_load_keeps_no_view_of_the_checkpoint_file(
-    tiny_qwen2_audio_dir: Path, tmp_path: Path, quantization: str
+    tiny_qwen2_audio_dir: Path, tmp_path: Path, quantization: str, embeddings: bool
 ) -> None:
     # A copy of its own, so no other test's model maps the same file.
     folder = shutil.copytree(tiny_qwen2_audio_dir, tmp_path / "model")
-    model, *_ = load_model(ModelConfig(name=str(folder), quantization=quantization))
+    cfg = ModelConfig(name=str(folder), quantization=quantization, quantize_embeddings=embeddings)
+    model, *_ = load_model(cfg)
     # The unquantized tensors (tower, projector, norms, lm_head) were loaded in the file's dtype:
     # as views they would keep the whole file mapped, and every page read stays resident.
     assert model.lm_head.weight.dtype == torch.float32

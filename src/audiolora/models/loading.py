@@ -138,8 +138,6 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, ProcessorMixin, Famil
         gpu = int(os.environ.get("LOCAL_RANK", "0"))
         kwargs["device_map"] = {"": gpu} if torch.cuda.is_available() else "cpu"
     model = model_cls.from_pretrained(path, **kwargs)
-    if cfg.quantization in ("nf4", "int8"):
-        own_unquantized_tensors(model)
     if cfg.quantize_embeddings:
         from audiolora.models.quantized_embeddings import quantize_input_embeddings
 
@@ -147,6 +145,8 @@ def load_model(cfg: ModelConfig) -> tuple[PreTrainedModel, ProcessorMixin, Famil
             quantize_input_embeddings(model, cfg.quantization)
         except ValueError as e:
             raise ModelLoadError(f"{cfg.name}: {e}") from e
+    if cfg.quantization in ("nf4", "int8"):
+        own_unquantized_tensors(model)
     if cfg.quantization == "nf4" and not torch.cuda.is_available():
         n = disable_cpu_repacking(model)
         log.info("4-bit on CPU: disabled AVX512-BF16 repacking on %d layers", n)
