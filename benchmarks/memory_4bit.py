@@ -6,7 +6,8 @@ embedded audio LM.
 
 Each side runs in its own process (peak memory is per process) and trains the recipe's LoRA for
 a few steps on batches of `builtin:speech` clips in bf16 autocast, loaded by audiolora's own
-`load_model` (which hands memory freed while loading back to the OS): the base in bf16, or
+`load_model` (which hands memory freed while loading back to the OS and, after a 4- or 8-bit
+load, keeps no view of the checkpoint file): the base in bf16, or
 quantized to NF4 with double quantization, or to int8 (LLM.int8) (bitsandbytes; the tower,
 projector, lm_head and input embeddings stay in full precision as the family says), or NF4 with
 the lm_head quantized too (`model.quantize_lm_head`), or NF4 with the lm_head and the input

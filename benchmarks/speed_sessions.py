@@ -68,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="time the shared-prefix side alone (e.g. a second run, against an earlier table)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes sharing a recording's windows (default: as `audiolora predict`, one "
+        "per CPU core on Linux without a GPU)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
@@ -78,7 +85,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             start = time.perf_counter()
             result = locate_in_sessions(
-                args.run, manifest, hop_s=args.hop_s, share_prefix=shared, progress=True
+                args.run,
+                manifest,
+                hop_s=args.hop_s,
+                share_prefix=shared,
+                progress=True,
+                workers=args.workers,
             )
             wall = time.perf_counter() - start
             sides[side] = {"wall_s": wall, "real_time_factor": wall / audio_s, "result": result}
@@ -86,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     fast = sides["shared prefix"]
     slow = sides.get("one prompt at a time")
     diff = largest_difference(slow["result"], fast["result"]) if slow else None
-    print(f"\nrun {args.run}, {args.sessions} recordings, {audio_s / 60:.1f} min of audio")
+    print(
+        f"\nrun {args.run}, {args.sessions} recordings, {audio_s / 60:.1f} min of audio, "
+        f"{fast['result']['workers']} process(es) a recording"
+    )
     print(f"{'':34}" + "".join(f"{side:>24}" for side in sides))
     for label, cells in (
         ("wall time, s", [f"{r['wall_s']:.1f}" for r in sides.values()]),
@@ -107,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": str(args.run),
         "recordings": args.sessions,
         "audio_s": audio_s,
+        "workers": fast["result"]["workers"],
         "sides": {
             side: {
                 "wall_s": r["wall_s"],

@@ -618,6 +618,14 @@ def predict(
             "the run's temporal.min_phase_s)."
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="With --sessions: processes of one thread each that share a recording's windows "
+            "(default: one per CPU core on Linux without a GPU, else 1; same numbers).",
+        ),
+    ] = None,
     clip: Annotated[
         Path | None,
         typer.Option("--audio", help="Contrastive runs: the clip whose --captions are ranked."),
@@ -662,7 +670,9 @@ def predict(
         return
     if sessions is not None:
         try:
-            shown = predict_sessions(run_dir, sessions, hop_s=hop_s, min_phase_s=min_phase_s)
+            shown = predict_sessions(
+                run_dir, sessions, hop_s=hop_s, min_phase_s=min_phase_s, workers=workers
+            )
         except (ConfigError, BadInputError, ValueError, ModelLoadError) as e:
             fail(str(e))
             return

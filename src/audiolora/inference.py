@@ -96,11 +96,12 @@ def predict_sessions(
     hop_s: float | None = None,
     progress: bool = True,
     min_phase_s: float | None = None,
+    workers: int | None = None,
 ) -> Any:
     """Whole recordings of a session manifest, for tasks that search sessions."""
     config = run_config(run_dir, True)
     task = get_task(config.task)
-    return task.predict_sessions(Path(run_dir), manifest, hop_s, progress, min_phase_s)
+    return task.predict_sessions(Path(run_dir), manifest, hop_s, progress, min_phase_s, workers)
 
 
 def rank_captions(

@@ -24,6 +24,8 @@ from audiolora.tasks.temporal.windows import (
     WindowDataset,
     offset_prior,
     outside_windows,
+    predict_offsets_shared,
+    predict_offsets_shared_many,
     training_windows,
     window_instruction,
 )
@@ -354,6 +356,35 @@ def test_shared_prefix_search_finds_what_the_one_by_one_search_finds(
             for shared in (True, False)
         }  # fmt: skip
         same_search(found[True], found[False])
+
+
+def test_coarse_passes_of_several_recordings_spread_over_processes_equal_each_alone(
+    tiny_sessions: Path, tiny_qwen2_audio_dir: Path
+) -> None:
+    """What `audiolora predict --sessions` does by default on a CPU: every recording's coarse
+    windows in one list over forked single-thread workers; the answers are each recording's
+    own pass in this process, and feeding them to the search changes nothing."""
+    torch.manual_seed(0)
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(tiny_qwen2_audio_dir)
+    QWEN2_AUDIO.configure(model, None)
+    backbone = attach_adapters(model, AdapterConfig(r=4, dropout=0.0), QWEN2_AUDIO, 10)
+    head = OffsetRegressor(backbone, QWEN2_AUDIO, hidden_size_of(model), boundaries=BOUNDARIES)
+    torch.nn.init.normal_(head.head.weight, std=0.5)
+    head.eval()
+    processor = AutoProcessor.from_pretrained(tiny_qwen2_audio_dir)
+    recordings = sessions(tiny_sessions, "train") + sessions(tiny_sessions, "eval")
+    options = {"window_s": 20, "hop_s": 10, "question_last": True}
+    datasets = [
+        search.coarse_pass_windows(head, processor, r, BOUNDARIES, **options) for r in recordings
+    ]
+    spread = predict_offsets_shared_many(head, datasets, group=6, workers=2, progress=False)
+    alone = [predict_offsets_shared(head, d, group=6, progress=False) for d in datasets]
+    assert [len(a) for a in spread] == [len(d) for d in datasets]
+    assert np.concatenate(spread) == pytest.approx(np.concatenate(alone), abs=1e-5)
+    first = (head, processor, recordings[0], BOUNDARIES)
+    given = locate_boundaries(*first, **options, coarse=spread[0])
+    asked = locate_boundaries(*first, **options)
+    same_search(given, asked)
 
 
 def same_search(fast_search: dict, slow_search: dict) -> None:

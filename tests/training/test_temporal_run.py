@@ -8,6 +8,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -88,12 +89,20 @@ def test_temporal_run_writes_mae_per_boundary_and_a_reloadable_adapter_with_head
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["mae_s"] == pytest.approx(metrics["final"]["mae_s"], rel=1e-4)
 
-    result = runner.invoke(
-        app, ["predict", str(out), "--sessions", str(tiny_sessions / "eval.jsonl")]
-    )
+    search = ["predict", str(out), "--sessions", str(tiny_sessions / "eval.jsonl")]
+    result = runner.invoke(app, [*search, "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    in_one_process = json.loads((out / "sessions-eval.json").read_text())
+    result = runner.invoke(app, [*search, "--workers", "2"])
     assert result.exit_code == 0, result.output
     assert "session-level MAE" in result.output
     located = json.loads((out / "sessions-eval.json").read_text())
+    assert located["workers"] == 2 and in_one_process["workers"] == 1
+    for spread_out, alone in zip(located["sessions"], in_one_process["sessions"], strict=True):
+        assert spread_out["boundaries"] == pytest.approx(alone["boundaries"], abs=0.01)
+        for name, said in spread_out["coarse_pass"].items():
+            expected = np.asarray(alone["coarse_pass"][name])
+            assert np.asarray(said) == pytest.approx(expected, abs=1e-4)
     session = located["sessions"][0]
     assert (
         set(session["boundaries"]) == set(session["abs_error_s"])

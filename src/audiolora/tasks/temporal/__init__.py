@@ -213,10 +213,16 @@ class TemporalLocalization(Task):
         hop_s: float | None,
         progress: bool = True,
         min_phase_s: float | None = None,
+        workers: int | None = None,
     ) -> Any:
         from audiolora.tasks.temporal.sessions import locate_in_sessions, printout
 
         result = locate_in_sessions(
-            run_dir, manifest, hop_s=hop_s, progress=progress, min_phase_s=min_phase_s
+            run_dir,
+            manifest,
+            hop_s=hop_s,
+            progress=progress,
+            min_phase_s=min_phase_s,
+            workers=workers,
         )
         return printout(Path(run_dir), Path(manifest), result)

@@ -49,6 +49,8 @@ def locate_boundaries(
     question_last: bool = False,
     min_phase_s: float = 0.0,
     any_order: bool = False,
+    workers: int = 1,
+    coarse: Sequence[float] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Boundary times in a whole recording: coarse pass, then a re-centred refining pass.
 
@@ -58,39 +60,33 @@ def locate_boundaries(
     (`temporal.question_last`). A phase whose found start and end lie less than `min_phase_s`
     apart is reported absent: `time_s` None for both. `any_order`: the phases may come in any
     order (the best of the six orders; each phase's start still before its end), and every
-    boundary's entry says the `phase_order` found. Returns boundary -> {"time_s", "coarse_s",
-    "window_start_s", "coarse_pass": [[start, said offset], ...]}. Recordings shorter than the
-    window are seen as one shorter window.
+    boundary's entry says the `phase_order` found. `workers`: processes the shared coarse
+    pass's windows are spread over (`parallel.spread`; same numbers). `coarse`: that pass's
+    answers, computed already (`coarse_pass_windows`, e.g. for several recordings at once).
+    Returns boundary ->
+    {"time_s", "coarse_s", "window_start_s", "coarse_pass": [[start, said offset], ...]}.
+    Recordings shorter than the window are seen as one shorter window.
     """
     boundaries = sorted(boundaries, key=BOUNDARIES.index)  # time order, for the ordered search
     length = min(window_s, session.duration)
     starts = coarse_windows(session.duration, length, min(hop_s, length))
 
     def windows_at(pairs: list[tuple[str, float]]) -> WindowDataset:
-        windows = [
-            Window(0, name, start, length, 0.0, window_words(session.words, start, length))
-            for name, start in pairs
-        ]
-        # The head's output order, not the search's time order, indexes the answers.
-        return WindowDataset(
-            model.family,
-            [session],
-            windows,
-            processor,
-            sampling_rate,
-            transcript,
-            audio,
-            model.boundaries,
-            question_last,
-        )
+        options = (sampling_rate, transcript, audio, question_last)
+        return session_windows(model, processor, session, pairs, length, *options)
 
     shared = share_prefix and can_share_prefix(model.family, model.backbone)
     if shared:
         # Window by window, all boundary questions over one pass of the window's audio.
-        pairs = [(name, start) for start in starts for name in boundaries]
-        coarse = predict_offsets_shared(
-            model, windows_at(pairs), group=len(boundaries), desc="coarse pass", progress=progress
-        )
+        if coarse is None:
+            coarse = predict_offsets_shared(
+                model,
+                windows_at([(name, start) for start in starts for name in boundaries]),
+                group=len(boundaries),
+                desc="coarse pass",
+                progress=progress,
+                workers=workers,
+            )
         said = np.asarray(coarse, dtype=np.float64).reshape(len(starts), len(boundaries)).T
     else:
         pairs = [(name, start) for name in boundaries for start in starts]
@@ -157,6 +153,60 @@ def locate_boundaries(
         }
         for (name, start), time_s, row in zip(refine_pairs, times, said, strict=True)
     }
+
+
+def session_windows(
+    model: OffsetRegressor,
+    processor: ProcessorMixin,
+    session: SessionRecord,
+    pairs: Sequence[tuple[str, float]],
+    length: float,
+    sampling_rate: int,
+    transcript: bool,
+    audio: bool,
+    question_last: bool,
+) -> WindowDataset:
+    """The (boundary question, window start) `pairs` of one recording as prompts."""
+    windows = [
+        Window(0, name, start, length, 0.0, window_words(session.words, start, length))
+        for name, start in pairs
+    ]
+    # The head's output order, not the search's time order, indexes the answers.
+    return WindowDataset(
+        model.family,
+        [session],
+        windows,
+        processor,
+        sampling_rate,
+        transcript,
+        audio,
+        model.boundaries,
+        question_last,
+    )
+
+
+def coarse_pass_windows(
+    model: OffsetRegressor,
+    processor: ProcessorMixin,
+    session: SessionRecord,
+    boundaries: Sequence[str],
+    *,
+    window_s: float,
+    hop_s: float,
+    sampling_rate: int = 16000,
+    transcript: bool = True,
+    audio: bool = True,
+    question_last: bool = False,
+) -> WindowDataset:
+    """The shared coarse pass's prompts of `locate_boundaries` (window by window, each
+    boundary's question), for computing the answers of several recordings at once
+    (`predict_offsets_shared_many`) and handing each recording's to it as `coarse`."""
+    boundaries = sorted(boundaries, key=BOUNDARIES.index)
+    length = min(window_s, session.duration)
+    starts = coarse_windows(session.duration, length, min(hop_s, length))
+    pairs = [(name, start) for start in starts for name in boundaries]
+    options = (sampling_rate, transcript, audio, question_last)
+    return session_windows(model, processor, session, pairs, length, *options)
 
 
 def best_phase_order(

@@ -11,13 +11,17 @@ from typing import Any
 from audiolora.atomic import atomic_write_json
 from audiolora.data.sessions import check_sessions
 from audiolora.data.sources import resolve_session_manifests
+from audiolora.models.shared_prefix import can_share_prefix
 from audiolora.precision import compute_precision, store_in_compute_dtype
+from audiolora.tasks.temporal.parallel import default_workers
 from audiolora.tasks.temporal.search import (
+    coarse_pass_windows,
     locate_boundaries,
     phase_prior,
     session_errors,
     session_metrics,
 )
+from audiolora.tasks.temporal.windows import predict_offsets_shared_many
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +46,15 @@ def locate_in_sessions(
     hop_s: float | None = None,
     share_prefix: bool = True,
     min_phase_s: float | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Session-level inference for a temporal run: every boundary of every recording.
 
     Sessions need a transcript when the run was trained with one; boundaries in the manifest
     are optional and, when present, give session-level errors in seconds. `share_prefix`:
-    see `locate_boundaries` (False only to measure the one-prompt-at-a-time path).
+    see `locate_boundaries` (False only to measure the one-prompt-at-a-time path). `workers`:
+    processes each recording's windows are spread over (None: `parallel.default_workers()`,
+    one per CPU core on Linux without a GPU).
     """
     from audiolora.inference import load_run, run_config
 
@@ -68,24 +75,45 @@ def locate_in_sessions(
     store_in_compute_dtype(model, config.training.precision)
     sessions = reports["sessions"].rows
     results, errors, coarse_errors, reference_errors = [], [], [], []
-    for session in sessions:
+    workers = default_workers() if workers is None else workers
+    windows = {
+        "window_s": cfg.window_s,
+        "hop_s": hop_s or cfg.hop_s or cfg.window_s / 2,
+        "sampling_rate": config.data.sampling_rate,
+        "transcript": cfg.transcript,
+        "audio": cfg.audio,
+        "question_last": cfg.question_last,
+    }
+    coarse: list[list[float] | None] = [None] * len(sessions)
+    if share_prefix and can_share_prefix(model.family, model.backbone):
+        # Every recording's coarse windows in one list: spread over the workers, they come out
+        # even across recordings (a recording's own windows rarely split evenly).
+        datasets = [
+            coarse_pass_windows(model, processor, s, cfg.boundaries, **windows) for s in sessions
+        ]
+        with compute_precision(config.training.precision):
+            coarse = predict_offsets_shared_many(  # type: ignore[assignment]
+                model,
+                datasets,
+                group=len(cfg.boundaries),
+                desc="coarse pass",
+                progress=progress,
+                workers=workers,
+            )
+    for session, answers in zip(sessions, coarse, strict=True):
         with compute_precision(config.training.precision):
             found = locate_boundaries(
                 model,  # type: ignore[arg-type]
                 processor,
                 session,
                 cfg.boundaries,
-                window_s=cfg.window_s,
-                hop_s=hop_s or cfg.hop_s or cfg.window_s / 2,
-                sampling_rate=config.data.sampling_rate,
-                transcript=cfg.transcript,
-                audio=cfg.audio,
+                **windows,
                 batch_size=config.training.eval_batch_size,
                 progress=progress,
                 share_prefix=share_prefix,
-                question_last=cfg.question_last,
                 min_phase_s=cfg.min_phase_s if min_phase_s is None else min_phase_s,
                 any_order=cfg.any_phase_order,
+                coarse=answers,
             )
         err = session_errors(found, session)
         errors.append(err)
@@ -121,6 +149,7 @@ def locate_in_sessions(
         "coarse_metrics": session_metrics(coarse_errors),
         "reference_metrics": session_metrics(reference_errors),
         "rejected": len(reports["sessions"].problems),
+        "workers": workers,
     }
     return result
 

@@ -36,6 +36,7 @@ from audiolora.models.heads.regression import OffsetRegressor
 from audiolora.models.lalm import LalmCollator, encode_example, encode_example_over
 from audiolora.models.shared_prefix import shared_prefix_last_states
 from audiolora.tasks.temporal.config import TemporalConfig
+from audiolora.tasks.temporal.parallel import spread
 
 
 def window_instruction(window: Window, transcript: bool, question_last: bool = False) -> str:
@@ -241,24 +242,55 @@ def predict_offsets_shared(
     group: int,
     desc: str = "windows",
     progress: bool = True,
+    workers: int = 1,
 ) -> list[float]:
     """`predict_offsets` for a dataset whose items come in runs of `group` prompts over the
     same audio (one window, one question per boundary): each run's common beginning, audio
     included, goes through the model once (`shared_prefix_last_states`). Same numbers."""
-    if len(dataset) % group:
-        raise ValueError(f"{len(dataset)} windows do not come in runs of {group}")
+    return predict_offsets_shared_many(
+        model, [dataset], group=group, desc=desc, progress=progress, workers=workers
+    )[0]
+
+
+@torch.no_grad()
+def predict_offsets_shared_many(
+    model: OffsetRegressor,
+    datasets: Sequence[WindowDataset],
+    *,
+    group: int,
+    desc: str = "windows",
+    progress: bool = True,
+    workers: int = 1,
+) -> list[list[float]]:
+    """`predict_offsets_shared` for each of `datasets` (e.g. the windows of several
+    recordings), their runs spread over `workers` forked single-thread processes as one list
+    (`parallel.spread`), so the processes come out even across recordings."""
+    for dataset in datasets:
+        if len(dataset) % group:
+            raise ValueError(f"{len(dataset)} windows do not come in runs of {group}")
+    runs = [(dataset, first) for dataset in datasets for first in range(0, len(dataset), group)]
     was_training = model.training
     model.eval()
-    audio_token_id = dataset.family.audio_token_id(dataset.processor)
-    offsets: list[float] = []
-    for first in tqdm(range(0, len(dataset), group), desc=desc, leave=False, disable=not progress):
-        items = dataset.same_window_items(range(first, first + group))
-        states = shared_prefix_last_states(dataset.family, model.backbone, items, audio_token_id)
-        which = torch.stack([it["boundary_index"] for it in items])
-        offsets += [float(x) for x in model.offsets_from_states(states, which).float().cpu()]
+
+    @torch.no_grad()
+    def offsets_of(start: int, stop: int) -> list[float]:
+        offsets: list[float] = []
+        shown = progress and workers <= 1  # else `spread` shows the bar
+        for dataset, first in tqdm(runs[start:stop], desc=desc, leave=False, disable=not shown):
+            items = dataset.same_window_items(range(first, first + group))
+            audio_token_id = dataset.family.audio_token_id(dataset.processor)
+            states = shared_prefix_last_states(
+                dataset.family, model.backbone, items, audio_token_id
+            )
+            which = torch.stack([it["boundary_index"] for it in items])
+            offsets += [float(x) for x in model.offsets_from_states(states, which).float().cpu()]
+        return offsets
+
+    flat = spread(offsets_of, len(runs), workers, desc=desc, progress=progress)
     if was_training:
         model.train()
-    return offsets
+    ends = np.cumsum([len(dataset) for dataset in datasets])
+    return [flat[end - len(dataset) : end] for dataset, end in zip(datasets, ends, strict=True)]
 
 
 def score_windows(dataset: WindowDataset, predictions: Sequence[float]) -> dict[str, Any]:
