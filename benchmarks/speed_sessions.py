@@ -1,21 +1,26 @@
-"""Whole-recording localization: one prompt at a time vs a shared prompt beginning per window.
+"""Whole-recording localization: one prompt at a time, a shared prompt beginning per window,
+and the same over several processes.
 
     python benchmarks/speed_sessions.py RUN SESSIONS.jsonl [--sessions 2] [--hop-s 15]
+        [--shared-only] [--workers N] [--repeats 3]
 
-RUN is a finished temporal run (`audiolora train temporal-qwen2-audio-smollm2`). Both sides
-run `audiolora predict RUN --sessions` on the same recordings (the first `--sessions` rows of
-the manifest): the coarse pass asking each window's six boundary questions one prompt at a
-time (audio tower and language model six times), and the same pass with each window's audio
-and common prompt beginning run once (`models.shared_prefix`). Prints wall time, real-time
-factor (wall / seconds of audio), the largest difference between the two sides' boundaries and
-coarse-pass answers, and both session-level MAEs. Results go to
-`benchmarks/results/speed_sessions.json`.
+RUN is a finished temporal run (`audiolora train temporal-qwen2-audio-smollm2`). Every side
+runs `audiolora predict RUN --sessions`'s search on the same recordings (the first `--sessions`
+rows of the manifest): the coarse pass asking each window's six boundary questions one prompt
+at a time (audio tower and language model six times); the same pass with each window's audio
+and common prompt beginning run once (`models.shared_prefix`), in one process; and that over
+`--workers` forked single-thread processes (`tasks/temporal/parallel.py`, the default on a
+CPU). `--repeats` times each side again, in alternating order. Prints wall times, the
+real-time factor (mean wall / seconds of audio), the largest difference between neighbouring
+sides' boundaries and coarse-pass answers, and each side's session-level MAE. Results go to
+`benchmarks/results/speed_sessions.json` (`--out`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -25,10 +30,10 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from audiolora.tasks.temporal.parallel import default_workers  # noqa: E402
 from audiolora.tasks.temporal.sessions import locate_in_sessions  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed_sessions.json"
-SIDES = {"one prompt at a time": False, "shared prefix": True}
 
 
 def first_sessions(manifest: Path, count: int, folder: Path) -> tuple[Path, float]:
@@ -66,73 +71,87 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--shared-only",
         action="store_true",
-        help="time the shared-prefix side alone (e.g. a second run, against an earlier table)",
+        help="leave out the one-prompt-at-a-time side (the slowest)",
     )
     parser.add_argument(
         "--workers",
         type=int,
         default=None,
-        help="processes sharing a recording's windows (default: as `audiolora predict`, one "
-        "per CPU core on Linux without a GPU)",
+        help="processes of the last side (default: as `audiolora predict`, one per CPU core on "
+        "Linux without a GPU; 1 leaves that side out)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="time every side this many times, alternating (this machine's speed drifts)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    workers = default_workers() if args.workers is None else args.workers
+    sides = [] if args.shared_only else [("one prompt at a time", False, 1)]
+    sides.append(("shared prefix, 1 process", True, 1))
+    if workers > 1:
+        sides.append((f"shared prefix, {workers} processes", True, workers))
+    walls: dict[str, list[float]] = {name: [] for name, _, _ in sides}
+    results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as folder:
         manifest, audio_s = first_sessions(args.manifest, args.sessions, Path(folder))
-        sides = {}
-        for side, shared in SIDES.items():
-            if args.shared_only and not shared:
-                continue
-            start = time.perf_counter()
-            result = locate_in_sessions(
-                args.run,
-                manifest,
-                hop_s=args.hop_s,
-                share_prefix=shared,
-                progress=True,
-                workers=args.workers,
-            )
-            wall = time.perf_counter() - start
-            sides[side] = {"wall_s": wall, "real_time_factor": wall / audio_s, "result": result}
-            print(f"{side}: {wall:.1f} s for {audio_s:.0f} s of audio", flush=True)
-    fast = sides["shared prefix"]
-    slow = sides.get("one prompt at a time")
-    diff = largest_difference(slow["result"], fast["result"]) if slow else None
-    print(
-        f"\nrun {args.run}, {args.sessions} recordings, {audio_s / 60:.1f} min of audio, "
-        f"{fast['result']['workers']} process(es) a recording"
-    )
-    print(f"{'':34}" + "".join(f"{side:>24}" for side in sides))
+        for repeat in range(args.repeats):
+            for name, shared, processes in sides if repeat % 2 == 0 else sides[::-1]:
+                start = time.perf_counter()
+                result = locate_in_sessions(
+                    args.run,
+                    manifest,
+                    hop_s=args.hop_s,
+                    share_prefix=shared,
+                    progress=True,
+                    workers=processes,
+                )
+                walls[name].append(time.perf_counter() - start)
+                results.setdefault(name, result)
+                print(f"{name}: {walls[name][-1]:.1f} s for {audio_s:.0f} s of audio", flush=True)
+    names = [name for name, _, _ in sides]
+    diffs = {
+        f"{a} / {b}": largest_difference(results[a], results[b])
+        for a, b in zip(names, names[1:], strict=False)
+    }
+    print(f"\nrun {args.run}, {args.sessions} recordings, {audio_s / 60:.1f} min of audio")
+    print(f"{'':28}" + "".join(f"{name:>30}" for name in names))
+    mean = {name: sum(w) / len(w) for name, w in walls.items()}
     for label, cells in (
-        ("wall time, s", [f"{r['wall_s']:.1f}" for r in sides.values()]),
-        ("x real time", [f"{r['real_time_factor']:.3f}" for r in sides.values()]),
+        ("wall time, s (mean)", [f"{mean[n]:.1f}" for n in names]),
+        ("wall times, s", [" ".join(f"{w:.1f}" for w in walls[n]) for n in names]),
+        ("x real time (mean)", [f"{mean[n] / audio_s:.4f}" for n in names]),
         (
             "session-level MAE, s",
-            [f"{r['result']['metrics'].get('mae_s', float('nan')):.2f}" for r in sides.values()],
+            [f"{results[n]['metrics'].get('mae_s', math.nan):.2f}" for n in names],
         ),
     ):
-        print(f"{label:34}" + "".join(f"{c:>24}" for c in cells))
-    if slow and diff:
+        print(f"{label:28}" + "".join(f"{c:>30}" for c in cells))
+    for pair, diff in diffs.items():
         print(
-            f"speed-up {slow['wall_s'] / fast['wall_s']:.2f}x; largest difference: boundaries "
-            f"{diff['boundaries_s']:.3f} s, coarse-pass answers {diff['coarse_answers']:.1e}"
+            f"{pair}: speed-up {mean[pair.split(' / ')[0]] / mean[pair.split(' / ')[1]]:.2f}x; "
+            f"largest difference: boundaries {diff['boundaries_s']:.3f} s, coarse-pass answers "
+            f"{diff['coarse_answers']:.1e}"
         )
     payload = {
         "command": ["python", "benchmarks/speed_sessions.py", *(argv or sys.argv[1:])],
         "run": str(args.run),
         "recordings": args.sessions,
         "audio_s": audio_s,
-        "workers": fast["result"]["workers"],
         "sides": {
-            side: {
-                "wall_s": r["wall_s"],
-                "real_time_factor": r["real_time_factor"],
-                "metrics": r["result"]["metrics"],
-                "boundaries": [s["boundaries"] for s in r["result"]["sessions"]],
+            name: {
+                "workers": results[name]["workers"],
+                "wall_s": walls[name],
+                "mean_wall_s": mean[name],
+                "real_time_factor": mean[name] / audio_s,
+                "metrics": results[name]["metrics"],
+                "boundaries": [s["boundaries"] for s in results[name]["sessions"]],
             }
-            for side, r in sides.items()
+            for name in names
         },
-        "largest_difference": diff,
+        "largest_difference": diffs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
