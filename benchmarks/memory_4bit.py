@@ -476,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
     partial = out.with_name(out.stem + ".partial.json")
     sides_of = [args.recipe, args.steps, args.batch_size, str(model_path)]
     sides_of.append(args.malloc_mmap_threshold)
+    # A side measured by other code is measured again (the commit, where this is a checkout).
+    here = Path(__file__).parent
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=here)
+    sides_of.append(rev.stdout.strip())
     env = dict(os.environ)
     if args.malloc_mmap_threshold is not None:
         env["MALLOC_MMAP_THRESHOLD_"] = str(args.malloc_mmap_threshold)

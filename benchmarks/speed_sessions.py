@@ -30,6 +30,8 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import torch  # noqa: E402
+
 from audiolora.tasks.temporal.parallel import default_workers  # noqa: E402
 from audiolora.tasks.temporal.sessions import locate_in_sessions  # noqa: E402
 
@@ -88,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    workers = default_workers() if args.workers is None else args.workers
+    if args.repeats < 1:
+        parser.error("--repeats: at least 1")
+    # As `predict` does for a run loaded on the CPU (locate_in_sessions keeps a GPU run to one).
+    workers = default_workers(torch.device("cpu")) if args.workers is None else args.workers
     sides = [] if args.shared_only else [("one prompt at a time", False, 1)]
     sides.append(("shared prefix, 1 process", True, 1))
     if workers > 1:

@@ -385,6 +385,11 @@ def test_coarse_passes_of_several_recordings_spread_over_processes_equal_each_al
     given = locate_boundaries(*first, **options, coarse=spread[0])
     asked = locate_boundaries(*first, **options)
     same_search(given, asked)
+    # The answers given are the ones used, and they must fit the pass.
+    halves = locate_boundaries(*first, **options, coarse=[0.5] * len(spread[0]))
+    assert {q for name in BOUNDARIES for _, q in halves[name]["coarse_pass"]} == {0.5}
+    with pytest.raises(ValueError, match="answers given"):
+        locate_boundaries(*first, **options, coarse=spread[0][:-1])
 
 
 def same_search(fast_search: dict, slow_search: dict) -> None:

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from audiolora.tasks.temporal.parallel import default_workers, spread
+from audiolora.tasks.temporal.parallel import default_workers, spread, usable_workers
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks: Linux")
 
@@ -37,8 +37,10 @@ def test_spread_runs_in_forked_processes_and_reraises_their_errors() -> None:
         spread(fails, 3, workers=2)
 
 
-def test_default_workers_is_one_per_usable_core_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert default_workers() == len(os.sched_getaffinity(0))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert default_workers() == 1
+def test_the_search_forks_for_a_model_on_the_cpu_only() -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert default_workers(cpu) == len(os.sched_getaffinity(0))  # one per usable core
+    assert default_workers(gpu) == 1
+    assert usable_workers(None, cpu) == default_workers(cpu)
+    assert usable_workers(3, cpu) == 3
+    assert usable_workers(3, gpu) == 1  # CUDA does not survive a fork: asked for, refused

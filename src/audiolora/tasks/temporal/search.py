@@ -76,6 +76,11 @@ def locate_boundaries(
         return session_windows(model, processor, session, pairs, length, *options)
 
     shared = share_prefix and can_share_prefix(model.family, model.backbone)
+    if coarse is not None and (not shared or len(coarse) != len(starts) * len(boundaries)):
+        raise ValueError(
+            f"coarse: {len(coarse)} answers given for a shared pass of {len(starts)} windows x "
+            f"{len(boundaries)} boundaries (shared: {shared})"
+        )
     if shared:
         # Window by window, all boundary questions over one pass of the window's audio.
         if coarse is None:

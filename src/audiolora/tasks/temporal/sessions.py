@@ -4,6 +4,7 @@ against annotated boundaries when the manifest has them, with the no-model refer
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from audiolora.data.sessions import check_sessions
 from audiolora.data.sources import resolve_session_manifests
 from audiolora.models.shared_prefix import can_share_prefix
 from audiolora.precision import compute_precision, store_in_compute_dtype
-from audiolora.tasks.temporal.parallel import default_workers
+from audiolora.tasks.temporal.parallel import usable_workers
 from audiolora.tasks.temporal.search import (
     coarse_pass_windows,
     locate_boundaries,
@@ -75,7 +76,7 @@ def locate_in_sessions(
     store_in_compute_dtype(model, config.training.precision)
     sessions = reports["sessions"].rows
     results, errors, coarse_errors, reference_errors = [], [], [], []
-    workers = default_workers() if workers is None else workers
+    workers = usable_workers(workers, next(model.parameters()).device)
     windows = {
         "window_s": cfg.window_s,
         "hop_s": hop_s or cfg.hop_s or cfg.window_s / 2,
@@ -84,15 +85,18 @@ def locate_in_sessions(
         "audio": cfg.audio,
         "question_last": cfg.question_last,
     }
-    coarse: list[list[float] | None] = [None] * len(sessions)
-    if share_prefix and can_share_prefix(model.family, model.backbone):
+    coarse: Sequence[Sequence[float] | None] = [None] * len(sessions)
+    shared = share_prefix and can_share_prefix(model.family, model.backbone)
+    if not shared:
+        workers = 1  # the one-prompt-at-a-time path runs in this process
+    else:
         # Every recording's coarse windows in one list: spread over the workers, they come out
         # even across recordings (a recording's own windows rarely split evenly).
         datasets = [
             coarse_pass_windows(model, processor, s, cfg.boundaries, **windows) for s in sessions
         ]
         with compute_precision(config.training.precision):
-            coarse = predict_offsets_shared_many(  # type: ignore[assignment]
+            coarse = predict_offsets_shared_many(
                 model,
                 datasets,
                 group=len(cfg.boundaries),
