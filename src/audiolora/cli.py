@@ -622,8 +622,9 @@ def predict(
         int | None,
         typer.Option(
             min=1,
-            help="With --sessions: processes of one thread each that share a recording's windows "
-            "(default: one per CPU core on Linux without a GPU, else 1; same numbers).",
+            help="With --sessions: processes of one thread each that share the recordings' "
+            "windows (default: one per CPU core for a run on the CPU, on Linux; else 1; same "
+            "numbers).",
         ),
     ] = None,
     clip: Annotated[

@@ -68,12 +68,17 @@ def locate_boundaries(
     Recordings shorter than the window are seen as one shorter window.
     """
     boundaries = sorted(boundaries, key=BOUNDARIES.index)  # time order, for the ordered search
-    length = min(window_s, session.duration)
-    starts = coarse_windows(session.duration, length, min(hop_s, length))
+    length, starts = coarse_grid(session.duration, window_s, hop_s)
+
+    prompts = {
+        "sampling_rate": sampling_rate,
+        "transcript": transcript,
+        "audio": audio,
+        "question_last": question_last,
+    }
 
     def windows_at(pairs: list[tuple[str, float]]) -> WindowDataset:
-        options = (sampling_rate, transcript, audio, question_last)
-        return session_windows(model, processor, session, pairs, length, *options)
+        return session_windows(model, processor, session, pairs, length, **prompts)
 
     shared = share_prefix and can_share_prefix(model.family, model.backbone)
     if coarse is not None and (not shared or len(coarse) != len(starts) * len(boundaries)):
@@ -84,9 +89,12 @@ def locate_boundaries(
     if shared:
         # Window by window, all boundary questions over one pass of the window's audio.
         if coarse is None:
+            asked = coarse_pass_windows(
+                model, processor, session, boundaries, window_s=window_s, hop_s=hop_s, **prompts
+            )
             coarse = predict_offsets_shared(
                 model,
-                windows_at([(name, start) for start in starts for name in boundaries]),
+                asked,
                 group=len(boundaries),
                 desc="coarse pass",
                 progress=progress,
@@ -190,6 +198,13 @@ def session_windows(
     )
 
 
+def coarse_grid(duration: float, window_s: float, hop_s: float) -> tuple[float, list[float]]:
+    """The coarse pass's window length and starts over a recording of `duration` seconds; a
+    recording shorter than the window is one shorter window."""
+    length = min(window_s, duration)
+    return length, coarse_windows(duration, length, min(hop_s, length))
+
+
 def coarse_pass_windows(
     model: OffsetRegressor,
     processor: ProcessorMixin,
@@ -203,15 +218,15 @@ def coarse_pass_windows(
     audio: bool = True,
     question_last: bool = False,
 ) -> WindowDataset:
-    """The shared coarse pass's prompts of `locate_boundaries` (window by window, each
-    boundary's question), for computing the answers of several recordings at once
-    (`predict_offsets_shared_many`) and handing each recording's to it as `coarse`."""
+    """The shared coarse pass of `locate_boundaries` as prompts: window by window, each
+    boundary's question in time order. Built apart so the answers of several recordings can be
+    computed at once (`predict_offsets_shared_many`) and handed to it as `coarse`."""
     boundaries = sorted(boundaries, key=BOUNDARIES.index)
-    length = min(window_s, session.duration)
-    starts = coarse_windows(session.duration, length, min(hop_s, length))
+    length, starts = coarse_grid(session.duration, window_s, hop_s)
     pairs = [(name, start) for start in starts for name in boundaries]
-    options = (sampling_rate, transcript, audio, question_last)
-    return session_windows(model, processor, session, pairs, length, *options)
+    return session_windows(
+        model, processor, session, pairs, length, sampling_rate, transcript, audio, question_last
+    )
 
 
 def best_phase_order(

@@ -54,8 +54,8 @@ def locate_in_sessions(
     Sessions need a transcript when the run was trained with one; boundaries in the manifest
     are optional and, when present, give session-level errors in seconds. `share_prefix`:
     see `locate_boundaries` (False only to measure the one-prompt-at-a-time path). `workers`:
-    processes each recording's windows are spread over (None: `parallel.default_workers()`,
-    one per CPU core on Linux without a GPU).
+    processes the recordings' windows are spread over (None: one per CPU core for a run loaded on
+    the CPU on Linux, else 1; `parallel.usable_workers`).
     """
     from audiolora.inference import load_run, run_config
 
