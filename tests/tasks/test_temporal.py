@@ -227,26 +227,47 @@ def test_session_search_refines_a_coarse_estimate(monkeypatch: pytest.MonkeyPatc
     assert abs(found["P2_start"]["time_s"] - 100.0) < coarse_error / 2
 
 
-def test_refined_boundaries_stay_in_phase_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A head that answers the same offset for every window and boundary: the refining pass
-    alone would put P1_end after P2_start's estimate; the result keeps the phases in order."""
+def skewed_refining(model: object, dataset: WindowDataset, **_: object) -> list[float]:
+    """Exact in the coarse pass (more than two windows asked); in the re-centred windows
+    P1_end is said late and P2_start early."""
+    if len(dataset) > 2:
+        return oracle_offsets(model, dataset)
+    late = {"P1_end": 0.9, "P2_start": 0.1}
+    return [late[w.boundary] for w in dataset.windows]
+
+
+def test_a_wrong_recentred_answer_is_outvoted_by_the_coarse_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The re-centred window's answer joins the coarse windows' vote: two coarse windows that
+    see P1_end at 61 s outvote one re-centred window that says 73 s."""
     truth = {"P1_end": 61.0, "P2_start": 63.0}  # refining windows at 46 and 48 s: not coarse
-    calls: list[int] = []
-
-    def skewed(model: object, dataset: WindowDataset, **_: object) -> list[float]:
-        calls.append(len(dataset))
-        if len(calls) == 1:  # the coarse pass: exact
-            return oracle_offsets(model, dataset)
-        late = {"P1_end": 0.9, "P2_start": 0.1}  # the refining pass: P1_end late, P2_start early
-        return [late[w.boundary] for w in dataset.windows]
-
-    use_head(monkeypatch, skewed)
+    use_head(monkeypatch, skewed_refining)
     session = SessionRecord(1, Path("x.wav"), 200.0, truth)
-    names = ["P2_start", "P1_end"]  # any order: the search sorts them by phase
-    found = locate_boundaries(ANY_HEAD, None, session, names, window_s=30, hop_s=15)  # type: ignore[arg-type]
+    found = locate_boundaries(ANY_HEAD, None, session, list(truth), window_s=30, hop_s=15)  # type: ignore[arg-type]
+    for name, t in truth.items():
+        assert found[name]["time_s"] == pytest.approx(t)
+    assert found["P1_end"]["window_start_s"] == 46.0
+    assert found["P1_end"]["refined_offset"] == 0.9  # asked, and outvoted
+
+
+def test_refined_boundaries_stay_in_phase_order() -> None:
+    """Without the final vote (`revote=False`, the re-centred answers alone) the refining pass
+    would put P1_end after P2_start; the result keeps the phases in order. The search runs on
+    answers given directly (`search_session`): an exact coarse pass, the skewed refining one."""
+    truth = {"P1_end": 61.0, "P2_start": 63.0}
+    session = SessionRecord(1, Path("x.wav"), 200.0, truth)
+    length, starts = search.coarse_grid(session.duration, 30, 15)
+    names = ["P1_end", "P2_start"]
+    said = np.clip((np.array([[truth[n]] for n in names]) - np.array(starts)) / length, 0, 1)
+    answers = {"P1_end": 0.9, "P2_start": 0.1}
+
+    def ask(pairs: list[tuple[str, float]]) -> list[float]:
+        return [answers[name] for name, _ in pairs]
+
+    found = search.search_session(200.0, names, starts, length, said, ask, revote=False)
     assert found["P1_end"]["time_s"] == pytest.approx(73.0)  # 46 + 0.9 * 30
     assert found["P2_start"]["time_s"] == pytest.approx(73.0)  # 48 + 0.1 * 30 = 51, raised
-    assert found["P1_end"]["time_s"] <= found["P2_start"]["time_s"]
 
 
 @pytest.mark.parametrize("share_prefix", [True, False], ids=["shared", "one-by-one"])

@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 from audiolora.cli import app
 from audiolora.config import load_config
 from audiolora.data.manifest import BadInputError
+from audiolora.data.sessions import read_sessions
+from audiolora.tasks.temporal.search import coarse_grid, search_session
 from audiolora.training.run import RunError, run_training
 
 
@@ -115,6 +117,23 @@ def test_temporal_run_writes_mae_per_boundary_and_a_reloadable_adapter_with_head
     )
     assert all(len(said) > 1 for said in session["coarse_pass"].values())
     assert (out / "sessions-eval.png").read_bytes()[:4] == b"\x89PNG"
+    # The recorded answers are enough to search again without the model
+    # (`benchmarks/search_hop.py --replay`): the same boundaries.
+    recordings, _ = read_sessions(tiny_sessions / "eval.jsonl", window_s=20, boundaries=())
+    for recorded, recording in zip(located["sessions"], recordings, strict=True):
+        names = list(recorded["coarse_pass"])
+        length, starts = coarse_grid(recording.duration, located["window_s"], located["hop_s"])
+        said = np.array([[p for _, p in recorded["coarse_pass"][n]] for n in names])
+        again = search_session(
+            recording.duration,
+            names,
+            starts,
+            length,
+            said,
+            lambda pairs, r=recorded: [r["refined"][name][1] for name, _ in pairs],
+        )
+        for name in names:
+            assert again[name]["time_s"] == pytest.approx(recorded["boundaries"][name], abs=0.02)
 
 
 def test_head_only_trains_only_the_head(

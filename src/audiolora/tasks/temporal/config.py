@@ -29,7 +29,8 @@ class TemporalConfig(Section):
     """Put the task sentence after the transcript instead of before it. The six questions of a
     window then differ only in their last ~25 tokens, which the session search shares
     (`models.shared_prefix`) instead of running the transcript six times. It changes what the
-    model is trained on, so it is off unless a recipe asks (runs keep the prompt they had)."""
+    model is trained on, so it is off unless a recipe asks (the temporal recipe does; runs
+    keep the prompt they were trained with)."""
     audio: bool = True
     """Put the window's audio in the prompt. `false` with `transcript: true` is the text-only
     ablation (the seed's open question: what does audio add to the transcript?); it needs no

@@ -6,14 +6,16 @@ every window votes: a boundary at time t implies offset clip((t - start) / W, 0,
 window, and the coarse estimate is the t whose implied offsets disagree least (L1) with what the
 head said, the boundaries kept in their phase order. One confused window cannot move the
 estimate; windows far before or after the boundary, which the head should call 1 or 0, vote too.
-A second pass re-centres a window on the estimate and asks again; a re-centred window that is
-one of the coarse pass's was asked already, and boundaries whose windows coincide (phases that
-meet, or estimates at a recording's edge) share one pass.
+A second pass re-centres a window on the estimate and asks again (a re-centred window that is
+one of the coarse pass's was asked already, and boundaries whose windows coincide share one
+pass), and the final time is the same ordered vote with the re-centred window's answer added:
+it is the window that sees the boundary best, but it is one answer, and a confused one alone
+would decide.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import permutations
 from typing import Any
 
@@ -107,17 +109,67 @@ def locate_boundaries(
             model, windows_at(pairs), batch_size=batch_size, desc="coarse pass", progress=progress
         )
         said = np.asarray(coarse, dtype=np.float64).reshape(len(boundaries), len(starts))
-    grid = candidate_times(np.asarray(starts), length, said, session.duration)
+
+    def ask(fresh: list[tuple[str, float]]) -> list[float]:
+        """The refining windows that are not coarse ones: windows that start together share
+        one pass (the same window, the same answers)."""
+        answers: dict[tuple[str, float], float] = {}
+        if shared:
+            for start in sorted({start for _, start in fresh}):
+                group = [pair for pair in fresh if pair[1] == start]
+                said_here = predict_offsets_shared(
+                    model, windows_at(group), group=len(group), desc="refine", progress=False
+                )
+                answers.update(zip(group, said_here, strict=True))
+        elif fresh:
+            said_fresh = predict_offsets(
+                model, windows_at(fresh), batch_size=batch_size, desc="refine", progress=progress
+            )
+            answers.update(zip(fresh, said_fresh, strict=True))
+        return [answers[pair] for pair in fresh]
+
+    return search_session(
+        session.duration,
+        boundaries,
+        starts,
+        length,
+        said,
+        ask,
+        min_phase_s=min_phase_s,
+        any_order=any_order,
+    )
+
+
+def search_session(
+    duration: float,
+    boundaries: Sequence[str],
+    starts: Sequence[float],
+    length: float,
+    said: np.ndarray,
+    ask: Callable[[list[tuple[str, float]]], Sequence[float]],
+    *,
+    min_phase_s: float = 0.0,
+    any_order: bool = False,
+    revote: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """The search of `locate_boundaries` on the coarse pass's answers, without the model.
+
+    `boundaries` in time order; `said[b, w]`: the offset window `starts[w]` said for boundary
+    b; `ask(pairs)`: the offsets of (boundary, window start) refining windows the coarse pass
+    did not have. `revote`: the final times are the ordered vote of every window, the
+    re-centred ones included (False: each boundary's re-centred window alone, the search
+    before issue 16; `benchmarks/search_hop.py` compares them). Apart from the model so that
+    the search itself can be studied on simulated or recorded answers.
+    """
+    grid = candidate_times(np.asarray(starts), length, said, duration)
     costs = np.stack([disagreement(grid, np.asarray(starts), length, row) for row in said])
     order, in_time = best_phase_order(costs, boundaries, any_order)
     picked = dict(zip(in_time, ordered_argmin(costs[in_time]).tolist(), strict=True))
     estimates = {name: float(grid[picked[row]]) for row, name in enumerate(boundaries)}
     refine_pairs = [
-        (name, min(max(t - length / 2, 0.0), session.duration - length))
-        for name, t in estimates.items()
+        (name, min(max(t - length / 2, 0.0), duration - length)) for name, t in estimates.items()
     ]
-    # A refining window that is a coarse window was already asked every question; refining
-    # windows that start together share one pass (the same window, the same answers).
+    # A refining window that is a coarse window was already asked every question.
     column = {start: i for i, start in enumerate(starts)}
     answers = {
         name: float(said[boundaries.index(name), column[start]])
@@ -125,26 +177,33 @@ def locate_boundaries(
         if start in column
     }
     fresh = [(name, start) for name, start in refine_pairs if name not in answers]
-    if shared:
-        for start in sorted({start for _, start in fresh}):
-            group = [pair for pair in fresh if pair[1] == start]
-            said_here = predict_offsets_shared(
-                model, windows_at(group), group=len(group), desc="refine", progress=False
-            )
-            answers.update(zip([name for name, _ in group], said_here, strict=True))
-    elif fresh:
-        said_fresh = predict_offsets(
-            model, windows_at(fresh), batch_size=batch_size, desc="refine", progress=progress
-        )
-        answers.update(zip([name for name, _ in fresh], said_fresh, strict=True))
+    if fresh:
+        answers.update(zip([name for name, _ in fresh], ask(fresh), strict=True))
     refined = [answers[name] for name, _ in refine_pairs]
-    # Each boundary is refined in its own window, so a weak head can undo the coarse pass's
-    # phase order (P2_end before P2_start); a running maximum (in the order found) restores it.
-    raw = np.array(
-        [start + p * length for (_, start), p in zip(refine_pairs, refined, strict=True)]
-    )
-    times = np.empty_like(raw)
-    times[in_time] = np.maximum.accumulate(raw[in_time])
+    if revote:
+        # The re-centred window joins the coarse windows' vote (where it is not one of them),
+        # so one confused answer of it cannot decide a boundary alone.
+        voters = [
+            (np.asarray(starts), row)
+            if start in column
+            else (np.append(starts, start), np.append(row, answers[name]))
+            for (name, start), row in zip(refine_pairs, said, strict=True)
+        ]
+        grid = np.unique(
+            np.concatenate([candidate_times(st, length, sd, duration) for st, sd in voters])
+        )
+        costs = np.stack([disagreement(grid, st, length, sd) for st, sd in voters])
+        times = np.empty(len(boundaries))
+        times[in_time] = grid[ordered_argmin(costs[in_time])]
+    else:
+        # Each boundary is refined in its own window, so a weak head can undo the coarse
+        # pass's phase order (P2_end before P2_start); a running maximum (in the order found)
+        # restores it.
+        raw = np.array(
+            [start + p * length for (_, start), p in zip(refine_pairs, refined, strict=True)]
+        )
+        times = np.empty_like(raw)
+        times[in_time] = np.maximum.accumulate(raw[in_time])
     found = dict(zip(boundaries, times.tolist(), strict=True))
     absent = {
         name
@@ -160,6 +219,7 @@ def locate_boundaries(
             "coarse_s": estimates[name],
             **({"phase_order": list(order)} if any_order else {}),
             "window_start_s": start,
+            "refined_offset": answers[name],
             "coarse_pass": [
                 [round(s, 2), round(float(q), 4)] for s, q in zip(starts, row, strict=True)
             ],

@@ -143,11 +143,16 @@ def locate_in_sessions(
                     n: e if isinstance(e, str) else round(e, 2) for n, e in err.items()
                 },
                 "coarse_pass": {n: v["coarse_pass"] for n, v in found.items()},
+                "refined": {
+                    n: [v["window_start_s"], round(v["refined_offset"], 4)]
+                    for n, v in found.items()
+                },
             }
         )
     result = {
         "manifest": str(Path(manifest).resolve()),
         "window_s": cfg.window_s,
+        "hop_s": windows["hop_s"],
         "sessions": results,
         "metrics": session_metrics(errors),
         "coarse_metrics": session_metrics(coarse_errors),
