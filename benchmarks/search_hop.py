@@ -2,6 +2,7 @@
 
     python benchmarks/search_hop.py [MANIFEST.jsonl ...] [--random-sessions 100]
         [--hops 7.5,15,30] [--sigmas 1,3,6] [--confusions 0,0.1,0.3] [--repeats 10]
+        [--edge-noise 0]
     python benchmarks/search_hop.py --replay RUN/sessions-eval.json [...]
 
 `audiolora predict RUN --sessions` tiles a recording with windows every `temporal.hop_s`
@@ -19,19 +20,21 @@ README), so it cannot tell which choice is right for a good model. This script d
 search code with a simulated window model of known quality: inside a window it says the true
 offset plus Gaussian noise of `sigma` seconds; outside it says 0 or 1 (plus the same noise);
 and with probability `confusion` any answer is replaced by a uniform draw (a confused window).
-Every side sees the same answer for the same (recording, boundary, window, repeat), so
-differences are the search's alone.
+`--edge-noise E` makes the noise grow from sigma at a window's centre to (1 + E) sigma at its
+edges, as for a head that sees a boundary best with context on both sides (the premise of
+re-centring). Every side sees the same answer for the same (recording, boundary, window,
+repeat), so differences are the search's alone, and they are given paired, by recording.
 
 Recordings: the sessions of `MANIFEST.jsonl` (default: the `builtin:sessions` split, where
 cached) and `--random-sessions` random layouts (2 to 15 minutes, phases of random length,
 lead-in and wrap-up of 1-20 s, gaps of 0-10 s). Prints per (model quality, hop) the session-level
 MAE (mean ± standard error over recordings x repeats), the share within 5 s, and windows per
-recording; results to `benchmarks/results/search_hop.json`. NumPy on one core: 27 minutes for
-the defaults here, beside a training on the other core.
+recording; results to `benchmarks/results/search_hop.json`. NumPy on one core: about 9
+minutes for the defaults.
 
 `--replay` instead takes the answers a real run gave (`RUN/sessions-M.json`, written by
 `audiolora predict RUN --sessions M.jsonl`, with the annotated times) and computes both final
-votes from them, without the model.
+votes from them, without the model (the "every window votes" side is then what predict said).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from audiolora.data.sessions import BOUNDARIES, read_sessions
 from audiolora.tasks.temporal.search import coarse_grid, search_session
 
 RESULTS = Path(__file__).resolve().parent / "results" / "search_hop.json"
+REPLAYS = RESULTS.with_name("search_hop_replay.json")
 BUILTIN = Path.home() / ".cache" / "audiolora" / "data" / "sessions-v2"
 SIDES = {"re-centred window alone": False, "every window votes": True}
 
@@ -67,32 +71,42 @@ def random_layout(rng: np.random.Generator) -> tuple[float, dict[str, float]]:
 
 
 def answer(
-    truth: float, start: float, length: float, sigma: float, confusion: float, key: tuple
+    truth: float,
+    start: float,
+    length: float,
+    sigma: float,
+    confusion: float,
+    edge_noise: float,
+    key: tuple,
 ) -> float:
     """The simulated head's offset for a boundary at `truth` in the window at `start`; the
-    same `key` (recording, boundary, window, repeat, quality) always draws the same noise."""
+    same `key` (recording, boundary, window, repeat, quality) always draws the same noise.
+    `edge_noise`: the noise grows from `sigma` at the window's centre to (1 + edge_noise) x
+    `sigma` at its edges (a head that sees a boundary best with context on both sides)."""
     rng = np.random.default_rng(zlib.crc32(repr(key).encode()))
     if rng.random() < confusion:
         return float(rng.random())
     true_offset = min(max((truth - start) / length, 0.0), 1.0)
-    return float(min(max(true_offset + rng.normal(0.0, sigma / length), 0.0), 1.0))
+    scale = sigma * (1.0 + edge_noise * 2.0 * abs(true_offset - 0.5)) / length
+    return float(min(max(true_offset + rng.normal(0.0, scale), 0.0), 1.0))
 
 
 def simulated_errors(
     duration: float,
     truth: dict[str, float],
-    window_s: float,
     hop_s: float,
+    args: argparse.Namespace,
     sigma: float,
     confusion: float,
     key: tuple,
 ) -> tuple[dict[str, list[float]], int]:
     """Per side, |found - true| per boundary of one recording and repeat; windows asked."""
     names = [b for b in BOUNDARIES if b in truth]
-    length, starts = coarse_grid(duration, window_s, hop_s)
+    length, starts = coarse_grid(duration, args.window_s, hop_s)
 
     def said(name: str, start: float) -> float:
-        return answer(truth[name], start, length, sigma, confusion, (*key, name, round(start, 3)))
+        window = (*key, name, round(start, 3))
+        return answer(truth[name], start, length, sigma, confusion, args.edge_noise, window)
 
     grid = np.array([[said(name, start) for start in starts] for name in names])
     fresh_windows: set[float] = set()
@@ -108,13 +122,12 @@ def simulated_errors(
     return errors, len(starts) + len(fresh_windows)
 
 
-def summary(per_recording: list[float], flat: list[float]) -> dict[str, float]:
-    values = np.asarray(per_recording)
-    return {
-        "mae_s": float(values.mean()),
-        "stderr_s": float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0,
-        "within_5s": float(np.mean(np.asarray(flat) <= 5.0)),
-    }
+def mean_and_stderr(per_recording: np.ndarray) -> tuple[float, float]:
+    """Mean over recordings of their mean over repeats, and its standard error across
+    recordings (repeats of one layout are not independent draws)."""
+    means = per_recording.mean(axis=1)
+    stderr = float(means.std(ddof=1) / math.sqrt(len(means))) if len(means) > 1 else 0.0
+    return float(means.mean()), stderr
 
 
 def simulate(args: argparse.Namespace) -> dict[str, Any]:
@@ -129,35 +142,49 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
     recordings += [(f"random:{i}", *random_layout(rng)) for i in range(args.random_sessions)]
     print(
         f"{len(recordings)} recordings ({len(recordings) - args.random_sessions} from "
-        f"manifests), {args.repeats} repeats each, {args.window_s:g} s windows; "
-        "session-level MAE (s) ± standard error, share within 5 s"
+        f"manifests), {args.repeats} repeats each, {args.window_s:g} s windows, edge noise "
+        f"{args.edge_noise:g}; session-level MAE (s) ± standard error across recordings, "
+        "share within 5 s; vote - alone: the paired difference"
     )
     names = list(SIDES)
-    print(f"{'sigma':>6} {'confused':>8} {'hop':>5} {'windows':>8}   " + "   ".join(names))
+    print(
+        f"{'sigma':>6} {'confused':>8} {'hop':>5} {'windows':>8}   "
+        + "   ".join(names)
+        + "   vote - alone"
+    )
     rows = []
+    hops = [float(h) for h in args.hops.split(",")]
     for sigma in (float(s) for s in args.sigmas.split(",")):
         for confusion in (float(c) for c in args.confusions.split(",")):
-            for hop in (float(h) for h in args.hops.split(",")):
-                per: dict[str, list[float]] = {n: [] for n in names}
+            kept: dict[float, dict[str, np.ndarray]] = {}
+            for hop in hops:
+                shape = (len(recordings), args.repeats)
+                per = {n: np.zeros(shape) for n in names}
                 flat: dict[str, list[float]] = {n: [] for n in names}
                 windows = []
-                for name, duration, truth in recordings:
+                for i, (name, duration, truth) in enumerate(recordings):
                     for repeat in range(args.repeats):
                         key = (args.seed, name, repeat, sigma, confusion)
                         errors, asked = simulated_errors(
-                            duration, truth, args.window_s, hop, sigma, confusion, key
+                            duration, truth, hop, args, sigma, confusion, key
                         )
                         windows.append(asked)
                         for side, e in errors.items():
-                            per[side].append(float(np.mean(e)))
+                            per[side][i, repeat] = float(np.mean(e))
                             flat[side] += e
-                row = {
+                kept[hop] = per
+                row: dict[str, Any] = {
                     "sigma_s": sigma,
                     "confusion": confusion,
                     "hop_s": hop,
                     "windows_per_recording": float(np.mean(windows)),
-                    **{side: summary(per[side], flat[side]) for side in names},
                 }
+                for side in names:
+                    mae, stderr = mean_and_stderr(per[side])
+                    within = float(np.mean(np.asarray(flat[side]) <= 5.0))
+                    row[side] = {"mae_s": mae, "stderr_s": stderr, "within_5s": within}
+                diff = mean_and_stderr(per[names[1]] - per[names[0]])
+                row["vote_minus_alone_s"] = {"mean": diff[0], "stderr": diff[1]}
                 rows.append(row)
                 cells = [
                     f"{row[s]['mae_s']:6.2f} ± {row[s]['stderr_s']:.2f} ({row[s]['within_5s']:.0%})"
@@ -165,14 +192,22 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
                 ]
                 print(
                     f"{sigma:>6g} {confusion:>8g} {hop:>5g} "
-                    f"{row['windows_per_recording']:>8.1f}   " + "   ".join(cells)
+                    f"{row['windows_per_recording']:>8.1f}   "
+                    + "   ".join(cells)
+                    + f"   {diff[0]:+.2f} ± {diff[1]:.2f}"
                 )
+            if {15.0, 30.0} <= kept.keys():
+                # The fast setting against the search before issue 16, paired by recording.
+                fast = kept[30.0][names[1]] - kept[15.0][names[0]]
+                mean, stderr = mean_and_stderr(fast)
+                rows[-1]["hop30_vote_minus_hop15_alone_s"] = {"mean": mean, "stderr": stderr}
+                print(f"{'':>30}hop 30 voting - hop 15 alone: {mean:+.2f} ± {stderr:.2f} s")
     return {
         "command": "python benchmarks/search_hop.py "
         + "".join(f"{m} " for m in args.manifests)
         + f"--random-sessions {args.random_sessions} --hops {args.hops} "
         f"--sigmas {args.sigmas} --confusions {args.confusions} "
-        f"--repeats {args.repeats} --seed {args.seed}",
+        f"--edge-noise {args.edge_noise:g} --repeats {args.repeats} --seed {args.seed}",
         "recordings": len(recordings),
         "rows": rows,
     }
@@ -183,7 +218,9 @@ def replay(path: Path) -> dict[str, Any]:
     result = json.loads(path.read_text())
     manifest = Path(result["manifest"])
     window_s, hop_s = float(result["window_s"]), float(result["hop_s"])
-    found, _ = read_sessions(manifest, window_s=window_s, boundaries=())
+    found, problems = read_sessions(manifest, window_s=window_s, boundaries=())
+    if problems:
+        raise SystemExit(f"{manifest}: {len(problems)} problem(s), first: {problems[0]}")
     by_line = {s.line: s for s in found}
     per: dict[str, list[float]] = {n: [] for n in SIDES}
     flat: dict[str, list[float]] = {n: [] for n in SIDES}
@@ -192,24 +229,38 @@ def replay(path: Path) -> dict[str, Any]:
         names = [b for b in BOUNDARIES if b in recorded["coarse_pass"]]
         length, starts = coarse_grid(session.duration, window_s, hop_s)
         said = np.array([[p for _, p in recorded["coarse_pass"][n]] for n in names])
-        refined = {n: p for n, (_, p) in recorded["refined"].items()}
 
-        def ask(pairs: list[tuple[str, float]], refined: dict = refined) -> list[float]:
-            return [refined[name] for name, _ in pairs]
+        def ask(pairs: list[tuple[str, float]], refined: dict = recorded["refined"]) -> list[float]:
+            for name, start in pairs:  # the search re-centres where the run did
+                assert abs(refined[name][0] - start) < 1e-6, (name, start, refined[name])
+            return [refined[name][1] for name, _ in pairs]
 
         for side, revote in SIDES.items():
             times = search_session(
-                session.duration, names, starts, length, said, ask, revote=revote
+                session.duration,
+                names,
+                starts,
+                length,
+                said,
+                ask,
+                min_phase_s=result.get("min_phase_s", 0.0),
+                any_order=result.get("any_phase_order", False),
+                revote=revote,
             )
-            e = [abs(times[n]["time_s"] - session.boundaries[n]) for n in names]
-            per[side].append(float(np.mean(e)))
+            e = [
+                abs(times[n]["time_s"] - session.boundaries[n])
+                for n in names
+                if n in session.boundaries and times[n]["time_s"] is not None
+            ]
+            per[side].append(float(np.mean(e)) if e else math.nan)
             flat[side] += e
-    rows = {side: summary(per[side], flat[side]) for side in SIDES}
     print(f"{path}: {len(result['sessions'])} recordings, hop {hop_s:g} s")
-    for side, row in rows.items():
-        print(
-            f"  {side}: session-level MAE {row['mae_s']:.2f} s, {row['within_5s']:.0%} within 5 s"
-        )
+    rows = {}
+    for side in SIDES:
+        mae = float(np.mean(flat[side])) if flat[side] else math.nan
+        within = float(np.mean(np.asarray(flat[side]) <= 5.0)) if flat[side] else math.nan
+        rows[side] = {"mae_s": mae, "within_5s": within, "boundaries": len(flat[side])}
+        print(f"  {side}: session-level MAE {mae:.2f} s, {within:.0%} within 5 s")
     return {"command": f"python benchmarks/search_hop.py --replay {path}", "replay": rows}
 
 
@@ -223,10 +274,17 @@ def main() -> None:
     parser.add_argument("--sigmas", default="1,3,6", help="inside-window noise (s)")
     parser.add_argument("--confusions", default="0,0.1,0.3")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--edge-noise",
+        type=float,
+        default=0.0,
+        help="noise at a window's edges is (1 + this) x sigma; 0: the same everywhere",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, help="default: results/search_hop[_replay].json")
     args = parser.parse_args()
     results = {"replays": [replay(p) for p in args.replay]} if args.replay else simulate(args)
+    args.out = args.out or (REPLAYS if args.replay else RESULTS)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"results: {args.out}")

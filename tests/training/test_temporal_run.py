@@ -120,7 +120,9 @@ def test_temporal_run_writes_mae_per_boundary_and_a_reloadable_adapter_with_head
     # The recorded answers are enough to search again without the model
     # (`benchmarks/search_hop.py --replay`): the same boundaries.
     recordings, _ = read_sessions(tiny_sessions / "eval.jsonl", window_s=20, boundaries=())
-    for recorded, recording in zip(located["sessions"], recordings, strict=True):
+    by_line = {r.line: r for r in recordings}
+    for recorded in located["sessions"]:
+        recording = by_line[recorded["line"]]
         names = list(recorded["coarse_pass"])
         length, starts = coarse_grid(recording.duration, located["window_s"], located["hop_s"])
         said = np.array([[p for _, p in recorded["coarse_pass"][n]] for n in names])
@@ -133,7 +135,8 @@ def test_temporal_run_writes_mae_per_boundary_and_a_reloadable_adapter_with_head
             lambda pairs, r=recorded: [r["refined"][name][1] for name, _ in pairs],
         )
         for name in names:
-            assert again[name]["time_s"] == pytest.approx(recorded["boundaries"][name], abs=0.02)
+            # the result rounds times to 0.01 s; the answers are recorded as they were
+            assert again[name]["time_s"] == pytest.approx(recorded["boundaries"][name], abs=0.006)
 
 
 def test_head_only_trains_only_the_head(

@@ -65,8 +65,9 @@ def locate_boundaries(
     boundary's entry says the `phase_order` found. `workers`: processes the shared coarse
     pass's windows are spread over (`parallel.spread`; same numbers). `coarse`: that pass's
     answers, computed already (`coarse_pass_windows`, e.g. for several recordings at once).
-    Returns boundary ->
-    {"time_s", "coarse_s", "window_start_s", "coarse_pass": [[start, said offset], ...]}.
+    Returns boundary -> {"time_s", "coarse_s", "window_start_s" (the re-centred window's),
+    "refined_offset" (its answer), "coarse_pass": [[start, said offset], ...]} and, with
+    `any_order`, "phase_order".
     Recordings shorter than the window are seen as one shorter window.
     """
     boundaries = sorted(boundaries, key=BOUNDARIES.index)  # time order, for the ordered search
@@ -170,11 +171,13 @@ def search_session(
         (name, min(max(t - length / 2, 0.0), duration - length)) for name, t in estimates.items()
     ]
     # A refining window that is a coarse window was already asked every question.
-    column = {start: i for i, start in enumerate(starts)}
+    # Matched to the microsecond: a re-centred start computed as t - length / 2 can miss an
+    # equal coarse start by a rounding error, and would then be asked and counted twice.
+    column = {round(start, 6): i for i, start in enumerate(starts)}
     answers = {
-        name: float(said[boundaries.index(name), column[start]])
+        name: float(said[boundaries.index(name), column[round(start, 6)]])
         for name, start in refine_pairs
-        if start in column
+        if round(start, 6) in column
     }
     fresh = [(name, start) for name, start in refine_pairs if name not in answers]
     if fresh:
@@ -185,7 +188,7 @@ def search_session(
         # so one confused answer of it cannot decide a boundary alone.
         voters = [
             (np.asarray(starts), row)
-            if start in column
+            if round(start, 6) in column
             else (np.append(starts, start), np.append(row, answers[name]))
             for (name, start), row in zip(refine_pairs, said, strict=True)
         ]
@@ -221,7 +224,7 @@ def search_session(
             "window_start_s": start,
             "refined_offset": answers[name],
             "coarse_pass": [
-                [round(s, 2), round(float(q), 4)] for s, q in zip(starts, row, strict=True)
+                [round(s, 2), float(q)] for s, q in zip(starts, row, strict=True)
             ],
         }
         for (name, start), time_s, row in zip(refine_pairs, times, said, strict=True)

@@ -85,6 +85,7 @@ def locate_in_sessions(
         "audio": cfg.audio,
         "question_last": cfg.question_last,
     }
+    min_phase = cfg.min_phase_s if min_phase_s is None else min_phase_s
     coarse: Sequence[Sequence[float] | None] = [None] * len(sessions)
     shared = share_prefix and can_share_prefix(model.family, model.backbone)
     if not shared:
@@ -115,7 +116,7 @@ def locate_in_sessions(
                 batch_size=config.training.eval_batch_size,
                 progress=progress,
                 share_prefix=share_prefix,
-                min_phase_s=cfg.min_phase_s if min_phase_s is None else min_phase_s,
+                min_phase_s=min_phase,
                 any_order=cfg.any_phase_order,
                 coarse=answers,
             )
@@ -144,7 +145,7 @@ def locate_in_sessions(
                 },
                 "coarse_pass": {n: v["coarse_pass"] for n, v in found.items()},
                 "refined": {
-                    n: [v["window_start_s"], round(v["refined_offset"], 4)]
+                    n: [v["window_start_s"], v["refined_offset"]]
                     for n, v in found.items()
                 },
             }
@@ -153,6 +154,8 @@ def locate_in_sessions(
         "manifest": str(Path(manifest).resolve()),
         "window_s": cfg.window_s,
         "hop_s": windows["hop_s"],
+        "min_phase_s": min_phase,
+        "any_phase_order": cfg.any_phase_order,
         "sessions": results,
         "metrics": session_metrics(errors),
         "coarse_metrics": session_metrics(coarse_errors),
