@@ -223,9 +223,7 @@ def search_session(
             **({"phase_order": list(order)} if any_order else {}),
             "window_start_s": start,
             "refined_offset": answers[name],
-            "coarse_pass": [
-                [round(s, 2), float(q)] for s, q in zip(starts, row, strict=True)
-            ],
+            "coarse_pass": [[round(s, 2), float(q)] for s, q in zip(starts, row, strict=True)],
         }
         for (name, start), time_s, row in zip(refine_pairs, times, said, strict=True)
     }

@@ -145,8 +145,7 @@ def locate_in_sessions(
                 },
                 "coarse_pass": {n: v["coarse_pass"] for n, v in found.items()},
                 "refined": {
-                    n: [v["window_start_s"], v["refined_offset"]]
-                    for n, v in found.items()
+                    n: [v["window_start_s"], v["refined_offset"]] for n, v in found.items()
                 },
             }
         )
