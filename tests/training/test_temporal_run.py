@@ -100,6 +100,7 @@ def test_temporal_run_writes_mae_per_boundary_and_a_reloadable_adapter_with_head
     assert "session-level MAE" in result.output
     located = json.loads((out / "sessions-eval.json").read_text())
     assert located["workers"] == 2 and in_one_process["workers"] == 1
+    assert located["seconds"] > 0 and located["audio_s"] > 0 and "x real time" in result.output
     for spread_out, alone in zip(located["sessions"], in_one_process["sessions"], strict=True):
         assert spread_out["boundaries"] == pytest.approx(alone["boundaries"], abs=0.01)
         for name, said in spread_out["coarse_pass"].items():
