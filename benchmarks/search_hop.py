@@ -8,12 +8,14 @@
 `audiolora predict RUN --sessions` tiles a recording with windows every `temporal.hop_s`
 seconds; each window says where each boundary lies in it, the coarse estimate is the time the
 windows agree on best, and a window re-centred on it is asked again (`search.search_session`).
-Two choices are measured here, each side by side:
+Three choices are measured here, side by side:
 
 - the hop: half-window hops give a boundary about two coarse votes and cost twice the windows
   of windows that touch;
 - the final time: the re-centred window's answer alone (the search before issue 16), or the
-  vote of every window with the re-centred one added (`revote`, the default now).
+  vote of every window with the re-centred one added (`revote`, the default now);
+- `fill_in` (`temporal.fill_in`, off by default): between the coarse vote and the re-centring,
+  the window half a hop over that holds each estimate votes too.
 
 Our embedded window model is no better than its prior (see the temporal section of the
 README), so it cannot tell which choice is right for a good model. This script drives the real
@@ -54,7 +56,12 @@ from audiolora.tasks.temporal.search import coarse_grid, search_session
 RESULTS = Path(__file__).resolve().parent / "results" / "search_hop.json"
 REPLAYS = RESULTS.with_name("search_hop_replay.json")
 BUILTIN = Path.home() / ".cache" / "audiolora" / "data" / "sessions-v2"
-SIDES = {"re-centred window alone": False, "every window votes": True}
+SIDES: dict[str, dict[str, bool]] = {
+    "re-centred window alone": {"revote": False},
+    "every window votes": {},
+    "filled in, every window votes": {"fill_in": True},
+}
+ALONE, VOTE, FILLED = SIDES
 
 
 def random_layout(rng: np.random.Generator) -> tuple[float, dict[str, float]]:
@@ -99,8 +106,8 @@ def simulated_errors(
     sigma: float,
     confusion: float,
     key: tuple,
-) -> tuple[dict[str, list[float]], int]:
-    """Per side, |found - true| per boundary of one recording and repeat; windows asked."""
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Per side, |found - true| per boundary of one recording and repeat, and windows asked."""
     names = [b for b in BOUNDARIES if b in truth]
     length, starts = coarse_grid(duration, args.window_s, hop_s)
 
@@ -109,17 +116,18 @@ def simulated_errors(
         return answer(truth[name], start, length, sigma, confusion, args.edge_noise, window)
 
     grid = np.array([[said(name, start) for start in starts] for name in names])
-    fresh_windows: set[float] = set()
+    errors, windows = {}, {}
+    for side, options in SIDES.items():
+        fresh_windows: set[float] = set()
 
-    def ask(pairs: list[tuple[str, float]]) -> list[float]:
-        fresh_windows.update(start for _, start in pairs)
-        return [said(name, start) for name, start in pairs]
+        def ask(pairs: list[tuple[str, float]], asked: set[float] = fresh_windows) -> list[float]:
+            asked.update(round(start, 6) for _, start in pairs)
+            return [said(name, start) for name, start in pairs]
 
-    errors = {}
-    for side, revote in SIDES.items():
-        found = search_session(duration, names, starts, length, grid, ask, revote=revote)
+        found = search_session(duration, names, starts, length, grid, ask, **options)
         errors[side] = [abs(found[n]["time_s"] - truth[n]) for n in names]
-    return errors, len(starts) + len(fresh_windows)
+        windows[side] = len(starts) + len(fresh_windows)
+    return errors, windows
 
 
 def mean_and_stderr(per_recording: np.ndarray) -> tuple[float, float]:
@@ -144,14 +152,10 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
         f"{len(recordings)} recordings ({len(recordings) - args.random_sessions} from "
         f"manifests), {args.repeats} repeats each, {args.window_s:g} s windows, edge noise "
         f"{args.edge_noise:g}; session-level MAE (s) ± standard error across recordings, "
-        "share within 5 s; vote - alone: the paired difference"
+        "share within 5 s, windows asked; then paired differences"
     )
     names = list(SIDES)
-    print(
-        f"{'sigma':>6} {'confused':>8} {'hop':>5} {'windows':>8}   "
-        + "   ".join(names)
-        + "   vote - alone"
-    )
+    print(f"{'sigma':>6} {'confused':>8} {'hop':>5}   " + "   ".join(names))
     rows = []
     hops = [float(h) for h in args.hops.split(",")]
     for sigma in (float(s) for s in args.sigmas.split(",")):
@@ -161,47 +165,57 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
                 shape = (len(recordings), args.repeats)
                 per = {n: np.zeros(shape) for n in names}
                 flat: dict[str, list[float]] = {n: [] for n in names}
-                windows = []
+                windows: dict[str, list[int]] = {n: [] for n in names}
                 for i, (name, duration, truth) in enumerate(recordings):
                     for repeat in range(args.repeats):
                         key = (args.seed, name, repeat, sigma, confusion)
                         errors, asked = simulated_errors(
                             duration, truth, hop, args, sigma, confusion, key
                         )
-                        windows.append(asked)
                         for side, e in errors.items():
                             per[side][i, repeat] = float(np.mean(e))
                             flat[side] += e
+                            windows[side].append(asked[side])
                 kept[hop] = per
-                row: dict[str, Any] = {
-                    "sigma_s": sigma,
-                    "confusion": confusion,
-                    "hop_s": hop,
-                    "windows_per_recording": float(np.mean(windows)),
-                }
+                row: dict[str, Any] = {"sigma_s": sigma, "confusion": confusion, "hop_s": hop}
                 for side in names:
                     mae, stderr = mean_and_stderr(per[side])
-                    within = float(np.mean(np.asarray(flat[side]) <= 5.0))
-                    row[side] = {"mae_s": mae, "stderr_s": stderr, "within_5s": within}
-                diff = mean_and_stderr(per[names[1]] - per[names[0]])
-                row["vote_minus_alone_s"] = {"mean": diff[0], "stderr": diff[1]}
+                    row[side] = {
+                        "mae_s": mae,
+                        "stderr_s": stderr,
+                        "within_5s": float(np.mean(np.asarray(flat[side]) <= 5.0)),
+                        "windows_per_recording": float(np.mean(windows[side])),
+                    }
+                paired = {"vote - alone": (VOTE, ALONE), "filled - vote": (FILLED, VOTE)}
+                row["paired_s"] = {}
+                for label, (a, b) in paired.items():
+                    mean, stderr = mean_and_stderr(per[a] - per[b])
+                    row["paired_s"][label] = {"mean": mean, "stderr": stderr}
                 rows.append(row)
                 cells = [
-                    f"{row[s]['mae_s']:6.2f} ± {row[s]['stderr_s']:.2f} ({row[s]['within_5s']:.0%})"
+                    f"{row[s]['mae_s']:6.2f} ± {row[s]['stderr_s']:.2f} "
+                    f"({row[s]['within_5s']:.0%}, {row[s]['windows_per_recording']:.1f} windows)"
                     for s in names
                 ]
+                differences = [
+                    f"{label} {d['mean']:+.2f} ± {d['stderr']:.2f}"
+                    for label, d in row["paired_s"].items()
+                ]
                 print(
-                    f"{sigma:>6g} {confusion:>8g} {hop:>5g} "
-                    f"{row['windows_per_recording']:>8.1f}   "
+                    f"{sigma:>6g} {confusion:>8g} {hop:>5g}   "
                     + "   ".join(cells)
-                    + f"   {diff[0]:+.2f} ± {diff[1]:.2f}"
+                    + "   "
+                    + ", ".join(differences)
                 )
             if {15.0, 30.0} <= kept.keys():
-                # The fast setting against the search before issue 16, paired by recording.
-                fast = kept[30.0][names[1]] - kept[15.0][names[0]]
-                mean, stderr = mean_and_stderr(fast)
-                rows[-1]["hop30_vote_minus_hop15_alone_s"] = {"mean": mean, "stderr": stderr}
-                print(f"{'':>30}hop 30 voting - hop 15 alone: {mean:+.2f} ± {stderr:.2f} s")
+                # The faster settings against the search before issue 16, paired by recording.
+                for side in (VOTE, FILLED):
+                    mean, stderr = mean_and_stderr(kept[30.0][side] - kept[15.0][ALONE])
+                    rows[-1].setdefault("hop30_minus_hop15_alone_s", {})[side] = {
+                        "mean": mean,
+                        "stderr": stderr,
+                    }
+                    print(f"{'':>22}hop 30 {side} - hop 15 alone: {mean:+.2f} ± {stderr:.2f} s")
     return {
         "command": "python benchmarks/search_hop.py "
         + "".join(f"{m} " for m in args.manifests)
@@ -222,8 +236,11 @@ def replay(path: Path) -> dict[str, Any]:
     if problems:
         raise SystemExit(f"{manifest}: {len(problems)} problem(s), first: {problems[0]}")
     by_line = {s.line: s for s in found}
-    per: dict[str, list[float]] = {n: [] for n in SIDES}
-    flat: dict[str, list[float]] = {n: [] for n in SIDES}
+    if result.get("fill_in"):
+        raise SystemExit(f"{path}: searched with fill-in; replay a search without it")
+    sides = {side: SIDES[side] for side in (ALONE, VOTE)}  # the ones that ask no new window
+    per: dict[str, list[float]] = {n: [] for n in sides}
+    flat: dict[str, list[float]] = {n: [] for n in sides}
     for recorded in result["sessions"]:
         session = by_line[recorded["line"]]
         names = [b for b in BOUNDARIES if b in recorded["coarse_pass"]]
@@ -235,7 +252,7 @@ def replay(path: Path) -> dict[str, Any]:
                 assert abs(refined[name][0] - start) < 1e-6, (name, start, refined[name])
             return [refined[name][1] for name, _ in pairs]
 
-        for side, revote in SIDES.items():
+        for side, options in sides.items():
             times = search_session(
                 session.duration,
                 names,
@@ -245,7 +262,7 @@ def replay(path: Path) -> dict[str, Any]:
                 ask,
                 min_phase_s=result.get("min_phase_s", 0.0),
                 any_order=result.get("any_phase_order", False),
-                revote=revote,
+                **options,
             )
             e = [
                 abs(times[n]["time_s"] - session.boundaries[n])
@@ -256,7 +273,7 @@ def replay(path: Path) -> dict[str, Any]:
             flat[side] += e
     print(f"{path}: {len(result['sessions'])} recordings, hop {hop_s:g} s")
     rows = {}
-    for side in SIDES:
+    for side in sides:
         mae = float(np.mean(flat[side])) if flat[side] else math.nan
         within = float(np.mean(np.asarray(flat[side]) <= 5.0)) if flat[side] else math.nan
         rows[side] = {"mae_s": mae, "within_5s": within, "boundaries": len(flat[side])}

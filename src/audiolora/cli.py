@@ -618,6 +618,15 @@ def predict(
             "the run's temporal.min_phase_s)."
         ),
     ] = None,
+    fill_in: Annotated[
+        bool | None,
+        typer.Option(
+            "--fill-in/--no-fill-in",
+            help="With --sessions: after the coarse vote, ask for each estimate the window half "
+            "a hop over that holds it, and vote again (more accurate, a few windows more; "
+            "default: the run's temporal.fill_in).",
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -672,7 +681,12 @@ def predict(
     if sessions is not None:
         try:
             shown = predict_sessions(
-                run_dir, sessions, hop_s=hop_s, min_phase_s=min_phase_s, workers=workers
+                run_dir,
+                sessions,
+                hop_s=hop_s,
+                min_phase_s=min_phase_s,
+                workers=workers,
+                fill_in=fill_in,
             )
         except (ConfigError, BadInputError, ValueError, ModelLoadError) as e:
             fail(str(e))

@@ -97,11 +97,14 @@ def predict_sessions(
     progress: bool = True,
     min_phase_s: float | None = None,
     workers: int | None = None,
+    fill_in: bool | None = None,
 ) -> Any:
     """Whole recordings of a session manifest, for tasks that search sessions."""
     config = run_config(run_dir, True)
     task = get_task(config.task)
-    return task.predict_sessions(Path(run_dir), manifest, hop_s, progress, min_phase_s, workers)
+    return task.predict_sessions(
+        Path(run_dir), manifest, hop_s, progress, min_phase_s, workers, fill_in
+    )
 
 
 def rank_captions(

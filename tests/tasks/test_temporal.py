@@ -252,6 +252,31 @@ def test_a_wrong_recentred_answer_is_outvoted_by_the_coarse_windows(
     assert found["P1_end"]["refined_offset"] == 0.9  # asked, and outvoted
 
 
+def test_fill_in_asks_the_window_half_a_hop_over_that_holds_each_estimate() -> None:
+    """Windows that touch (hop = window): the window between two coarse ones whose centre is
+    nearest each estimate votes before the re-centring; a perfect head stays exact."""
+    truth = {"P2_start": 100.0, "P2_end": 200.0}
+    names = list(truth)
+    length, starts = search.coarse_grid(300.0, 30, 30)
+    assert starts[:4] == [0.0, 30.0, 60.0, 90.0]
+    said = np.clip((np.array([[truth[n]] for n in names]) - np.array(starts)) / length, 0, 1)
+    asked: list[list[tuple[str, float]]] = []
+
+    def ask(pairs: list[tuple[str, float]]) -> list[float]:
+        asked.append(pairs)
+        return [min(max((truth[name] - start) / length, 0.0), 1.0) for name, start in pairs]
+
+    found = search.search_session(300.0, names, starts, length, said, ask, fill_in=True)
+    # centres 90 s (window 75) and 210 s (window 195) are the nearest to 100 s and 200 s
+    assert asked[0] == [("P2_start", 75.0), ("P2_end", 195.0)]
+    assert asked[1] == [("P2_start", 85.0), ("P2_end", 185.0)]  # then re-centred
+    for name, t in truth.items():
+        assert found[name]["time_s"] == pytest.approx(t)
+    asked.clear()
+    search.search_session(300.0, names, starts, length, said, ask)
+    assert asked == [[("P2_start", 85.0), ("P2_end", 185.0)]]  # without: re-centred only
+
+
 def test_refined_boundaries_stay_in_phase_order() -> None:
     """Without the final vote (`revote=False`, the re-centred answers alone) the refining pass
     would put P1_end after P2_start; the result keeps the phases in order. The search runs on

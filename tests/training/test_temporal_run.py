@@ -138,6 +138,10 @@ def test_temporal_run_writes_mae_per_boundary_and_a_reloadable_adapter_with_head
         for name in names:
             # the result rounds times to 0.01 s; the answers are recorded as they were
             assert again[name]["time_s"] == pytest.approx(recorded["boundaries"][name], abs=0.006)
+    result = runner.invoke(app, [*search, "--workers", "1", "--fill-in"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "sessions-eval.json").read_text())["fill_in"] is True
+    assert "fill-in" in result.output and located["fill_in"] is False  # the run's default
 
 
 def test_head_only_trains_only_the_head(

@@ -234,9 +234,10 @@ class Task:
         progress: bool = True,
         min_phase_s: float | None = None,
         workers: int | None = None,
+        fill_in: bool | None = None,
     ) -> Any:
         """Whole recordings of a session manifest (`audiolora predict RUN --sessions M`): a
         result with `.table` (title, header, rows), `.lines` and `.files` for the CLI to show.
-        `hop_s`, `min_phase_s`: None takes the run's setting; `workers`: CPU processes (None:
-        one per core)."""
+        `hop_s`, `min_phase_s`, `fill_in`: None takes the run's setting; `workers`: CPU
+        processes (None: one per core)."""
         raise ValueError(f"a {self.name} run does not search whole sessions (--sessions)")

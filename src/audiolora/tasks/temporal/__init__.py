@@ -214,6 +214,7 @@ class TemporalLocalization(Task):
         progress: bool = True,
         min_phase_s: float | None = None,
         workers: int | None = None,
+        fill_in: bool | None = None,
     ) -> Any:
         from audiolora.tasks.temporal.sessions import locate_in_sessions, printout
 
@@ -224,5 +225,6 @@ class TemporalLocalization(Task):
             progress=progress,
             min_phase_s=min_phase_s,
             workers=workers,
+            fill_in=fill_in,
         )
         return printout(Path(run_dir), Path(manifest), result)

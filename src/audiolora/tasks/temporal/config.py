@@ -43,6 +43,12 @@ class TemporalConfig(Section):
     """Learning rate of the head (None: training.learning_rate)."""
     hop_s: float | None = Field(None, gt=0)
     """Session-level inference: hop of the coarse pass (None: half a window)."""
+    fill_in: bool = False
+    """Session-level inference: after the coarse vote, ask for each estimate the window half a
+    hop over that holds it (a window between two coarse ones), and vote again before
+    re-centring. A few windows more (up to one per boundary) for a second coarse vote where it
+    counts; most useful with windows that touch (`hop_s` = `window_s`), see the README's
+    Benchmark section."""
     any_phase_order: bool = False
     """Session-level inference: the phases may come in any order (the search tries all six and
     keeps the one the windows agree with best); off: always P1, P2, P3."""

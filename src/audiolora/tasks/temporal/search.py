@@ -10,7 +10,8 @@ A second pass re-centres a window on the estimate and asks again (a re-centred w
 one of the coarse pass's was asked already, and boundaries whose windows coincide share one
 pass), and the final time is the same ordered vote with the re-centred window's answer added:
 it is the window that sees the boundary best, but it is one answer, and a confused one alone
-would decide.
+would decide. With `fill_in`, a window half a hop over from each coarse estimate votes too,
+before the re-centring.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def locate_boundaries(
     min_phase_s: float = 0.0,
     any_order: bool = False,
     workers: int = 1,
+    fill_in: bool = False,
     coarse: Sequence[float] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Boundary times in a whole recording: coarse pass, then a re-centred refining pass.
@@ -63,7 +65,8 @@ def locate_boundaries(
     apart is reported absent: `time_s` None for both. `any_order`: the phases may come in any
     order (the best of the six orders; each phase's start still before its end), and every
     boundary's entry says the `phase_order` found. `workers`: processes the shared coarse
-    pass's windows are spread over (`parallel.spread`; same numbers). `coarse`: that pass's
+    pass's windows are spread over (`parallel.spread`; same numbers). `fill_in`: see
+    `search_session`. `coarse`: that pass's
     answers, computed already (`coarse_pass_windows`, e.g. for several recordings at once).
     Returns boundary -> {"time_s", "coarse_s", "window_start_s" (the re-centred window's),
     "refined_offset" (its answer), "coarse_pass": [[start, said offset], ...]} and, with
@@ -138,6 +141,7 @@ def locate_boundaries(
         ask,
         min_phase_s=min_phase_s,
         any_order=any_order,
+        fill_in=fill_in,
     )
 
 
@@ -152,6 +156,7 @@ def search_session(
     min_phase_s: float = 0.0,
     any_order: bool = False,
     revote: bool = True,
+    fill_in: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """The search of `locate_boundaries` on the coarse pass's answers, without the model.
 
@@ -159,52 +164,69 @@ def search_session(
     b; `ask(pairs)`: the offsets of (boundary, window start) refining windows the coarse pass
     did not have. `revote`: the final times are the ordered vote of every window, the
     re-centred ones included (False: each boundary's re-centred window alone, the search
-    before issue 16; `benchmarks/search_hop.py` compares them). Apart from the model so that
-    the search itself can be studied on simulated or recorded answers.
+    before issue 16; `benchmarks/search_hop.py` compares them). `fill_in`: between the coarse
+    vote and the re-centring, ask for each estimate the window half a hop over that holds it
+    and vote again: a second vote where a boundary is, for up to one window per boundary
+    (`temporal.fill_in`). Apart from the model so that the search itself can be studied on
+    simulated or recorded answers.
     """
     grid = candidate_times(np.asarray(starts), length, said, duration)
     costs = np.stack([disagreement(grid, np.asarray(starts), length, row) for row in said])
     order, in_time = best_phase_order(costs, boundaries, any_order)
     picked = dict(zip(in_time, ordered_argmin(costs[in_time]).tolist(), strict=True))
     estimates = {name: float(grid[picked[row]]) for row, name in enumerate(boundaries)}
+    # Every boundary's voters: window start -> what it said (matched to the microsecond: a
+    # start computed as t - length / 2 can miss an equal coarse start by a rounding error).
+    voters = [
+        {round(s, 6): (s, float(p)) for s, p in zip(starts, row, strict=True)} for row in said
+    ]
+
+    def ask_missing(pairs: list[tuple[str, float]]) -> None:
+        missing = [(n, s) for n, s in pairs if round(s, 6) not in voters[boundaries.index(n)]]
+        if missing:
+            for (name, start), p in zip(missing, ask(missing), strict=True):
+                voters[boundaries.index(name)][round(start, 6)] = (start, float(p))
+
+    def vote() -> np.ndarray:
+        columns = [np.array(list(v.values())).T for v in voters]  # (starts, said) per boundary
+        grid = np.unique(
+            np.concatenate([candidate_times(st, length, sd, duration) for st, sd in columns])
+        )
+        costs = np.stack([disagreement(grid, st, length, sd) for st, sd in columns])
+        times = np.empty(len(boundaries))
+        times[in_time] = grid[ordered_argmin(costs[in_time])]
+        return times
+
+    if fill_in and len(starts) > 1:
+        # Windows that touch give a boundary one inside vote: ask, for each estimate, the
+        # window half a hop over that holds it, and vote again.
+        hop = starts[1] - starts[0]
+        between = np.arange(hop / 2, duration - length + 1e-9, hop)
+        if len(between):
+            pairs = [
+                (name, float(between[np.argmin(np.abs(between + length / 2 - t))]))
+                for name, t in estimates.items()
+            ]
+            ask_missing(pairs)
+            estimates = dict(zip(boundaries, vote().tolist(), strict=True))
     refine_pairs = [
         (name, min(max(t - length / 2, 0.0), duration - length)) for name, t in estimates.items()
     ]
-    # A refining window that is a coarse window was already asked every question.
-    # Matched to the microsecond: a re-centred start computed as t - length / 2 can miss an
-    # equal coarse start by a rounding error, and would then be asked and counted twice.
-    column = {round(start, 6): i for i, start in enumerate(starts)}
+    # A refining window that was asked already (a coarse one, say) is not asked again;
+    # refining windows that start together share one pass.
+    ask_missing(refine_pairs)
     answers = {
-        name: float(said[boundaries.index(name), column[round(start, 6)]])
-        for name, start in refine_pairs
-        if round(start, 6) in column
+        name: voters[boundaries.index(name)][round(start, 6)][1] for name, start in refine_pairs
     }
-    fresh = [(name, start) for name, start in refine_pairs if name not in answers]
-    if fresh:
-        answers.update(zip([name for name, _ in fresh], ask(fresh), strict=True))
-    refined = [answers[name] for name, _ in refine_pairs]
     if revote:
-        # The re-centred window joins the coarse windows' vote (where it is not one of them),
-        # so one confused answer of it cannot decide a boundary alone.
-        voters = [
-            (np.asarray(starts), row)
-            if round(start, 6) in column
-            else (np.append(starts, start), np.append(row, answers[name]))
-            for (name, start), row in zip(refine_pairs, said, strict=True)
-        ]
-        grid = np.unique(
-            np.concatenate([candidate_times(st, length, sd, duration) for st, sd in voters])
-        )
-        costs = np.stack([disagreement(grid, st, length, sd) for st, sd in voters])
-        times = np.empty(len(boundaries))
-        times[in_time] = grid[ordered_argmin(costs[in_time])]
+        # The re-centred window joins the other windows' vote, so one confused answer of it
+        # cannot decide a boundary alone.
+        times = vote()
     else:
         # Each boundary is refined in its own window, so a weak head can undo the coarse
         # pass's phase order (P2_end before P2_start); a running maximum (in the order found)
         # restores it.
-        raw = np.array(
-            [start + p * length for (_, start), p in zip(refine_pairs, refined, strict=True)]
-        )
+        raw = np.array([start + answers[name] * length for name, start in refine_pairs])
         times = np.empty_like(raw)
         times[in_time] = np.maximum.accumulate(raw[in_time])
     found = dict(zip(boundaries, times.tolist(), strict=True))

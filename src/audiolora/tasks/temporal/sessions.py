@@ -49,6 +49,7 @@ def locate_in_sessions(
     share_prefix: bool = True,
     min_phase_s: float | None = None,
     workers: int | None = None,
+    fill_in: bool | None = None,
 ) -> dict[str, Any]:
     """Session-level inference for a temporal run: every boundary of every recording.
 
@@ -88,6 +89,7 @@ def locate_in_sessions(
         "question_last": cfg.question_last,
     }
     min_phase = cfg.min_phase_s if min_phase_s is None else min_phase_s
+    fill_in = cfg.fill_in if fill_in is None else fill_in
     coarse: Sequence[Sequence[float] | None] = [None] * len(sessions)
     shared = share_prefix and can_share_prefix(model.family, model.backbone)
     if not shared:
@@ -120,6 +122,7 @@ def locate_in_sessions(
                 share_prefix=share_prefix,
                 min_phase_s=min_phase,
                 any_order=cfg.any_phase_order,
+                fill_in=fill_in,
                 coarse=answers,
             )
         err = session_errors(found, session)
@@ -157,6 +160,7 @@ def locate_in_sessions(
         "hop_s": windows["hop_s"],
         "min_phase_s": min_phase,
         "any_phase_order": cfg.any_phase_order,
+        "fill_in": fill_in,
         "sessions": results,
         "metrics": session_metrics(errors),
         "coarse_metrics": session_metrics(coarse_errors),
@@ -239,7 +243,8 @@ def printout(run_dir: Path, manifest: Path, result: dict[str, Any]) -> Printout:
         lines.append(
             f"{len(result['sessions'])} recordings, {result['audio_s'] / 60:.1f} min of audio, "
             f"searched in {result['seconds']:.1f} s ({result['seconds'] / result['audio_s']:.3f}x "
-            f"real time; hop {result['hop_s']:g} s, {result['workers']} process(es))"
+            f"real time; hop {result['hop_s']:g} s{', fill-in' if result.get('fill_in') else ''}, "
+            f"{result['workers']} process(es))"
         )
     out = run_dir / f"sessions-{manifest.stem}.json"
     atomic_write_json(out, result)
