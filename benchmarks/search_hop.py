@@ -211,7 +211,8 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
                 # The faster settings against the search before issue 16, paired by recording.
                 for side in (VOTE, FILLED):
                     mean, stderr = mean_and_stderr(kept[30.0][side] - kept[15.0][ALONE])
-                    rows[-1].setdefault("hop30_minus_hop15_alone_s", {})[side] = {
+                    hop30 = next(r for r in rows[-len(hops) :] if r["hop_s"] == 30.0)
+                    hop30.setdefault("hop30_minus_hop15_alone_s", {})[side] = {
                         "mean": mean,
                         "stderr": stderr,
                     }
@@ -230,14 +231,14 @@ def simulate(args: argparse.Namespace) -> dict[str, Any]:
 def replay(path: Path) -> dict[str, Any]:
     """Both final votes from a run's recorded answers (`RUN/sessions-M.json`)."""
     result = json.loads(path.read_text())
+    if result.get("fill_in"):
+        raise SystemExit(f"{path}: searched with fill-in; replay a search without it")
     manifest = Path(result["manifest"])
     window_s, hop_s = float(result["window_s"]), float(result["hop_s"])
     found, problems = read_sessions(manifest, window_s=window_s, boundaries=())
     if problems:
         raise SystemExit(f"{manifest}: {len(problems)} problem(s), first: {problems[0]}")
     by_line = {s.line: s for s in found}
-    if result.get("fill_in"):
-        raise SystemExit(f"{path}: searched with fill-in; replay a search without it")
     sides = {side: SIDES[side] for side in (ALONE, VOTE)}  # the ones that ask no new window
     per: dict[str, list[float]] = {n: [] for n in sides}
     flat: dict[str, list[float]] = {n: [] for n in sides}

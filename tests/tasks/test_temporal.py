@@ -277,6 +277,47 @@ def test_fill_in_asks_the_window_half_a_hop_over_that_holds_each_estimate() -> N
     assert asked == [[("P2_start", 85.0), ("P2_end", 185.0)]]  # without: re-centred only
 
 
+def test_fill_in_outvotes_a_confused_coarse_window() -> None:
+    """Windows that touch: the only coarse window holding the boundary (110 s) is confused and
+    says 93 s. The re-centred window alone contradicts it, a tie the vote breaks at 93 s; the
+    in-between window that fill-in adds sides with the re-centred one."""
+    truth = 110.0
+    length, starts = search.coarse_grid(300.0, 30, 30)
+    said = np.clip((truth - np.array(starts)) / length, 0, 1)[None, :]
+    said[0, starts.index(90.0)] = 0.1
+    asked: list[list[tuple[str, float]]] = []
+
+    def ask(pairs: list[tuple[str, float]]) -> list[float]:
+        asked.append(pairs)
+        return [min(max((truth - start) / length, 0.0), 1.0) for _, start in pairs]
+
+    plain = search.search_session(300.0, ["P2_start"], starts, length, said, ask)["P2_start"]
+    assert plain["time_s"] == pytest.approx(93.0) and "filled_s" not in plain
+    asked.clear()
+    filled = search.search_session(300.0, ["P2_start"], starts, length, said, ask, fill_in=True)
+    assert asked == [[("P2_start", 75.0)], [("P2_start", 78.0)]]
+    assert abs(filled["P2_start"]["time_s"] - truth) <= 5.0
+    assert filled["P2_start"]["coarse_s"] == pytest.approx(93.0)  # the coarse pass's, kept
+
+
+def test_fill_in_windows_lie_between_the_actual_coarse_windows() -> None:
+    """A recording the hop does not divide: the last coarse window is pulled back to end with
+    the recording (starts 0, 30, 60, 70), and the window between 60 and 70 (65-95 s) is the
+    one that holds a boundary at 90 s."""
+    length, starts = search.coarse_grid(100.0, 30, 30)
+    assert starts == [0.0, 30.0, 60.0, 70.0]
+    said = np.clip((90.0 - np.array(starts)) / length, 0, 1)[None, :]
+    asked: list[list[tuple[str, float]]] = []
+
+    def ask(pairs: list[tuple[str, float]]) -> list[float]:
+        asked.append(pairs)
+        return [min(max((90.0 - start) / length, 0.0), 1.0) for _, start in pairs]
+
+    found = search.search_session(100.0, ["P3_end"], starts, length, said, ask, fill_in=True)
+    assert asked[0] == [("P3_end", 65.0)]
+    assert found["P3_end"]["time_s"] == pytest.approx(90.0)
+
+
 def test_refined_boundaries_stay_in_phase_order() -> None:
     """Without the final vote (`revote=False`, the re-centred answers alone) the refining pass
     would put P1_end after P2_start; the result keeps the phases in order. The search runs on

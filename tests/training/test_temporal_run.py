@@ -140,8 +140,12 @@ def test_temporal_run_writes_mae_per_boundary_and_a_reloadable_adapter_with_head
             assert again[name]["time_s"] == pytest.approx(recorded["boundaries"][name], abs=0.006)
     result = runner.invoke(app, [*search, "--workers", "1", "--fill-in"])
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "sessions-eval.json").read_text())["fill_in"] is True
-    assert "fill-in" in result.output and located["fill_in"] is False  # the run's default
+    filled = json.loads((out / "sessions-eval.json").read_text())
+    assert filled["fill_in"] is True and "fill-in" in result.output
+    assert located["fill_in"] is False  # the run's default
+    # the search ran with it: the estimates after the in-between windows voted are there
+    assert all(set(s["filled"]) == set(s["coarse"]) for s in filled["sessions"])
+    assert all("filled" not in s for s in located["sessions"])
 
 
 def test_head_only_trains_only_the_head(

@@ -167,8 +167,8 @@ def search_session(
     before issue 16; `benchmarks/search_hop.py` compares them). `fill_in`: between the coarse
     vote and the re-centring, ask for each estimate the window half a hop over that holds it
     and vote again: a second vote where a boundary is, for up to one window per boundary
-    (`temporal.fill_in`). Apart from the model so that the search itself can be studied on
-    simulated or recorded answers.
+    (`temporal.fill_in`). Every vote keeps the phase order the coarse pass chose. Apart from
+    the model so that the search itself can be studied on simulated or recorded answers.
     """
     grid = candidate_times(np.asarray(starts), length, said, duration)
     costs = np.stack([disagreement(grid, np.asarray(starts), length, row) for row in said])
@@ -197,18 +197,19 @@ def search_session(
         times[in_time] = grid[ordered_argmin(costs[in_time])]
         return times
 
-    if fill_in and len(starts) > 1:
+    coarse = dict(estimates)
+    if fill_in:
         # Windows that touch give a boundary one inside vote: ask, for each estimate, the
-        # window half a hop over that holds it, and vote again.
-        hop = starts[1] - starts[0]
-        between = np.arange(hop / 2, duration - length + 1e-9, hop)
-        if len(between):
-            pairs = [
-                (name, float(between[np.argmin(np.abs(between + length / 2 - t))]))
-                for name, t in estimates.items()
-            ]
-            ask_missing(pairs)
-            estimates = dict(zip(boundaries, vote().tolist(), strict=True))
+        # window between two coarse ones (starting halfway between their starts) that holds
+        # it, the one centred nearest, and vote again.
+        between = (np.asarray(starts[:-1]) + np.asarray(starts[1:])) / 2
+        pairs = []
+        for name, t in estimates.items():
+            holding = between[(between <= t) & (t <= between + length)]
+            if len(holding):
+                pairs.append((name, float(holding[np.argmin(np.abs(holding + length / 2 - t))])))
+        ask_missing(pairs)
+        estimates = dict(zip(boundaries, vote().tolist(), strict=True))
     refine_pairs = [
         (name, min(max(t - length / 2, 0.0), duration - length)) for name, t in estimates.items()
     ]
@@ -241,7 +242,8 @@ def search_session(
     return {
         name: {
             "time_s": None if name in absent else float(time_s),
-            "coarse_s": estimates[name],
+            "coarse_s": coarse[name],
+            **({"filled_s": estimates[name]} if fill_in else {}),
             **({"phase_order": list(order)} if any_order else {}),
             "window_start_s": start,
             "refined_offset": answers[name],

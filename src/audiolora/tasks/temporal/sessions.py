@@ -140,6 +140,11 @@ def locate_in_sessions(
                     for n, v in found.items()
                 },
                 "coarse": {n: round(v["coarse_s"], 2) for n, v in found.items()},
+                **(
+                    {"filled": {n: round(v["filled_s"], 2) for n, v in found.items()}}
+                    if fill_in
+                    else {}
+                ),
                 "annotated": {
                     n: session.boundaries.get(n)
                     for n in found
