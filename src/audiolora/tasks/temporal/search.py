@@ -170,11 +170,6 @@ def search_session(
     (`temporal.fill_in`). Every vote keeps the phase order the coarse pass chose. Apart from
     the model so that the search itself can be studied on simulated or recorded answers.
     """
-    grid = candidate_times(np.asarray(starts), length, said, duration)
-    costs = np.stack([disagreement(grid, np.asarray(starts), length, row) for row in said])
-    order, in_time = best_phase_order(costs, boundaries, any_order)
-    picked = dict(zip(in_time, ordered_argmin(costs[in_time]).tolist(), strict=True))
-    estimates = {name: float(grid[picked[row]]) for row, name in enumerate(boundaries)}
     # Every boundary's voters: window start -> what it said (matched to the microsecond: a
     # start computed as t - length / 2 can miss an equal coarse start by a rounding error).
     voters = [
@@ -187,16 +182,24 @@ def search_session(
             for (name, start), p in zip(missing, ask(missing), strict=True):
                 voters[boundaries.index(name)][round(start, 6)] = (start, float(p))
 
-    def vote() -> np.ndarray:
+    def disagreements() -> tuple[np.ndarray, np.ndarray]:
+        """Every time where some voter's disagreement bends, and each boundary's summed
+        disagreement at those times."""
         columns = [np.array(list(v.values())).T for v in voters]  # (starts, said) per boundary
         grid = np.unique(
             np.concatenate([candidate_times(st, length, sd, duration) for st, sd in columns])
         )
-        costs = np.stack([disagreement(grid, st, length, sd) for st, sd in columns])
+        return grid, np.stack([disagreement(grid, st, length, sd) for st, sd in columns])
+
+    def vote(grid: np.ndarray, costs: np.ndarray) -> dict[str, float]:
+        """The ordered vote of the windows those disagreements count, boundary -> time."""
         times = np.empty(len(boundaries))
         times[in_time] = grid[ordered_argmin(costs[in_time])]
-        return times
+        return dict(zip(boundaries, times.tolist(), strict=True))
 
+    grid, costs = disagreements()
+    order, in_time = best_phase_order(costs, boundaries, any_order)
+    estimates = vote(grid, costs)
     coarse = dict(estimates)
     if fill_in:
         # Windows that touch give a boundary one inside vote: ask, for each estimate, the
@@ -209,7 +212,7 @@ def search_session(
             if len(holding):
                 pairs.append((name, float(holding[np.argmin(np.abs(holding + length / 2 - t))])))
         ask_missing(pairs)
-        estimates = dict(zip(boundaries, vote().tolist(), strict=True))
+        estimates = vote(*disagreements())
     refine_pairs = [
         (name, min(max(t - length / 2, 0.0), duration - length)) for name, t in estimates.items()
     ]
@@ -222,7 +225,7 @@ def search_session(
     if revote:
         # The re-centred window joins the other windows' vote, so one confused answer of it
         # cannot decide a boundary alone.
-        times = vote()
+        found = vote(*disagreements())
     else:
         # Each boundary is refined in its own window, so a weak head can undo the coarse
         # pass's phase order (P2_end before P2_start); a running maximum (in the order found)
@@ -230,7 +233,7 @@ def search_session(
         raw = np.array([start + answers[name] * length for name, start in refine_pairs])
         times = np.empty_like(raw)
         times[in_time] = np.maximum.accumulate(raw[in_time])
-    found = dict(zip(boundaries, times.tolist(), strict=True))
+        found = dict(zip(boundaries, times.tolist(), strict=True))
     absent = {
         name
         for phase in ("P1", "P2", "P3")
@@ -241,7 +244,7 @@ def search_session(
     }
     return {
         name: {
-            "time_s": None if name in absent else float(time_s),
+            "time_s": None if name in absent else float(found[name]),
             "coarse_s": coarse[name],
             **({"filled_s": estimates[name]} if fill_in else {}),
             **({"phase_order": list(order)} if any_order else {}),
@@ -249,7 +252,7 @@ def search_session(
             "refined_offset": answers[name],
             "coarse_pass": [[round(s, 2), float(q)] for s, q in zip(starts, row, strict=True)],
         }
-        for (name, start), time_s, row in zip(refine_pairs, times, said, strict=True)
+        for (name, start), row in zip(refine_pairs, said, strict=True)
     }
 
 

@@ -127,8 +127,8 @@ def locate_in_sessions(
             )
         err = session_errors(found, session)
         errors.append(err)
-        coarse = {n: {"time_s": v["coarse_s"]} for n, v in found.items()}
-        coarse_errors.append(session_errors(coarse, session))
+        coarse_found = {n: {"time_s": v["coarse_s"]} for n, v in found.items()}
+        coarse_errors.append(session_errors(coarse_found, session))
         reference = {n: {"time_s": f * session.duration} for n, f in prior.items()}
         reference_errors.append(session_errors(reference, session))
         results.append(
