@@ -240,7 +240,6 @@ def replay(path: Path) -> dict[str, Any]:
         raise SystemExit(f"{manifest}: {len(problems)} problem(s), first: {problems[0]}")
     by_line = {s.line: s for s in found}
     sides = {side: SIDES[side] for side in (ALONE, VOTE)}  # the ones that ask no new window
-    per: dict[str, list[float]] = {n: [] for n in sides}
     flat: dict[str, list[float]] = {n: [] for n in sides}
     for recorded in result["sessions"]:
         session = by_line[recorded["line"]]
@@ -270,7 +269,6 @@ def replay(path: Path) -> dict[str, Any]:
                 for n in names
                 if n in session.boundaries and times[n]["time_s"] is not None
             ]
-            per[side].append(float(np.mean(e)) if e else math.nan)
             flat[side] += e
     print(f"{path}: {len(result['sessions'])} recordings, hop {hop_s:g} s")
     rows = {}
