@@ -17,8 +17,9 @@ search's worker processes runs, and reports:
   search time and x real time over `--workers` processes (loading not counted), as measured, with
   attention at the matmul peak, and with every FLOP at the matmul peak and nothing else costing
   time. The budget row is the time per window that `--target` allows.
-`--flex` also times a compiled `flex_attention` with a causal block mask (which skips the masked
-blocks) against SDPA on the language model's shape. Results: `benchmarks/results/window_floor.json`.
+`--flex` also times one causal attention pass of the language model's shape by other routes
+than SDPA (`attention_passes`), compiled `flex_attention` among them.
+Results: `benchmarks/results/window_floor.json`.
 """
 
 from __future__ import annotations
@@ -134,31 +135,49 @@ def window_cost(run: Path, manifest: Path, hop_s: float | None, repeats: int) ->
     }
 
 
-def flex_against_sdpa(heads: int, tokens: int, dim: int, repeats: int) -> dict[str, float]:
-    """Milliseconds of one causal attention pass of the language model's shape: SDPA (what the
-    search runs) and `flex_attention` compiled with a causal block mask."""
+def attention_passes(heads: int, tokens: int, dim: int, repeats: int) -> dict[str, Any]:
+    """Milliseconds of one causal attention pass of the language model's shape (bf16), and the
+    largest difference of its output to SDPA's: SDPA (what the search runs); SDPA over 4 chunks
+    of queries, each over only the keys it needs (a boolean mask on its diagonal block); the
+    math written out (fp32 scores and softmax); `flex_attention` compiled with a causal block
+    mask (it skips the masked blocks)."""
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
+    sdpa = torch.nn.functional.scaled_dot_product_attention
     q, k, v = (torch.randn(1, heads, tokens, dim, dtype=torch.bfloat16) for _ in range(3))
+
+    def chunked(parts: int = 4) -> torch.Tensor:
+        edges = [round(i * tokens / parts) for i in range(parts + 1)]
+        outs = []
+        for lo, hi in zip(edges, edges[1:], strict=False):
+            mask = torch.ones(hi - lo, hi, dtype=torch.bool).tril(diagonal=lo)
+            outs.append(sdpa(q[:, :, lo:hi], k[:, :, :hi], v[:, :, :hi], attn_mask=mask))
+        return torch.cat(outs, dim=2)
+
+    def math() -> torch.Tensor:
+        scores = (q @ k.transpose(-1, -2)).float() * dim**-0.5
+        future = torch.ones(tokens, tokens, dtype=torch.bool).triu(diagonal=1)
+        return scores.masked_fill_(future, float("-inf")).softmax(-1).to(q.dtype) @ v
 
     def causal(b, h, query, key):  # noqa: ANN001, ANN202
         return query >= key
 
-    mask = create_block_mask(causal, None, None, tokens, tokens, device="cpu")
+    block_mask = create_block_mask(causal, None, None, tokens, tokens, device="cpu")
     compiled = torch.compile(flex_attention)
     sides = {
-        "sdpa_ms": lambda: torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, is_causal=True
-        ),
-        "flex_compiled_ms": lambda: compiled(q, k, v, block_mask=mask),
+        "sdpa": lambda: sdpa(q, k, v, is_causal=True),
+        "sdpa_4_chunks": chunked,
+        "math": math,
+        "flex_compiled": lambda: compiled(q, k, v, block_mask=block_mask),
     }
-    out = {}
+    reference = sides["sdpa"]().float()
+    out: dict[str, Any] = {}
     for name, run in sides.items():
-        run()
+        difference = (run().float() - reference).abs().max().item()
         began = time.perf_counter()
         for _ in range(repeats):
             run()
-        out[name] = (time.perf_counter() - began) / repeats * 1e3
+        out[name] = {"ms": (time.perf_counter() - began) / repeats * 1e3, "max_diff": difference}
     return out
 
 
@@ -230,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         heads, tokens, dim = LONGEST_CAUSAL[0]
         result["attention_pass"] = {
             "shape": [heads, tokens, dim],
-            **flex_against_sdpa(heads, tokens, dim, args.repeats * 10),
+            "sides": attention_passes(heads, tokens, dim, args.repeats * 10),
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -261,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         a = result["attention_pass"]
         print(
             f"\none causal attention pass ({a['shape'][0]} heads, {a['shape'][1]} tokens, "
-            f"{a['shape'][2]} dims, bf16): SDPA "
-            f"{a['sdpa_ms']:.1f} ms, compiled flex_attention {a['flex_compiled_ms']:.1f} ms"
+            f"{a['shape'][2]} dims, bf16), ms (largest difference to SDPA's output): "
+            + ", ".join(f"{n} {v['ms']:.1f} ({v['max_diff']:.0e})" for n, v in a["sides"].items())
         )
     print(f"\nwrote {args.out}")
     return 0
