@@ -119,69 +119,9 @@ def slu_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen2_audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 64-wide random Qwen2-Audio with a byte-level tokenizer, saved as a folder."""
-    import torch
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import (
-        Qwen2AudioConfig,
-        Qwen2AudioEncoderConfig,
-        Qwen2AudioForConditionalGeneration,
-        Qwen2AudioProcessor,
-        Qwen2Config,
-        Qwen2Tokenizer,
-        WhisperFeatureExtractor,
-    )
+    from audiolora.builtin.random_model import save_random_qwen2_audio
 
-    from audiolora.builtin.assemble import (
-        AUDIO_BOS_TOKEN,
-        AUDIO_EOS_TOKEN,
-        AUDIO_TOKEN,
-        CHAT_TEMPLATE,
-    )
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    specials += [AUDIO_BOS_TOKEN, AUDIO_TOKEN, AUDIO_EOS_TOKEN]
-    vocab = {ch: i for i, ch in enumerate(sorted(ByteLevel.alphabet()))}
-    vocab.update({tok: len(vocab) + i for i, tok in enumerate(specials)})
-    # vocab=/merges= objects: vocab_file= is silently ignored in transformers 5.
-    tokenizer = Qwen2Tokenizer(
-        vocab=vocab, merges=[], eos_token="<|im_end|>", pad_token="<|endoftext|>"
-    )
-    tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
-    processor = Qwen2AudioProcessor(
-        feature_extractor=WhisperFeatureExtractor(feature_size=80),
-        tokenizer=tokenizer,
-        chat_template=CHAT_TEMPLATE,
-    )
-    config = Qwen2AudioConfig(
-        audio_config=Qwen2AudioEncoderConfig(
-            num_mel_bins=80,
-            d_model=64,
-            encoder_layers=2,
-            encoder_attention_heads=2,
-            encoder_ffn_dim=128,
-            max_source_positions=1500,
-        ),
-        text_config=Qwen2Config(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=4096,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        ),
-        audio_token_index=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
-    )
-    torch.manual_seed(0)
-    model = Qwen2AudioForConditionalGeneration(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    out = tmp_path_factory.mktemp("tiny-qwen2-audio")
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return save_random_qwen2_audio(tmp_path_factory.mktemp("tiny-qwen2-audio"))
 
 
 def write_session(root: Path, name: str, phases: dict[str, tuple[float, float]]) -> dict:
