@@ -13,10 +13,11 @@ Each side is one `audiolora train` process with the same data, steps, batch and 
 back RUN/metrics.json: the device, peak memory (on a GPU the allocator's peak during training,
 `torch.cuda.max_memory_allocated`; on a CPU resident memory), its ratio to bf16 LoRA, the first
 and last logged training loss, seconds a step and MFU. A side that cannot run here (paged
-optimizers without CUDA) is listed as skipped, with the reason; a side that fails keeps its
-error and the other sides go on. `two processes` runs `--nproc 2`: NCCL over two GPUs, gloo on
-a machine without one; skipped on a machine with one GPU.
-Results: OUT/cuda_checks.json (default `runs/cuda-checks`).
+optimizers without CUDA) is listed as skipped, with the reason; a side that fails or runs past
+`--side-timeout` keeps its error and log and the other sides go on; a side's earlier run folder
+is replaced. `two processes` runs `--nproc 2`: NCCL over two GPUs, gloo on a machine without
+one; skipped on a machine with one GPU.
+Results: OUT/cuda_checks.json (default `runs/cuda-checks`), written again after every side.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -146,7 +148,12 @@ def cannot_run(needs: str | None) -> str | None:
 
 
 def run_side(
-    name: str, recipe_path: Path, overrides: list[str], needs: str | None, out: Path
+    name: str,
+    recipe_path: Path,
+    overrides: list[str],
+    needs: str | None,
+    out: Path,
+    timeout_s: float = 240,
 ) -> dict:
     """One `audiolora train` process; its metrics, or why it did not run or failed."""
 
@@ -167,10 +174,20 @@ def run_side(
         command += ["--set", item]
     if needs == "nproc":
         command += ["--nproc", "2"]
-    began = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - began
+    shutil.rmtree(run_dir, ignore_errors=True)  # a side run before would ask for --resume
     log = out / f"{run_dir.name}.log"
+    began = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:
+        log.write_text(f"{e.stdout or ''}{e.stderr or ''}")
+        return {
+            "side": name,
+            "failed": "timeout",
+            "error": [f"over {timeout_s} s"],
+            "log": str(log),
+        }
+    wall = time.perf_counter() - began
     log.write_text(done.stdout + done.stderr)
     metrics_path = run_dir / "metrics.json"
     if done.returncode != 0 or not metrics_path.exists():
@@ -246,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("runs/cuda-checks"))
     parser.add_argument(
+        "--side-timeout", type=float, default=240, help="seconds a side may take (default 240)"
+    )
+    parser.add_argument(
         "--sides", default=",".join(SIDES), help=f"comma-separated, of: {', '.join(SIDES)}"
     )
     args = parser.parse_args(argv)
@@ -263,14 +283,15 @@ def main(argv: list[str] | None = None) -> int:
         save_random_qwen2_audio(model, text=text, audio=audio, dtype="bfloat16")
     manifests = tone_set(args.out / "tones")
     recipe_path = recipe(args.out, model, manifests, args.steps)
-    results = []
+    results: list[dict[str, Any]] = []
+    result = {"environment": env, "size": args.size, "steps": args.steps, "sides": results}
     for name in args.sides.split(","):
         overrides, needs = SIDES[name]
         print(f"{name} ...", flush=True)
-        results.append(run_side(name, recipe_path, overrides, needs, args.out))
+        results.append(run_side(name, recipe_path, overrides, needs, args.out, args.side_timeout))
+        # after every side: a call stopped at its limit keeps what finished
+        (args.out / "cuda_checks.json").write_text(json.dumps(result, indent=2) + "\n")
     print_table(results)
-    result = {"environment": env, "size": args.size, "steps": args.steps, "sides": results}
-    (args.out / "cuda_checks.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out / 'cuda_checks.json'}")
     return 0 if not any("failed" in r for r in results) else 1
 

@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=int, default=None, help="search processes (default: one per core)"
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed passes of the window")
-    parser.add_argument("--flex", action="store_true", help="also time compiled flex_attention")
+    parser.add_argument("--flex", action="store_true", help="also time other attention routes")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     workers = args.workers or default_workers(torch.device("cpu"))

@@ -20,10 +20,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 python3 -c "import torch, bitsandbytes, transformers, peft; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'bitsandbytes', bitsandbytes.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
 if [ "${1:-checks}" = tests ]; then
   workers=$(( $(nproc) > 8 ? 8 : $(nproc) ))
-  timeout 540 python3 -m pytest -q -p no:cacheprovider -n "$workers" -rfE tests 2>&1 | tee "$OUT/tests.log" | tail -40
+  timeout 450 python3 -m pytest -q -p no:cacheprovider -n "$workers" -rfE tests 2>&1 | tee "$OUT/tests.log" | tail -40
   exit "${PIPESTATUS[0]}"
 fi
-timeout 540 python3 benchmarks/cuda_checks.py --size "${SIZE:-1b}" --steps "${STEPS:-20}" \
+rm -rf /tmp/cuda-checks/cuda_checks.json
+timeout 450 python3 benchmarks/cuda_checks.py --size "${SIZE:-1b}" --steps "${STEPS:-20}" \
   --out /tmp/cuda-checks
 status=$?
 cp /tmp/cuda-checks/cuda_checks.json "$OUT/" 2>/dev/null

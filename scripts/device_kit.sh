@@ -3,16 +3,17 @@
 # its image lacks or holds at other versions, at the versions this checkout's .venv runs
 # (so the code there is the code the tests pass with), for CPython 3.12 on x86-64 Linux, in
 # .whl/ (git-ignored). bitsandbytes is repacked with only its CPU and CUDA 13 libraries (7 MB
-# instead of 43), so everything travels inside the device tool's 64 MiB. The image already has
-# torch, numpy, pandas, pyarrow, scipy, scikit-learn, matplotlib, safetensors, tokenizers,
-# PyYAML, tqdm, psutil, sacrebleu, rich and typer. Then, on that machine:
+# instead of 43), so everything travels inside the device tool's 64 MiB. Taken from the image:
+# torch, numpy, pandas, pyarrow, scipy, scikit-learn, matplotlib, PyYAML, tqdm, psutil,
+# sacrebleu, and for the tests pytest, pytest-xdist and hypothesis. Then, on that machine:
 #   bash scripts/device_checks.sh          (see there; carry .whl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARRY="accelerate annotated-doc annotated-types anyio bitsandbytes cffi click datasets dill fsspec
-h11 hf-xet httpcore2 httpx2 huggingface_hub idna jiwer kernels multiprocess peft pycparser pydantic
-pydantic_core RapidFuzz regex sniffio soundfile soxr tomlkit transformers truststore
-typing-inspection typing_extensions"
+h11 hf-xet httpcore2 httpx2 huggingface_hub idna jiwer kernels markdown-it-py mdurl multiprocess
+peft pycparser pydantic pydantic_core Pygments RapidFuzz regex rich safetensors shellingham sniffio
+soundfile soxr tokenizers tomlkit transformers truststore typer typing-inspection
+typing_extensions xxhash"
 normalized() { tr 'A-Z_.' 'a-z--' <<<"$1"; }
 freeze=$(.venv/bin/python -m pip freeze 2>/dev/null)
 pins=()

