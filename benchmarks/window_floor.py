@@ -41,10 +41,11 @@ from torch.utils.flop_counter import FlopCounterMode, register_flop_formula  # n
 
 from audiolora.data.sessions import BOUNDARIES, check_sessions  # noqa: E402
 from audiolora.evaluation.efficiency import matmul_peak  # noqa: E402
-from audiolora.inference import load_run, run_config  # noqa: E402
-from audiolora.precision import compute_precision, store_in_compute_dtype  # noqa: E402
+from audiolora.inference import run_config  # noqa: E402
+from audiolora.precision import compute_precision  # noqa: E402
 from audiolora.tasks.temporal.parallel import default_workers  # noqa: E402
 from audiolora.tasks.temporal.search import coarse_grid, session_windows  # noqa: E402
+from audiolora.tasks.temporal.sessions import load_for_search  # noqa: E402
 from audiolora.tasks.temporal.windows import predict_offsets_shared  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "window_floor.json"
@@ -79,9 +80,7 @@ def window_cost(run: Path, manifest: Path, hop_s: float | None, repeats: int) ->
     thread; with the search's window count over the whole manifest."""
     config = run_config(run, True)
     cfg = config.temporal
-    model, processor, _ = load_run(run, True)
-    model.requires_grad_(False)
-    store_in_compute_dtype(model, config.training.precision)
+    model, processor = load_for_search(run, config)
     sessions = check_sessions(
         {"sessions": manifest},
         window_s=cfg.window_s,
@@ -113,7 +112,7 @@ def window_cost(run: Path, manifest: Path, hop_s: float | None, repeats: int) ->
         ask()
     flops = {"matmul": 0, "attention": 0}
     for op, count in counter.get_flop_counts()["Global"].items():
-        flops["attention" if "scaled_dot_product" in str(op) else "matmul"] += count
+        flops["attention" if op_kind(str(op)) == "attention" else "matmul"] += count
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         ask()
     profiled = {"matmul": 0.0, "attention": 0.0, "other": 0.0}

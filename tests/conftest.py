@@ -198,19 +198,12 @@ def tiny_sessions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def omni_tokenizer():  # noqa: ANN201 - a transformers tokenizer
     """A byte-level tokenizer with the Omni chat-template tokens, and their ids."""
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import Qwen2Tokenizer
-
     from audiolora.builtin.assemble import CHAT_TEMPLATE
+    from audiolora.builtin.random_model import CHAT_TOKENS, byte_level_tokenizer
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_bos|>", "<|AUDIO|>"]
+    specials = [*CHAT_TOKENS, "<|audio_bos|>", "<|AUDIO|>"]
     specials += ["<|audio_eos|>", "<|IMAGE|>", "<|VIDEO|>", "<|vision_bos|>"]
-    vocab = {ch: i for i, ch in enumerate(sorted(ByteLevel.alphabet()))}
-    vocab.update({tok: len(vocab) + i for i, tok in enumerate(specials)})
-    tokenizer = Qwen2Tokenizer(
-        vocab=vocab, merges=[], eos_token="<|im_end|>", pad_token="<|endoftext|>"
-    )
-    tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
+    tokenizer = byte_level_tokenizer(specials)
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer, {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
 

@@ -31,21 +31,32 @@ TINY_AUDIO = {
 """The test suite's audio tower."""
 
 
-def byte_level_processor() -> Any:
-    """A `Qwen2AudioProcessor` over a byte-level tokenizer with the chat and audio tokens of
-    the assembled model (its chat template included)."""
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import Qwen2AudioProcessor, Qwen2Tokenizer, WhisperFeatureExtractor
+CHAT_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+"""Padding, and the chat template's turn markers (the end of a turn ends generation)."""
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    specials += [AUDIO_BOS_TOKEN, AUDIO_TOKEN, AUDIO_EOS_TOKEN]
+
+def byte_level_tokenizer(specials: list[str]) -> Any:
+    """A `Qwen2Tokenizer` over the 256 byte symbols with no merges, then `specials` (the first
+    is padding, `<|im_end|>` ends a turn; the rest are additional special tokens)."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import Qwen2Tokenizer
+
     vocab = {ch: i for i, ch in enumerate(sorted(ByteLevel.alphabet()))}
     vocab.update({tok: len(vocab) + i for i, tok in enumerate(specials)})
     # vocab=/merges= objects: vocab_file= is silently ignored in transformers 5.
     tokenizer = Qwen2Tokenizer(
-        vocab=vocab, merges=[], eos_token="<|im_end|>", pad_token="<|endoftext|>"
+        vocab=vocab, merges=[], eos_token="<|im_end|>", pad_token=specials[0]
     )
     tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
+    return tokenizer
+
+
+def byte_level_processor() -> Any:
+    """A `Qwen2AudioProcessor` over a byte-level tokenizer with the chat and audio tokens of
+    the assembled model (its chat template included)."""
+    from transformers import Qwen2AudioProcessor, WhisperFeatureExtractor
+
+    tokenizer = byte_level_tokenizer([*CHAT_TOKENS, AUDIO_BOS_TOKEN, AUDIO_TOKEN, AUDIO_EOS_TOKEN])
     return Qwen2AudioProcessor(
         feature_extractor=WhisperFeatureExtractor(feature_size=80),
         tokenizer=tokenizer,

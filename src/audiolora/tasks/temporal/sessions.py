@@ -59,7 +59,7 @@ def locate_in_sessions(
     processes the recordings' windows are spread over (None: one per CPU core for a run loaded on
     the CPU on Linux, else 1; `parallel.usable_workers`).
     """
-    from audiolora.inference import load_run, run_config
+    from audiolora.inference import run_config
 
     began = time.perf_counter()
     config = run_config(run_dir, True)
@@ -72,11 +72,7 @@ def locate_in_sessions(
         rejected_path=None,
     )
     prior = training_prior(config)
-    model, processor, _ = load_run(run_dir, True)
-    # Every forward below runs inside compute_precision: weights kept in its dtype, cast once
-    # (all of them: a search trains nothing, whatever the run trained).
-    model.requires_grad_(False)
-    store_in_compute_dtype(model, config.training.precision)
+    model, processor = load_for_search(run_dir, config)
     sessions = reports["sessions"].rows
     results, errors, coarse_errors, reference_errors = [], [], [], []
     workers = usable_workers(workers, next(model.parameters()).device)
@@ -177,6 +173,19 @@ def locate_in_sessions(
         "audio_s": round(sum(s.duration for s in sessions), 2),
     }
     return result
+
+
+def load_for_search(run_dir: Path, config: Any) -> tuple[Any, Any]:
+    """The run's model and processor as the session search runs them: frozen, every weight
+    stored in the run's compute dtype (each forward runs inside `compute_precision`, so the
+    weights are cast once instead of at every call; a search trains nothing, whatever the run
+    trained)."""
+    from audiolora.inference import load_run
+
+    model, processor, _ = load_run(run_dir, True)
+    model.requires_grad_(False)
+    store_in_compute_dtype(model, config.training.precision)
+    return model, processor
 
 
 def training_prior(config: Any) -> dict[str, float]:
